@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -29,3 +31,19 @@ def test_healthz_and_metrics(tracetap_proxy) -> None:
     assert metrics["tracetap_queue_depth"] == 0
     assert metrics["tracetap_db_healthy"] == 1
     assert "tracetap_journal_backlog_bytes" in metrics
+
+
+def _niceness(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+def test_ingest_process_yields_the_cpu_to_the_proxy(tracetap_proxy) -> None:
+    """Scrubbing and tokenizing run niced, so on a busy machine the proxy's streams come first."""
+    proxy = tracetap_proxy(anthropic_upstream="http://127.0.0.1:9", admin=True)
+    pid = proxy.proc.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    ingest = [int(c) for c in children
+              if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert len(ingest) == 1, children
+    assert _niceness(ingest[0]) == _niceness(pid) + 10

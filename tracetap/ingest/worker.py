@@ -37,12 +37,18 @@ class WorkerConfig:
     key_file: str | None = None
     tokenizer: str = "default"
     retry_interval: float = 2.0
+    nice: int = 10  # background work: the proxy's own process keeps the CPU when both want it
 
 
 def _child(cfg: WorkerConfig, inbox: Any, outbox: Any, parent: int) -> None:
     """Build the pipeline, feed it from `inbox`, report stats to `outbox`, flush on stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the proxy, which stops us
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if cfg.nice:
+        try:
+            os.nice(cfg.nice)
+        except OSError:  # not permitted here: run at the proxy's priority
+            pass
     try:
         from tracetap.ingest.pipeline import Pipeline
         from tracetap.proxy.runner import default_transforms
