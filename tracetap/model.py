@@ -40,8 +40,9 @@ class StreamEvent:
 class Exchange:
     """What the proxy saw of one HTTP exchange or one WebSocket request/response pair.
 
-    Filled on the proxy's hot path with no parsing beyond SSE framing; adapters turn it into a
-    Round off the hot path.
+    Filled on the proxy's hot path with no parsing at all: the response is kept as the chunks
+    that arrived (`wire_chunks`), framed into `events` or `response_body` off the hot path
+    (tracetap.proxy.frames); adapters then turn it into a Round.
     """
 
     uid: str
@@ -61,6 +62,7 @@ class Exchange:
     end_at: float | None = None
     events: list[StreamEvent] = field(default_factory=list)
     response_body: bytes = b""  # non-streaming body, decoded
+    wire_chunks: list[tuple[float, bytes]] = field(default_factory=list)  # (arrival, raw bytes)
     response_bytes: int = 0  # bytes on the wire to the client
     truncated: bool = False  # retained content hit the cap; timing still complete
     error: str | None = None  # proxy-level error (client disconnect, upstream reset ...)

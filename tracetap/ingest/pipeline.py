@@ -20,6 +20,7 @@ from tracetap.ingest.sessions import assign_identity
 from tracetap.model import Exchange, Round
 from tracetap.proxy.adapters import by_name
 from tracetap.proxy.decoding import decode_body
+from tracetap.proxy.frames import frame_exchange
 from tracetap.storage.journal import Journal
 from tracetap.storage.content import canonical, digest
 from tracetap.storage.writer import BLOB_REF, SideRecord, Writer, WriterExtension
@@ -188,6 +189,7 @@ class Pipeline:
                 item.request_encoding = None
             except ValueError as exc:  # kept raw: the adapter records it as unparsed
                 item.error = item.error or str(exc)
+        frame_exchange(item)  # the proxy kept raw chunks; frame them here, off its hot path
         try:
             rnd = by_name(item.api).to_round(item)
         except Exception as exc:  # an adapter bug must never lose the exchange's facts

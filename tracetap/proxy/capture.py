@@ -1,6 +1,6 @@
 """The mitmproxy addon: taps model-API exchanges (HTTP, SSE, WebSocket) without buffering them.
 
-Hooks only timestamp, frame SSE and hand finished exchanges to the ingest pipeline's queue.
+Hooks only timestamp and keep chunks, and hand finished exchanges to the ingest pipeline.
 Standalone: `mitmdump -s tracetap/proxy/capture.py --set tracetap_db=sqlite:///t.db`.
 """
 
@@ -17,34 +17,64 @@ from mitmproxy import ctx, exceptions, http
 from tracetap.model import Exchange, StreamEvent
 from tracetap.proxy.adapters import select
 from tracetap.proxy.adapters.openai_responses import OpenAIResponses
-from tracetap.proxy.decoding import decompressor
-from tracetap.proxy.sse import SSEParser
+from tracetap.proxy.frames import DEFAULT_MAX_BODY
 
-__all__ = ["Capture", "addons"]
+__all__ = ["DEFAULT_MAX_BODY", "Capture", "addons"]
 
 log = logging.getLogger("tracetap.proxy")
 
-DEFAULT_MAX_BODY = 16 * 1024 * 1024
 _WS_TERMINAL = {"response.completed", "response.incomplete", "response.failed", "error"}
 _RESPONSES = OpenAIResponses()
 
 
 class _BodyCopy:
-    """The request stream callable: keeps a copy (up to the cap) and forwards every chunk."""
+    """The request stream callable: keeps the chunks (up to the cap) and forwards each one."""
 
-    __slots__ = ("data", "max_body", "truncated")
+    __slots__ = ("chunks", "kept", "max_body", "truncated")
 
     def __init__(self, max_body: int) -> None:
-        self.data = bytearray()
+        self.chunks: list[bytes] = []
+        self.kept = 0
         self.max_body = max_body
         self.truncated = False
 
     def __call__(self, chunk: bytes) -> bytes:
         if chunk:
-            if len(self.data) + len(chunk) <= self.max_body:
-                self.data += chunk
+            if self.kept + len(chunk) <= self.max_body:
+                self.chunks.append(chunk)
+                self.kept += len(chunk)
             else:
                 self.truncated = True
+        return chunk
+
+
+class _StreamTap:
+    """The response stream callable: keep each chunk with its arrival time, pass it unchanged.
+
+    Nothing is decoded or parsed here (tracetap.proxy.frames does it in the ingest process);
+    past the cap only the byte count goes on, so memory stays flat on any response size.
+    """
+
+    __slots__ = ("adapter", "transport", "chunks", "kept", "wire", "max_body", "truncated")
+
+    def __init__(self, adapter: str, transport: str, max_body: int) -> None:
+        self.adapter = adapter
+        self.transport = transport
+        self.chunks: list[tuple[float, bytes]] = []
+        self.kept = 0
+        self.wire = 0
+        self.max_body = max_body
+        self.truncated = False
+
+    def __call__(self, chunk: bytes) -> bytes:
+        n = len(chunk)
+        self.wire += n
+        if self.kept + n <= self.max_body:
+            if n:
+                self.chunks.append((time.time(), chunk))
+                self.kept += n
+        else:
+            self.truncated = True
         return chunk
 
 
@@ -53,7 +83,7 @@ def _exchange(flow: http.HTTPFlow, api: str, transport: str,
     """The request side of an exchange; the body stays encoded (decoded off the hot path)."""
     req = flow.request
     if body is not None:
-        raw, truncated = bytes(body.data), body.truncated
+        raw, truncated = b"".join(body.chunks), body.truncated
     else:
         raw, truncated = req.raw_content or b"", False
     return Exchange(
@@ -65,53 +95,19 @@ def _exchange(flow: http.HTTPFlow, api: str, transport: str,
     )
 
 
-class _StreamTap:
-    """The per-response stream callable: timestamp, frame, return the chunk unchanged."""
-
-    __slots__ = ("ex", "sse", "decoder", "body", "kept", "max_body")
-
-    def __init__(self, ex: Exchange, sse: bool, decoder: Any, max_body: int) -> None:
-        self.ex = ex
-        self.sse = SSEParser() if sse else None
-        self.decoder = decoder
-        self.body = bytearray()
-        self.kept = 0
-        self.max_body = max_body
-
-    def __call__(self, chunk: bytes) -> bytes:
-        now = time.time()
-        ex = self.ex
-        ex.response_bytes += len(chunk)
-        if self.decoder is False:
-            return chunk
-        try:
-            if not chunk:
-                data = self.decoder.flush() if self.decoder is not None and hasattr(
-                    self.decoder, "flush") else b""
-            else:
-                data = self.decoder.decompress(chunk) if self.decoder is not None else chunk
-        except Exception:  # corrupt compressed stream: stop parsing, keep passing bytes
-            self.decoder = False
-            ex.error = ex.error or "undecodable response content-encoding"
-            return chunk
-        if self.sse is not None:
-            events = self.sse.feed(data) if data else []
-            if not chunk:
-                events += self.sse.flush()
-            for name, payload in events:
-                if self.kept + len(payload) > self.max_body:
-                    # Past the cap: keep memory flat; the round is marked truncated and its
-                    # end time still comes from the response hook.
-                    ex.truncated = True
-                    continue
-                self.kept += len(payload) + 64
-                ex.events.append(StreamEvent(now, name, payload))
-        elif data:
-            if len(self.body) + len(data) > self.max_body:
-                ex.truncated = True
-            else:
-                self.body += data
-        return chunk
+def _with_response(flow: http.HTTPFlow, tap: _StreamTap, body: _BodyCopy | None) -> Exchange:
+    """The whole exchange once its response has ended (or failed): built off the first-byte
+    path, from the flow and what the taps kept."""
+    ex = _exchange(flow, tap.adapter, tap.transport, body)
+    resp = flow.response
+    if resp is not None:
+        ex.status = resp.status_code
+        ex.response_headers = list(resp.headers.items(multi=True))
+        ex.upstream_first_byte_at = resp.timestamp_start
+    ex.wire_chunks = tap.chunks
+    ex.response_bytes = tap.wire
+    ex.truncated = ex.truncated or tap.truncated
+    return ex
 
 
 class Capture:
@@ -180,40 +176,29 @@ class Capture:
         if adapter is None:
             flow.response.stream = True  # pass through unbuffered
             return
-        ctype = flow.response.headers.get("content-type", "")
-        sse = "text/event-stream" in ctype
-        ex = _exchange(flow, adapter.name, "sse" if sse else "http",
-                       self._bodies.pop(flow.id, None))
-        ex.status = flow.response.status_code
-        ex.response_headers = list(flow.response.headers.items(multi=True))
-        ex.upstream_first_byte_at = flow.response.timestamp_start
-        tap = _StreamTap(ex, sse, decompressor(flow.response.headers.get("content-encoding")),
-                         self._max_body())
+        sse = "text/event-stream" in flow.response.headers.get("content-type", "")
+        tap = _StreamTap(adapter.name, "sse" if sse else "http", self._max_body())
         self._taps[flow.id] = tap
         flow.response.stream = tap
 
     def response(self, flow: http.HTTPFlow) -> None:
         tap = self._taps.pop(flow.id, None)
+        body = self._bodies.pop(flow.id, None)
         if tap is None:
             if flow.websocket is None and flow.response is not None:
                 self._submit_unrecognized(flow)
             return
-        ex = tap.ex
+        ex = _with_response(flow, tap, body)
         ex.end_at = flow.response.timestamp_end if flow.response else time.time()
-        ex.response_body = bytes(tap.body)
         self._submit(ex)
 
     def error(self, flow: http.HTTPFlow) -> None:
         msg = flow.error.msg if flow.error else "error"
         tap = self._taps.pop(flow.id, None)
+        body = self._bodies.pop(flow.id, None)
         if tap is not None:
-            ex = tap.ex
-            if tap.sse is not None:
-                for name, payload in tap.sse.flush():
-                    ex.events.append(StreamEvent(time.time(), name, payload))
-            ex.response_body = bytes(tap.body)
+            ex = _with_response(flow, tap, body)
         else:
-            body = self._bodies.pop(flow.id, None)
             adapter = select(flow.request.method, flow.request.path)
             if adapter is None or flow.websocket is not None:
                 return

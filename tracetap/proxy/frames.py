@@ -1,0 +1,71 @@
+"""Turns the response bytes the proxy kept (raw chunks, each with its arrival time) into stream
+events or a decoded body, in the ingest process: the proxy's hot path only appends chunks.
+
+An SSE event is timestamped with the arrival of the chunk that completed it.
+"""
+
+from __future__ import annotations
+
+from tracetap.model import Exchange, StreamEvent
+from tracetap.proxy.decoding import decompressor
+from tracetap.proxy.sse import SSEParser
+
+__all__ = ["DEFAULT_MAX_BODY", "frame_exchange"]
+
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+
+
+def frame_exchange(ex: Exchange, max_body: int | None = None) -> None:
+    """Decode and frame `ex.wire_chunks` into `ex.events` (SSE) or `ex.response_body`.
+
+    Decoded content beyond `max_body` bytes (default: the larger of DEFAULT_MAX_BODY and the
+    raw bytes kept) is not kept and the round is marked truncated, so a small compressed
+    response cannot expand without bound. A corrupt or unsupported encoding keeps what was
+    decoded before it and records the error; it never raises.
+    """
+    chunks, ex.wire_chunks = ex.wire_chunks, []
+    if not chunks:
+        return
+    if max_body is None:
+        max_body = max(DEFAULT_MAX_BODY, sum(len(c) for _, c in chunks))
+    encoding = ex.header("content-encoding", response=True)
+    decoder = decompressor(encoding)
+    if decoder is False:
+        ex.error = ex.error or f"unsupported response content-encoding {encoding!r}"
+        return
+    parser = SSEParser() if ex.transport == "sse" else None
+    body = bytearray()
+    kept = 0
+    last_at = chunks[-1][0]
+    for at, chunk in chunks + [(last_at, b"")]:
+        try:
+            if chunk:
+                data = decoder.decompress(chunk) if decoder is not None else chunk
+            else:  # end of the stream
+                data = decoder.flush() if decoder is not None and hasattr(decoder, "flush") \
+                    else b""
+        except Exception:  # corrupt compressed stream: keep what decoded before it
+            ex.error = ex.error or "undecodable response content-encoding"
+            if parser is None:
+                break
+            data, chunk = b"", b""
+        if parser is None:
+            if kept + len(data) > max_body:
+                ex.truncated = True
+                break
+            body += data
+            kept += len(data)
+            continue
+        events = parser.feed(data) if data else []
+        if not chunk:
+            events += parser.flush()
+        for name, payload in events:
+            if kept + len(payload) > max_body:
+                ex.truncated = True
+                continue
+            kept += len(payload) + 64
+            ex.events.append(StreamEvent(at, name, payload))
+        if not chunk:
+            break
+    if parser is None:
+        ex.response_body = bytes(body)
