@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tracetap.allocator import keep_freed_memory
 from tracetap.ingest.pipeline import PipelineStats
 
 __all__ = ["PipelineProcess", "WorkerConfig"]
@@ -49,6 +50,7 @@ def _child(cfg: WorkerConfig, inbox: Any, outbox: Any, parent: int) -> None:
             os.nice(cfg.nice)
         except OSError:  # not permitted here: run at the proxy's priority
             pass
+    keep_freed_memory()  # parsing 100 kB+ bodies would otherwise page-fault on every one
     try:
         from tracetap.ingest.pipeline import Pipeline
         from tracetap.proxy.runner import default_transforms

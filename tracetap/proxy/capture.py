@@ -137,7 +137,10 @@ class Capture:
 
     def running(self) -> None:
         if self.pipeline is None:  # loaded standalone with mitmdump -s
+            from tracetap.allocator import keep_freed_memory
             from tracetap.proxy.runner import build_pipeline
+
+            keep_freed_memory()
 
             self.pipeline = build_pipeline(ctx.options.tracetap_db or None,
                                            ctx.options.tracetap_journal_dir or None)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from mitmproxy import options
 from mitmproxy.tools.dump import DumpMaster
 
+from tracetap.allocator import keep_freed_memory
 from tracetap.ingest.pipeline import Pipeline, Transform
 from tracetap.storage.writer import WriterExtension
 from tracetap.proxy.capture import Capture
@@ -134,6 +135,7 @@ def allow_hosts(cfg: ProxyConfig) -> list[str]:
 
 async def run_proxy(cfg: ProxyConfig, *, ready: asyncio.Event | None = None) -> Any:
     """Run until SIGINT/SIGTERM (or cancellation); returns the stopped pipeline."""
+    keep_freed_memory()  # every request body would otherwise be page-faulted in afresh
     pipeline = _pipeline(cfg)
     # Threads of this process (the stats reader; in-process pipelines) share the GIL with
     # the event loop: hand it back within 1 ms (not 5 ms) so no stream chunk waits on them.
