@@ -1,5 +1,8 @@
 """Proxy overhead: direct vs plain mitmproxy (streaming) vs `tracetap proxy` recording everything.
 
+Also plain mitmproxy with the allocator settings tracetap applies to itself ("mitm+malloc"), so
+the addon's own cost is visible apart from the allocator's gain.
+
 Run: python bench/proxy_overhead.py [--requests N]. Prints a table; writes bench/results/proxy_overhead.json.
 """
 
@@ -20,6 +23,8 @@ import time
 from pathlib import Path
 
 import aiohttp
+
+from tracetap import allocator
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -50,12 +55,34 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User+system CPU of a process, and of its children (tracetap's ingest process)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def one_pid(p: int | str) -> float:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        kids = []
+    return one_pid(pid), sum(one_pid(k) for k in kids)
+
+
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     k = (len(values) - 1) * p
     lo, hi = int(k), min(int(k) + 1, len(values) - 1)
     return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
+
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(allocator.MMAP_THRESHOLD),
+              "MALLOC_TRIM_THRESHOLD_": str(allocator.TRIM_THRESHOLD),
+              "MALLOC_TOP_PAD_": str(allocator.TOP_PAD)}
 
 PROMPT = {"model": "bench", "max_tokens": 4096, "stream": True,
           "system": "You are a coding agent. " * 200,
@@ -129,6 +156,8 @@ async def big_stream(url: str, pid: int, nbytes: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--requests", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="latency runs per target, interleaved (the median is reported)")
     ap.add_argument("--big-mb", type=int, default=100)
     ap.add_argument("--tracetap-args", default="",
                     help="extra `tracetap proxy` options, e.g. '--content full --tokenizer off'")
@@ -139,12 +168,19 @@ def main() -> None:
     procs.append(subprocess.Popen([sys.executable, str(ROOT / "bench" / "sse_upstream.py"),
                                    str(up)]))
     wait_port(up)
-    mitm_port, tt_port = free_port(), free_port()
+    mitm_port, tuned_port, tt_port = free_port(), free_port(), free_port()
     mitmdump = str(Path(sys.executable).with_name("mitmdump"))
-    procs.append(subprocess.Popen(
-        [mitmdump, "-q", "--mode", f"reverse:http://127.0.0.1:{up}@{mitm_port}",
-         "--set", "stream_large_bodies=1", "--set", f"confdir={tmp / 'mitm'}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def plain_mitmproxy(port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+        return subprocess.Popen(
+            [mitmdump, "-q", "--mode", f"reverse:http://127.0.0.1:{up}@{port}",
+             "--set", "stream_large_bodies=1", "--set", f"confdir={tmp / 'mitm'}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+    procs.append(plain_mitmproxy(mitm_port))
+    # The same allocator settings `tracetap proxy` applies to itself (tracetap.allocator), so
+    # the addon's own cost can be read apart from the allocator's gain.
+    procs.append(plain_mitmproxy(tuned_port, dict(os.environ, **MALLOC_ENV)))
     tt = subprocess.Popen(
         [sys.executable, "-m", "tracetap", "proxy", "--db", f"sqlite:///{tmp / 'tt.db'}",
          "--anthropic-port", str(tt_port), "--anthropic-upstream", f"http://127.0.0.1:{up}",
@@ -152,28 +188,42 @@ def main() -> None:
          "--confdir", str(tmp / "mitm2"), "--quiet", *args.tracetap_args.split()],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs.append(tt)
-    for p in (mitm_port, tt_port):
+    for p in (mitm_port, tuned_port, tt_port):
         wait_port(p)
     targets = {"direct": f"http://127.0.0.1:{up}", "mitmproxy": f"http://127.0.0.1:{mitm_port}",
+               "mitm+malloc": f"http://127.0.0.1:{tuned_port}",
                "tracetap": f"http://127.0.0.1:{tt_port}"}
-    pids = {"mitmproxy": procs[1].pid, "tracetap": tt.pid}
+    pids = {"mitmproxy": procs[1].pid, "mitm+malloc": procs[2].pid, "tracetap": tt.pid}
     results: dict = {"latency": {}, "throughput": {}, "rss": {}}
     try:
         # Interleave targets in rounds so machine noise hits all three alike.
         lat: dict[str, list[dict]] = {k: [] for k in targets}
-        for _ in range(3):
+        for _ in range(args.rounds):
             for name, url in targets.items():
-                lat[name].append(asyncio.run(latency(url, args.requests // 3)))
+                lat[name].append(asyncio.run(latency(url, max(1, args.requests // args.rounds))))
         for name, runs in lat.items():
             results["latency"][name] = {k: statistics.median(r[k] for r in runs)
                                         for k in runs[0]}
         # Paced like fast real decoding (5 ms/event = 200 tok/s), then an unpaced stress run.
+        # CPU per stream counts the proxy and its children (tracetap's ingest process), with
+        # a pause after each run so deferred ingest work is included.
+        cpu: dict[str, list[float]] = {k: [0.0, 0.0, 0] for k in pids}
         for label, c, gap in (("1", 1, 5), ("10", 10, 5), ("100", 100, 5),
                               ("10-unpaced", 10, 0)):
             for name, url in targets.items():
                 per = max(3, 60 // c) if gap else 20
+                before = cpu_seconds(pids[name]) if name in pids else (0.0, 0.0)
                 results["throughput"].setdefault(label, {})[name] = asyncio.run(
                     throughput(url, c, per, gap))
+                if name in pids:
+                    time.sleep(2.0)
+                    after = cpu_seconds(pids[name])
+                    cpu[name][0] += after[0] - before[0]
+                    cpu[name][1] += after[1] - before[1]
+                    cpu[name][2] += c * per
+        results["cpu_ms_per_stream"] = {k: {"proxy": 1000 * v[0] / v[2],
+                                            "children": 1000 * v[1] / v[2]}
+                                        for k, v in cpu.items()}
         for name in ("mitmproxy", "tracetap"):
             results["rss"][name] = asyncio.run(big_stream(targets[name], pids[name],
                                                           args.big_mb * 1_000_000))
@@ -185,33 +235,31 @@ def main() -> None:
                 p.wait(60)
             except subprocess.TimeoutExpired:
                 p.kill()
-    lat = results["latency"]
-    results["ratios"] = {
-        "ttfb_p50_tracetap_over_mitmproxy": lat["tracetap"]["ttfb_p50"] / lat["mitmproxy"][
-            "ttfb_p50"],
-        "ttfb_p50_tracetap_minus_mitmproxy_ms": lat["tracetap"]["ttfb_p50"] - lat["mitmproxy"][
-            "ttfb_p50"],
-        "ttfb_p50_tracetap_over_direct": lat["tracetap"]["ttfb_p50"] / lat["direct"]["ttfb_p50"],
-        "throughput_tracetap_over_mitmproxy": {
-            c: v["tracetap"] / v["mitmproxy"] for c, v in results["throughput"].items()},
-    }
-    print(f"{'target':<10} {'TTFB p50':>9} {'TTFB p99':>9} {'TTLB p50':>9} {'TTLB p99':>9}  (ms)")
+    lat, thr = results["latency"], results["throughput"]
+    results["ratios"] = {f"tracetap_over_{base}": {
+        "ttfb_p50": lat["tracetap"]["ttfb_p50"] / lat[base]["ttfb_p50"],
+        "ttfb_p50_diff_ms": lat["tracetap"]["ttfb_p50"] - lat[base]["ttfb_p50"],
+        "throughput": {c: v["tracetap"] / v[base] for c, v in thr.items()},
+    } for base in ("mitmproxy", "mitm+malloc", "direct")}
+    print(f"{'target':<12} {'TTFB p50':>9} {'TTFB p99':>9} {'TTLB p50':>9} {'TTLB p99':>9}  (ms)")
     for name, v in lat.items():
-        print(f"{name:<10} {v['ttfb_p50']:9.2f} {v['ttfb_p99']:9.2f} {v['ttlb_p50']:9.2f} "
+        print(f"{name:<12} {v['ttfb_p50']:9.2f} {v['ttfb_p99']:9.2f} {v['ttlb_p50']:9.2f} "
               f"{v['ttlb_p99']:9.2f}")
     print("\nthroughput (streams/s; 100 events, 5 ms apart, except 'unpaced'):")
-    for c, v in results["throughput"].items():
+    for c, v in thr.items():
         print(f"  {c:>10} concurrent: " + ", ".join(f"{k} {x:.1f}" for k, x in v.items()))
+    print("\nCPU per stream in the throughput runs (ms; proxy process + its children): " +
+          ", ".join(f"{k} {v['proxy']:.2f} + {v['children']:.2f}"
+                    for k, v in results["cpu_ms_per_stream"].items()))
     print("\nRSS while a large response streams (MB):")
     for name, v in results["rss"].items():
         print(f"  {name:<10} before {v['rss_before_mb']:.0f}  peak {v['rss_peak_mb']:.0f}  "
               f"after {v['rss_after_mb']:.0f}  ({v['mb_per_s']:.0f} MB/s)")
-    r = results["ratios"]
-    print(f"\nTTFB p50 tracetap/mitmproxy = {r['ttfb_p50_tracetap_over_mitmproxy']:.3f} "
-          f"({r['ttfb_p50_tracetap_minus_mitmproxy_ms']:+.2f} ms); tracetap/direct = "
-          f"{r['ttfb_p50_tracetap_over_direct']:.2f}")
-    print("throughput tracetap/mitmproxy: " + ", ".join(
-        f"{c}: {x:.2f}" for c, x in r["throughput_tracetap_over_mitmproxy"].items()))
+    print()
+    for base in ("mitmproxy", "mitm+malloc", "direct"):
+        r = results["ratios"][f"tracetap_over_{base}"]
+        print(f"tracetap/{base}: TTFB p50 {r['ttfb_p50']:.3f} ({r['ttfb_p50_diff_ms']:+.2f} ms); "
+              "throughput " + ", ".join(f"{c}: {x:.2f}" for c, x in r["throughput"].items()))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "proxy_overhead.json").write_text(json.dumps(results, indent=2))
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
-__all__ = ["keep_freed_memory"]
+__all__ = ["MMAP_THRESHOLD", "TOP_PAD", "TRIM_THRESHOLD", "keep_freed_memory"]
 
 # glibc mallopt parameter numbers (malloc.h)
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
-_MB = 1024 * 1024
+MMAP_THRESHOLD, TRIM_THRESHOLD, TOP_PAD = 16 << 20, 64 << 20, 32 << 20
 
 
-def keep_freed_memory(*, mmap_threshold: int = 16 * _MB, trim_threshold: int = 64 * _MB,
-                      top_pad: int = 32 * _MB) -> bool:
+def keep_freed_memory(*, mmap_threshold: int = MMAP_THRESHOLD,
+                      trim_threshold: int = TRIM_THRESHOLD, top_pad: int = TOP_PAD) -> bool:
     """Serve allocations up to `mmap_threshold` from the heap and keep up to `trim_threshold`
     of freed heap for reuse, so a 1 MB body costs a copy rather than 256 page faults. The
     memory kept is reused by the next body (RSS stays flat at the working set plus at most
