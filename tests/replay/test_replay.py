@@ -60,7 +60,7 @@ def test_closed_loop_cache_matches_plan_and_waits_are_kept() -> None:
         assert nxt.sent - end == pytest.approx(0.1, abs=0.02)
     b0 = next(r for r in results if r.session_id == "b" and r.round_index == 0)
     assert b0.scheduled == pytest.approx(0.05, abs=1e-6)
-    assert all(r.lateness_ms < 20 for r in results)
+    assert all(0 <= r.lateness_ms < 20 for r in results)  # never early
     lines = [json.loads(x) for x in sink.getvalue().splitlines()]
     assert len(lines) == 5 and {"ttft_ms", "tpot_ms", "lateness_ms"} <= set(lines[0])
     assert summary["server_cached_tokens"] == sum(_floor(r.reusable_prefix) for r in results)

@@ -57,7 +57,7 @@ def test_latency_model_prefill_decode_and_batching() -> None:
 
     cold, warm, decode = asyncio.run(go())
     assert 0.095 < cold < 0.15 and warm < 0.04
-    assert 0.1 < decode - warm < 0.16  # 10 more tokens at 10 ms
+    assert 0.09 < decode - warm < 0.16  # 10 more tokens at 10 ms, ± noise
 
     slow = SimConfig(block_size=16, decode_per_token=0.01, batch_slowdown=1.0)
 

@@ -1,18 +1,22 @@
 """Replays a plan against an OpenAI-compatible server and measures every round.
 
 Closed loop (default): each session sends round i, waits for the whole response, waits the
-recorded gap (scaled), then sends round i+1. Open loop: every round at its recorded time. All
-waits are sleeps to absolute deadlines on the event loop clock; the next round's body is built
-while the current one is in flight (large prompts in a worker thread). A session that waits
-for a --max-active-sessions slot starts late, and its first round's lateness says by how much.
+recorded gap (scaled), then sends round i+1. Open loop: every round at its recorded time. Every
+wait is to an absolute deadline on the monotonic clock (pacing.Pacer, never accumulated sleeps);
+a request is started inside the timer's callback, and due ones also between chunks of responses
+being read. Lateness = when the request is handed to the HTTP client minus its deadline. The
+next round's body is built while the current one is in flight (large prompts in a worker
+thread). A session that waits for a --max-active-sessions slot starts late, and its first
+round's lateness says by how much.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import aiohttp
@@ -20,6 +24,7 @@ import numpy as np
 import orjson
 from yarl import URL
 
+from tracetap.replay.pacing import Pacer, now, steady_gc
 from tracetap.replay.plan import Plan, PlanRound, PlanSession
 from tracetap.replay.prompts import BuiltPrompt, PromptBuilder, Tokenizer, request_body
 
@@ -98,11 +103,12 @@ class _Run:
                  on_result: Callable[[RoundResult], None] | None) -> None:
         self.plan, self.cfg, self.builder, self.tokenizer = plan, cfg, builder, tokenizer
         self.sink, self.on_result = sink, on_result
-        self.results: list[RoundResult] = []
+        self.lines: list[bytes] = []
         self.errors = 0
         self.aborted: str | None = None
         self.stop = asyncio.Event()
         self.loop = asyncio.get_running_loop()
+        self.pacer = Pacer(self.loop)
         self.t0 = 0.0
         path = "/chat/completions" if cfg.endpoint == "chat" else "/completions"
         self.url = URL(cfg.base_url.rstrip("/") + path)  # parsed once, not per request
@@ -111,10 +117,8 @@ class _Run:
             self.headers["Authorization"] = f"Bearer {cfg.api_key}"
 
     async def sleep_until(self, deadline: float) -> None:
-        """Sleep to an absolute deadline on the loop clock (never accumulated sleeps)."""
-        delay = deadline - self.loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        """Sleep to an absolute deadline on the monotonic clock (never accumulated sleeps)."""
+        await self.pacer.sleep_until(deadline)
 
     async def build(self, session_id: str, rnd: PlanRound) -> tuple[BuiltPrompt, bytes]:
         def work() -> tuple[BuiltPrompt, bytes]:
@@ -129,26 +133,36 @@ class _Run:
         return work()
 
     def record(self, result: RoundResult) -> None:
-        self.results.append(result)
+        # Kept as its JSON line: bytes are not tracked by the collector, so a long run's results
+        # do not make collections more frequent or longer (pauses that would delay sends).
+        line = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
+        self.lines.append(line)
         if result.error is not None:
             self.errors += 1
             if self.errors >= self.cfg.max_errors and self.aborted is None:
                 self.aborted = f"stopped after {self.errors} failed requests (last: {result.error})"
                 self.stop.set()
         if self.sink is not None:
-            self.sink.write(orjson.dumps(asdict(result)).decode() + "\n")
+            self.sink.write(line.decode() + "\n")
             self.sink.flush()
         if self.on_result is not None:
             self.on_result(result)
 
+    def send_at(self, http: aiohttp.ClientSession, session_id: str, rnd: PlanRound,
+                prompt: BuiltPrompt, body: bytes, deadline: float) -> asyncio.Future[RoundResult]:
+        """Start send() at `deadline`, inside the pacer's timer callback: the request is written
+        to its connection before the loop turns to other work (responses being read)."""
+        return self.pacer.start_at(deadline, functools.partial(
+            self.send, http, session_id, rnd, prompt, body, deadline))
+
     async def send(self, http: aiohttp.ClientSession, session_id: str, rnd: PlanRound,
                    prompt: BuiltPrompt, body: bytes, deadline: float) -> RoundResult:
-        """Send at `deadline` and read the stream; never raises for server trouble."""
+        """Send now (lateness: how long after `deadline`) and read the stream; never raises for
+        server trouble."""
+        sent = now()
         res = RoundResult(session_id, rnd.index, deadline - self.t0,
                           prompt_tokens=len(prompt.tokens), planned_prefix=prompt.planned_prefix,
                           reusable_prefix=prompt.reusable, planned_output=rnd.output_len)
-        await self.sleep_until(deadline)
-        sent = self.loop.time()
         res.sent, res.lateness_ms = sent - self.t0, (sent - deadline) * 1000.0
         try:
             async with asyncio.timeout(self.cfg.request_timeout):
@@ -159,7 +173,7 @@ class _Run:
             res.error = f"connection failed: {exc.os_error or exc}"
         except (aiohttp.ClientError, ValueError) as exc:
             res.error = f"{type(exc).__name__}: {exc}"
-        res.e2e_ms = (self.loop.time() - sent) * 1000.0
+        res.e2e_ms = (now() - sent) * 1000.0
         self.record(res)
         return res
 
@@ -177,7 +191,8 @@ class _Run:
             done = False
             # Whole reads, split into SSE events here: one await per network read.
             async for data in resp.content.iter_any():
-                now = self.loop.time()
+                t = now()
+                self.pacer.poll()
                 buf += data.replace(b"\r\n", b"\n") if b"\r" in data else data
                 *events, buf = buf.split(b"\n\n")
                 for event in events:
@@ -199,10 +214,10 @@ class _Run:
                         if piece:
                             n += 1
                             if last is None:
-                                res.ttft_ms = (now - sent) * 1000.0
+                                res.ttft_ms = (t - sent) * 1000.0
                             else:
-                                res.itl_ms.append((now - last) * 1000.0)
-                            last = now
+                                res.itl_ms.append((t - last) * 1000.0)
+                            last = t
                     usage = chunk.get("usage")
                     if usage:
                         res.output_tokens = usage.get("completion_tokens")
@@ -228,13 +243,12 @@ class _Run:
                 prompt, body = await nxt
                 if self.stop.is_set():
                     return
-                task = asyncio.ensure_future(
-                    self.send(http, session.session_id, rnd, prompt, body, deadline))
+                task = self.send_at(http, session.session_id, rnd, prompt, body, deadline)
                 if i + 1 < len(session.rounds):
                     nxt = asyncio.ensure_future(
                         self.build(session.session_id, session.rounds[i + 1]))
                 await task
-                deadline = self.loop.time() + self.cfg.wait_after(rnd)
+                deadline = now() + self.cfg.wait_after(rnd)
         finally:
             self.builder.forget(session.session_id)
             if gate is not None:
@@ -243,26 +257,33 @@ class _Run:
     async def open_loop(self, http: aiohttp.ClientSession) -> None:
         rounds = sorted(((r.at, s.session_id, r) for s in self.plan.sessions for r in s.rounds),
                         key=lambda x: (x[0], x[2].index))
-        tasks: set[asyncio.Task[RoundResult]] = set()
+        tasks: set[asyncio.Future[RoundResult]] = set()
         for at, sid, rnd in rounds:
             if self.stop.is_set():
                 break
             deadline = self.t0 + at / self.cfg.speedup
             await self.sleep_until(deadline - _LEAD)
             prompt, body = await self.build(sid, rnd)
-            task = asyncio.ensure_future(self.send(http, sid, rnd, prompt, body, deadline))
+            task = self.send_at(http, sid, rnd, prompt, body, deadline)
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         if tasks:
             await asyncio.gather(*tasks)
 
     async def run(self) -> None:
+        try:
+            with steady_gc():
+                await self._run()
+        finally:
+            self.pacer.close()
+
+    async def _run(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, force_close=False)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout,
                                          read_bufsize=1 << 20, auto_decompress=False,
                                          cookie_jar=aiohttp.DummyCookieJar()) as http:
-            self.t0 = self.loop.time() + self.cfg.start_delay
+            self.t0 = now() + self.cfg.start_delay
             if self.cfg.open_loop:
                 work = asyncio.ensure_future(self.open_loop(http))
             else:
@@ -296,9 +317,10 @@ async def run_replay(plan: Plan, cfg: ReplayConfig, *, builder: PromptBuilder | 
     except asyncio.CancelledError:
         # Interrupted (Ctrl-C): keep what was measured; the summary says so.
         run.aborted = run.aborted or "interrupted"
-    summary = summarize(run.results, cfg, planned=plan.n_rounds, aborted=run.aborted,
+    results = [RoundResult(**orjson.loads(line)) for line in run.lines]
+    summary = summarize(results, cfg, planned=plan.n_rounds, aborted=run.aborted,
                         wall=time.time() - started)
-    return run.results, summary
+    return results, summary
 
 
 def _pct(values: list[float]) -> dict[str, float] | None:
