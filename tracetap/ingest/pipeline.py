@@ -6,9 +6,11 @@ Runs in one background thread fed by a bounded queue, so the proxy never waits o
 from __future__ import annotations
 
 import logging
+import operator
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from tracetap.ingest.reuse import MISS, Interner, Recent
 from tracetap.ingest.sessions import assign_identity
 from tracetap.model import Exchange, Round
 from tracetap.proxy.adapters import by_name
@@ -29,6 +32,8 @@ __all__ = ["Pipeline", "PipelineStats", "Transform", "drop_credentials"]
 
 log = logging.getLogger("tracetap.ingest")
 
+# A step between the adapter and the journal. It may replace a round's content but never modify
+# a content object in place: re-sent elements are shared between rounds (tracetap.ingest.reuse).
 Transform = Callable[[Round], Round]
 
 # Headers that carry credentials: dropped before anything is queued for the writer.
@@ -72,7 +77,7 @@ class Pipeline:
                  transforms: Sequence[Transform] = (), batch_max: int = 256,
                  linger: float = 0.0, queue_max: int = 10_000,
                  retry_interval: float = 2.0,
-                 extensions: Sequence[WriterExtension] = ()) -> None:
+                 extensions: Sequence[WriterExtension] = (), reuse: bool = True) -> None:
         self.engine = engine
         self.writer = Writer(engine, extensions)
         self.journal = Journal(journal_dir)
@@ -86,9 +91,14 @@ class Pipeline:
         self._db_thread: threading.Thread | None = None  # journal -> database
         self._db_queue: queue.Queue[Any] = queue.Queue()
         self._journal_lock = threading.Lock()
+        self._normalize_lock = threading.Lock()
         self._journaled: set[str] = set()
         self._rotation_seen = 0
         self._next_retry = 0.0
+        # Re-sent history: shared objects (interner), then their content hashes by identity.
+        self._interner = Interner() if reuse else None
+        self._hashes = {"messages": Recent(), "system": Recent()} if reuse else None
+        self._tools: OrderedDict[Any, tuple[list[Any], str]] = OrderedDict()
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -134,7 +144,8 @@ class Pipeline:
         except queue.Full:
             # Overloaded: journal it here rather than lose it (back-pressure on the proxy).
             log.warning("ingest queue full; journaling synchronously")
-            records = [self._normalize(item, dedupe=False)]
+            with self._normalize_lock:  # the steps keep per-session state
+                records = [self._normalize(item, dedupe=False)]
             self._db_queue.put((records, self._journal_records(records)))
 
     # -- worker ---------------------------------------------------------------------------
@@ -153,7 +164,10 @@ class Pipeline:
             if _STOP in items:
                 stopping = True
                 items = [i for i in items if i is not _STOP]
-            records = [self._normalize(item) for item in items]
+            records = []
+            for item in items:
+                with self._normalize_lock:
+                    records.append(self._normalize(item))
             if records:
                 self._db_queue.put((records, self._journal_records(records)))
 
@@ -203,6 +217,11 @@ class Pipeline:
                 "status": item.status, "request_at": item.request_at, "end_at": item.end_at,
                 "request_bytes": len(item.request_body), "response_bytes": item.response_bytes}}
         rnd.request_headers = drop_credentials(rnd.request_headers)
+        if self._interner is not None:
+            try:
+                self._interner(rnd)
+            except Exception:  # only an optimization: the round goes on as parsed
+                log.exception("interning failed on %s", rnd.uid)
         for transform in self.transforms:
             rnd = transform(rnd)
         assign_identity(rnd)  # needs the content, which _dedupe may replace by references
@@ -230,20 +249,51 @@ class Pipeline:
             self._journaled.clear()
             self._rotation_seen = self.journal.rotations
 
-        def ref(obj: Any) -> Any:
+        def ref(obj: Any, h: str | None) -> Any:
             if obj is None:
                 return None
-            h = digest(canonical(obj))
-            if h in self._journaled or self.writer.knows(h):
+            if h in self._journaled or self.writer.knows(h):  # type: ignore[arg-type]
                 return {BLOB_REF: h}
-            self._journaled.add(h)
+            self._journaled.add(h)  # type: ignore[arg-type]
             return obj
 
-        r["messages"] = [ref(msg) for msg in r["messages"]]
+        session = (r["provider"], r["agent_session_id"])
+        r["messages"] = [ref(obj, h) for obj, h in zip(
+            r["messages"], self._content_hashes("messages", session, r["messages"]))]
         if isinstance(r["system"], list):
-            r["system"] = [ref(block) for block in r["system"]]
-        r["tools"] = ref(r["tools"]) if r["tools"] else r["tools"]
+            r["system"] = [ref(obj, h) for obj, h in zip(
+                r["system"], self._content_hashes("system", session, r["system"]))]
+        if r["tools"]:
+            r["tools"] = ref(r["tools"], self._tools_hash(session, r["tools"]))
         return r
+
+    def _content_hashes(self, part: str, session: Any, items: list[Any]) -> list[str | None]:
+        """Content address of each element; the session's re-sent ones keep theirs (by
+        identity)."""
+        if self._hashes is None:
+            return [None if p is None else digest(canonical(p)) for p in items]
+        recent = self._hashes[part]
+        done = recent.match(session, items)
+        out = [(None if p is None else digest(canonical(p))) if h is MISS else h
+               for p, h in zip(items, done)]
+        recent.keep(session, items, out)
+        return out
+
+    def _tools_hash(self, session: Any, tools: Any) -> str:
+        """The tools list is a new list every round: re-sent when its elements are."""
+        if self._hashes is None or not isinstance(tools, list):
+            return digest(canonical(tools))
+        key = (session, "tools")
+        prev = self._tools.get(key)
+        if prev is not None and len(prev[0]) == len(tools) \
+                and all(map(operator.is_, prev[0], tools)):
+            self._tools.move_to_end(key)
+            return prev[1]
+        h = digest(canonical(tools))
+        self._tools[key] = (list(tools), h)
+        while len(self._tools) > 64:
+            self._tools.popitem(last=False)
+        return h
 
     def _journal_records(self, records: list[dict[str, Any]]) -> tuple[int, int]:
         """Append under the lock; returns the (start, end) journal offsets of the records."""

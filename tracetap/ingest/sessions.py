@@ -16,6 +16,7 @@ __all__ = ["assign_identity", "classify", "normalize_system", "system_text"]
 
 # Per-request noise that is not part of the cacheable prefix (Claude Code's billing line).
 _NOISE_LINE = re.compile(r"^x-anthropic-billing-header:.*$", re.MULTILINE)
+_NOISE_MARK = "x-anthropic-billing-header:"
 _CWD = re.compile(r"(?:Primary working directory|Working directory|<cwd>)\s*:?\s*([^\s<]+)")
 _CODEX_CWD = re.compile(r"<cwd>([^<]+)</cwd>")
 _COMPACTION_MARKERS = (
@@ -33,8 +34,15 @@ def system_text(system: Any) -> str:
     return "" if system is None else str(system)
 
 
+def _denoise(text: str) -> str:
+    return _NOISE_LINE.sub("", text) if _NOISE_MARK in text else text
+
+
 def normalize_system(system: Any) -> str:
-    return _NOISE_LINE.sub("", system_text(system))
+    if isinstance(system, list):  # block by block: the noise is a line, never across blocks
+        return "\n".join(_denoise(b.get("text", "") if isinstance(b, dict) else str(b))
+                         for b in system)
+    return _denoise(system_text(system))
 
 
 def _last_user_text(messages: list[Any]) -> str:
@@ -50,14 +58,22 @@ def _last_user_text(messages: list[Any]) -> str:
     return ""
 
 
+def _may_name_cwd(text: str) -> bool:
+    """Cheap test before the regexes: every _CWD / _CODEX_CWD match holds one of these."""
+    return "orking directory" in text or "<cwd>" in text
+
+
 def _find_cwd(rnd: Round) -> str | None:
-    match = _CWD.search(system_text(rnd.system))
+    system = system_text(rnd.system)
+    match = _CWD.search(system) if _may_name_cwd(system) else None
     if match:
         return match.group(1)
     # Claude Code puts its environment block in the first user message; Codex uses
     # <environment_context><cwd>…</cwd> in an early message.
     for msg in rnd.messages[:4]:
         for text in _texts(msg.get("content") if isinstance(msg, dict) else None):
+            if not _may_name_cwd(text):
+                continue
             m = _CODEX_CWD.search(text) or _CWD.search(text)
             if m:
                 return m.group(1)

@@ -9,6 +9,7 @@ import json
 from collections import OrderedDict
 from typing import Any
 
+from tracetap.ingest.reuse import MISS, Recent, session_key
 from tracetap.model import Round
 from tracetap.privacy.detect import Detector
 from tracetap.privacy.keys import keyed_hash
@@ -160,12 +161,30 @@ class Scrubber:
 class ContentPolicy:
     """Pipeline transform applying `full`, `redacted` or `none` and recording it on the round."""
 
-    def __init__(self, policy: str, key: bytes, scrubber: Scrubber | None = None) -> None:
+    def __init__(
+        self, policy: str, key: bytes, scrubber: Scrubber | None = None, *, reuse: bool = True
+    ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"unknown content policy {policy!r}; use one of {', '.join(POLICIES)}")
         self.policy = policy
         self.key = key
         self.scrubber = scrubber or (Scrubber(key) if policy == "redacted" else None)
+        # Each session's last rounds: a re-sent element (the same object, see ingest.reuse) takes
+        # its earlier output instead of a walk over all its text. False: walk everything.
+        self._recent = {part: Recent() for part in ("system", "tools", "messages")} \
+            if reuse else None
+
+    def _each(self, rnd: Round, part: str, items: Any, fn: Any) -> Any:
+        """`fn` applied to each element of a list part (the earlier output where there is one)."""
+        if not isinstance(items, list):
+            return fn(items)
+        if self._recent is None:
+            return [fn(v) for v in items]
+        recent, key = self._recent[part], session_key(rnd)
+        done = recent.match(key, items)
+        out = [fn(v) if r is MISS else r for v, r in zip(items, done)]
+        recent.keep(key, items, out)
+        return out
 
     def __call__(self, rnd: Round) -> Round:
         rnd.content_policy = self.policy
@@ -190,9 +209,9 @@ class ContentPolicy:
         if isinstance(meta, dict) and isinstance(meta.get("user_id"), str):
             meta["user_id"] = self._user_id(meta["user_id"])
         rnd.envelope = s.obj(rnd.envelope)
-        rnd.system = s.obj(rnd.system)
-        rnd.tools = s.obj(rnd.tools)
-        rnd.messages = s.obj(rnd.messages)
+        rnd.system = self._each(rnd, "system", rnd.system, s.obj)
+        rnd.tools = self._each(rnd, "tools", rnd.tools, s.obj)
+        rnd.messages = self._each(rnd, "messages", rnd.messages, s.obj)
         rnd.response = s.obj(rnd.response)
         rnd.request_headers = [(k, s.header(k, v)) for k, v in rnd.request_headers]
         for call in rnd.tool_calls:
@@ -238,9 +257,9 @@ class ContentPolicy:
 
     def _strip(self, rnd: Round) -> None:
         rnd.envelope = self._strip_obj(rnd.envelope)
-        rnd.system = self._strip_obj(rnd.system)
-        rnd.tools = self._strip_obj(rnd.tools)
-        rnd.messages = self._strip_obj(rnd.messages)
+        rnd.system = self._each(rnd, "system", rnd.system, self._strip_obj)
+        rnd.tools = self._each(rnd, "tools", rnd.tools, self._strip_obj)
+        rnd.messages = self._each(rnd, "messages", rnd.messages, self._strip_obj)
         rnd.response = self._strip_obj(rnd.response)
         rnd.request_headers = [(k, self._stub(v)) for k, v in rnd.request_headers]
         for call in rnd.tool_calls:

