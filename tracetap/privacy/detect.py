@@ -11,11 +11,14 @@ import ipaddress
 import math
 import tomllib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from urllib.parse import quote, quote_plus, unquote
 
 import regex
+
+from tracetap.privacy.prefilter import KeywordSet, b64_runs, may_have_phone
 
 __all__ = ["Detector", "Finding", "Rule", "load_gitleaks_rules", "shannon_entropy"]
 
@@ -217,6 +220,14 @@ _SAFE_EMAIL_DOMAINS = (
 )
 
 
+def _b64_matches(text: str) -> Iterator[regex.Match[str]]:
+    """_B64.finditer(text), reading only the runs it can match: each match starts a maximal run
+    of base64/base64url characters at least 24 long (its look-behind) and ends within it or up
+    to two "=" after it."""
+    for start, end in b64_runs(text):
+        yield from _B64.finditer(text, start, min(len(text), end + 2))
+
+
 def _phone_ok(s: str) -> bool:
     digits = sum(ch.isdigit() for ch in s)
     return 9 <= digits <= 15
@@ -231,6 +242,12 @@ class Detector:
         for rule in self.rules:
             rule.line_based = rule.id in _LINE_RULES
         self.pii = pii
+        self._keywords = KeywordSet(k for rule in self.rules for k in rule.keywords)
+        self._unkeyed = [i for i, rule in enumerate(self.rules) if not rule.keywords]
+        self._by_keyword: dict[str, list[int]] = {}
+        for i, rule in enumerate(self.rules):
+            for k in rule.keywords:
+                self._by_keyword.setdefault(k, []).append(i)
 
     # -- secrets --------------------------------------------------------------------------
     def _allowed(self, rule: Rule, secret: str, match: str, line: str) -> bool:
@@ -264,10 +281,11 @@ class Detector:
 
     def secrets(self, text: str) -> list[Finding]:
         low = text.lower()
+        run = set(self._unkeyed)  # rules without keywords, and those with one in the text
+        for k in self._keywords.present(low):
+            run.update(self._by_keyword[k])
         found: list[Finding] = []
-        for rule in self.rules:
-            if rule.keywords and not any(k in low for k in rule.keywords):
-                continue
+        for rule in [self.rules[i] for i in sorted(run)]:
             for m in self._matches(rule, text, low):
                 g = rule.secret_group
                 if g is None:
@@ -300,7 +318,7 @@ class Detector:
     def _encoded(self, text: str) -> list[Finding]:
         """Secrets inside base64 runs (the whole run goes) and URL-encoded text."""
         found: list[Finding] = []
-        for m in _B64.finditer(text):
+        for m in _b64_matches(text):
             run = m.group(0)
             try:
                 raw = (
@@ -360,7 +378,7 @@ class Detector:
                     and m.group(0).count(":") >= 3
                 ):
                     found.append(Finding(m.start(), m.end(), "ip", "ip"))
-        for m in _PHONE.finditer(text):
+        for m in _PHONE.finditer(text) if may_have_phone(text) else ():
             if _phone_ok(m.group(0)):
                 found.append(Finding(m.start(), m.end(), "phone", "phone"))
         if "Users" in text or "/home/" in text:
