@@ -25,18 +25,23 @@ from tracetap.storage.db import ensure_schema, make_engine  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def exchanges(n: int, sessions: int = 20) -> list[Exchange]:
+def exchanges(n: int, sessions: int = 20, *, seed: int = 0, prefix: str = "",
+              same_content: bool = False) -> list[Exchange]:
+    """`sessions` agent sessions of n/sessions rounds each, every one with its own content (no
+    session's new text was seen in another: tokenizer and scrubber caches help as in real use).
+    `same_content`: every session re-sends one template (the figures before 2026-11-25)."""
     per = max(1, n // sessions)
-    template = session(per)
     out = []
     t = time.time()
     for s in range(sessions):
-        for i, (body, events) in enumerate(template):
-            body = dict(body, metadata={"user_id": json.dumps({"session_id": f"s{s}"})})
+        content = session(per, seed=0 if same_content else seed * 1000 + s)
+        for i, (body, events) in enumerate(content):
+            sid = f"{prefix}s{seed}-{s}"
+            body = dict(body, metadata={"user_id": json.dumps({"session_id": sid})})
             evs = [StreamEvent(t + i + k * 0.01, name, json.dumps(d))
                    for k, (name, d) in enumerate(events)]
             out.append(Exchange(
-                uid=f"ingest-{s}-{i}-{time.time_ns()}", api="anthropic_messages",
+                uid=f"{prefix}ingest-{seed}-{s}-{i}-{time.time_ns()}", api="anthropic_messages",
                 transport="sse", method="POST", scheme="https", host="api.anthropic.com",
                 path="/v1/messages", request_headers=[], request_body=json.dumps(body).encode(),
                 request_at=t + i, status=200, end_at=t + i + 1, events=evs))
@@ -57,13 +62,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2000)
     ap.add_argument("--steady-rate", type=float, default=200)
     ap.add_argument("--steady-seconds", type=float, default=20)
+    ap.add_argument("--same-content", action="store_true",
+                    help="every session re-sends one template (new text is cached across "
+                         "sessions; how the figures before 2026-11-25 were measured)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tt-ingest-"))
     url = args.db or f"sqlite:///{tmp / 'store.db'}"
     engine = make_engine(url)
     ensure_schema(engine)
     transforms, extensions = transforms_and_extensions()
-    items = exchanges(args.rounds)
+    items = exchanges(args.rounds, same_content=args.same_content)
     p = Pipeline(engine, tmp / "journal", transforms=transforms, extensions=extensions)
     p.start()
     t0 = time.perf_counter()
@@ -75,7 +83,8 @@ def main() -> None:
             break
     burst = p.stats.rounds_recorded / (time.perf_counter() - t0)
     # Steady load: submit at a fixed rate and watch the queue.
-    steady = exchanges(int(args.steady_rate * args.steady_seconds))
+    steady = exchanges(int(args.steady_rate * args.steady_seconds), seed=1,
+                       same_content=args.same_content)
     depths: list[int] = []
     start = time.perf_counter()
     for i, ex in enumerate(steady):
@@ -89,6 +98,7 @@ def main() -> None:
     result = {"db": engine.url.get_backend_name(), "rounds": len(items),
               "burst_rounds_per_s": burst, "steady_rate": args.steady_rate,
               "steady_queue_max": max(depths), "steady_queue_last": depths[-1],
+              "same_content": args.same_content,
               "transforms": [type(t).__name__ for t in transforms]}
     print(f"{result['db']}: burst {burst:,.0f} rounds/s over {len(items)} rounds; steady "
           f"{args.steady_rate:.0f}/s for {args.steady_seconds:.0f}s -> queue max "

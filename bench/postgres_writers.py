@@ -29,10 +29,7 @@ def writer(url: str, index: int, rounds: int, transforms: bool, ready, go, out) 
     from tracetap.proxy.runner import default_transforms
     from tracetap.storage.db import make_engine
 
-    items = exchanges(rounds)
-    for ex in items:
-        ex.uid = f"w{index}-{ex.uid}"
-        ex.request_headers = [("x-claude-code-session-id", f"writer{index}-{ex.uid[-6:]}")]
+    items = exchanges(rounds, seed=index, prefix=f"w{index}-")  # each writer its own sessions
     steps, exts = default_transforms() if transforms else ([], [])
     p = Pipeline(make_engine(url), Path(tempfile.mkdtemp()) / "journal", transforms=steps,
                  extensions=exts)
