@@ -92,14 +92,15 @@ class SimServer:
                 t += max_tokens * self.config.decode_per_token * self._slowdown()
                 await _sleep_until(loop, t)
                 return web.json_response(_full(rid, self.config.model, chat, max_tokens, usage))
-            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                               "Cache-Control": "no-cache"})
-            await resp.prepare(request)
+            resp: web.StreamResponse | None = None
             pending: list[bytes] = []
             for i in range(max_tokens):
                 if i:
                     t += self.config.decode_per_token * self._slowdown()
                 if t > loop.time():
+                    if resp is None:
+                        resp = web.StreamResponse(headers=_SSE)
+                        await resp.prepare(request)
                     if pending:
                         await resp.write(b"".join(pending))
                         pending = []
@@ -112,14 +113,16 @@ class SimServer:
                     {"id": rid, "object": _object(chat, True), "model": self.config.model,
                      "choices": [], "usage": usage}) + b"\n\n")
             pending.append(b"data: [DONE]\n\n")
-            await resp.write(b"".join(pending))
-            await resp.write_eof()
+            if resp is None:  # nothing to wait for: headers and the whole stream in one send
+                return web.Response(body=b"".join(pending), headers=_SSE)
+            await resp.write_eof(b"".join(pending))  # with the chunked terminator: one send
             return resp
         finally:
             self.active -= 1
 
 
 SIM_KEY = web.AppKey("sim", SimServer)
+_SSE = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
 async def _sleep_until(loop: asyncio.AbstractEventLoop, deadline: float) -> None:
