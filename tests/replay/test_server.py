@@ -4,6 +4,7 @@ latency model (prefill per uncached token, decode per token, batching slowdown),
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import aiohttp
@@ -87,3 +88,29 @@ def test_capacity_evicts_least_recently_used() -> None:
     hit, gone = asyncio.run(go())
     assert hit["usage"]["prompt_tokens_details"]["cached_tokens"] == 16
     assert gone["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+
+
+def test_streams_same_events_in_one_piece_or_timed() -> None:
+    """Nothing to wait for: headers and the whole stream in one send (Content-Length); with a
+    decode time: chunked, pieces as tokens come. The events are the same either way."""
+    body = {"prompt": list(range(40)), "max_tokens": 3, "stream": True,
+            "stream_options": {"include_usage": True}}
+
+    async def stream(cfg: SimConfig):  # type: ignore[no-untyped-def]
+        async with (sim(cfg) as (url, _), aiohttp.ClientSession() as h,
+                    h.post(url + "/completions", json=body) as resp):
+            pieces = [piece async for piece in resp.content.iter_any()]
+            return resp.headers, b"".join(pieces)
+
+    def events(raw: bytes) -> list[dict]:
+        out = [e.removeprefix(b"data: ") for e in raw.split(b"\n\n") if e]
+        assert out[-1] == b"[DONE]"
+        return [{k: v for k, v in json.loads(e).items() if k != "id"} for e in out[:-1]]
+
+    whole_headers, whole = asyncio.run(stream(SimConfig(block_size=16)))
+    timed_headers, timed = asyncio.run(stream(SimConfig(block_size=16, decode_per_token=0.005)))
+    assert whole_headers["Content-Length"] == str(len(whole))
+    assert timed_headers["Transfer-Encoding"] == "chunked"
+    for headers in (whole_headers, timed_headers):
+        assert headers["Content-Type"].startswith("text/event-stream")
+    assert events(whole) == events(timed) and len(events(whole)) == 4  # 3 tokens, usage

@@ -97,8 +97,9 @@ class Pacer:
                  ) -> asyncio.Future[T]:
         """Start `make()` at `deadline` as an eager task: it runs inside the timer's callback up
         to its first real wait, before the loop turns to anything else (for a request: until it
-        is written to its connection). Returns a future of its result; cancelling that future
-        cancels the task (or keeps it from starting)."""
+        is written to its connection); at once, in the caller, if `deadline` has passed. Returns
+        a future of its result; cancelling that future cancels the task (or keeps it from
+        starting)."""
         out: asyncio.Future[T] = self.loop.create_future()
 
         def start() -> None:
@@ -108,7 +109,10 @@ class Pacer:
             task.add_done_callback(functools.partial(_copy, out))
             out.add_done_callback(lambda o: task.cancel() if o.cancelled() else None)
 
-        self.call_at(deadline, start, out)
+        if deadline <= now():
+            start()
+        else:
+            self.call_at(deadline, start, out)
         return out
 
     def _arm(self, deadline: float) -> None:

@@ -247,8 +247,9 @@ class _Run:
                 if i + 1 < len(session.rounds):
                     nxt = asyncio.ensure_future(
                         self.build(session.session_id, session.rounds[i + 1]))
-                await task
-                deadline = now() + self.cfg.wait_after(rnd)
+                res = await task
+                # The gap runs from the end of the response, not from when this resumes.
+                deadline = self.t0 + res.sent + res.e2e_ms / 1000.0 + self.cfg.wait_after(rnd)
         finally:
             self.builder.forget(session.session_id)
             if gate is not None:
