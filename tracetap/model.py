@@ -6,6 +6,8 @@ Crosses every boundary: proxy -> ingest -> journal -> storage. Times are epoch s
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +26,14 @@ MAIN, SUBAGENT, SIDE, COMPACTION = "main", "subagent", "side", "compaction"
 
 
 def _slots_dict(obj: Any) -> dict[str, Any]:
-    return {name: getattr(obj, name) for name in obj.__slots__}
+    names = obj.__slots__
+    return dict(zip(names, _getter(type(obj))(obj))) if len(names) > 1 else \
+        {name: getattr(obj, name) for name in names}
+
+
+@functools.cache
+def _getter(cls: type) -> Any:
+    return operator.attrgetter(*cls.__slots__)
 
 
 @dataclass(slots=True)
@@ -199,9 +208,8 @@ class Round:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (fast: nested records are converted by hand, not deep-copied)."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        data["usage"] = {f.name: getattr(self.usage, f.name)
-                         for f in dataclasses.fields(Usage)}
+        data = _slots_dict(self)  # slots are the fields, in order
+        data["usage"] = _slots_dict(self.usage)
         data["inputs"] = [_slots_dict(e) for e in self.inputs]
         data["outputs"] = [_slots_dict(e) for e in self.outputs]
         data["tool_calls"] = [_slots_dict(t) for t in self.tool_calls]

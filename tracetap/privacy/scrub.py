@@ -189,11 +189,10 @@ class ContentPolicy:
     def __call__(self, rnd: Round) -> Round:
         rnd.content_policy = self.policy
         if self.policy == "redacted":
-            snapshot = rnd.to_dict()
             try:
-                self._redact(rnd)
+                rnd.envelope = self._pseudonymous(rnd.envelope)
+                self._redact(rnd)  # changes the round only once everything is scrubbed
             except Exception as exc:  # fail closed: keep no text rather than risk a secret
-                rnd = Round.from_dict(snapshot)
                 rnd.content_policy = "none"
                 rnd.annotations["privacy_error"] = type(exc).__name__
                 self._strip(rnd)
@@ -202,24 +201,31 @@ class ContentPolicy:
         return rnd
 
     # -- redacted ---------------------------------------------------------------------------
+    def _pseudonymous(self, envelope: Any) -> Any:
+        """The envelope with metadata.user_id pseudonymized (a copy: the parsed one is kept)."""
+        meta = envelope.get("metadata") if isinstance(envelope, dict) else None
+        if isinstance(meta, dict) and isinstance(meta.get("user_id"), str):
+            user_id = self._user_id(meta["user_id"])
+            return {**envelope, "metadata": {**meta, "user_id": user_id}}
+        return envelope
+
     def _redact(self, rnd: Round) -> None:
         s = self.scrubber
         assert s is not None
-        meta = rnd.envelope.get("metadata") if isinstance(rnd.envelope, dict) else None
-        if isinstance(meta, dict) and isinstance(meta.get("user_id"), str):
-            meta["user_id"] = self._user_id(meta["user_id"])
-        rnd.envelope = s.obj(rnd.envelope)
-        rnd.system = self._each(rnd, "system", rnd.system, s.obj)
-        rnd.tools = self._each(rnd, "tools", rnd.tools, s.obj)
-        rnd.messages = self._each(rnd, "messages", rnd.messages, s.obj)
-        rnd.response = s.obj(rnd.response)
-        rnd.request_headers = [(k, s.header(k, v)) for k, v in rnd.request_headers]
-        for call in rnd.tool_calls:
-            call.arguments = s.json_text(call.arguments)
-        if rnd.error_message:
-            rnd.error_message = s.text(rnd.error_message)
-        if rnd.project:
-            rnd.project = s.text(rnd.project)
+        envelope = s.obj(rnd.envelope)
+        system = self._each(rnd, "system", rnd.system, s.obj)
+        tools = self._each(rnd, "tools", rnd.tools, s.obj)
+        messages = self._each(rnd, "messages", rnd.messages, s.obj)
+        response = s.obj(rnd.response)
+        headers = [(k, s.header(k, v)) for k, v in rnd.request_headers]
+        arguments = [s.json_text(call.arguments) for call in rnd.tool_calls]
+        error = s.text(rnd.error_message) if rnd.error_message else rnd.error_message
+        project = s.text(rnd.project) if rnd.project else rnd.project
+        rnd.envelope, rnd.system, rnd.tools, rnd.messages = envelope, system, tools, messages
+        rnd.response, rnd.request_headers = response, headers
+        for call, args in zip(rnd.tool_calls, arguments):
+            call.arguments = args
+        rnd.error_message, rnd.project = error, project
 
     def _user_id(self, value: str) -> str:
         """Claude Code's metadata.user_id: pseudonymize the user and account, keep the session."""

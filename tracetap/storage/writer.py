@@ -5,6 +5,7 @@ One transaction per batch; content goes to `blobs` once per hash; rounds already
 
 from __future__ import annotations
 
+import operator
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -158,13 +159,15 @@ class Writer:
         """Store the message list as (parent round, shared prefix length, new hashes)."""
         best_uid, best_len = None, 0
         history = self._histories.setdefault(session_pk, deque(maxlen=8))
-        for uid, prev in history:
-            n = 0
-            for a, b in zip(prev, hashes):
-                if a != b:
-                    break
-                n += 1
-            if n > best_len:
+        for uid, prev in reversed(history):  # newest first; ties go to the oldest
+            if min(len(prev), len(hashes)) < max(best_len, 1):
+                continue  # cannot reach the best so far
+            if hashes[:len(prev)] == prev:
+                n = len(prev)
+            else:
+                same = list(map(operator.eq, prev, hashes))
+                n = same.index(False) if False in same else len(same)
+            if n >= best_len and n:
                 best_uid, best_len = uid, n
         history.append((rnd.uid, hashes))
         return {"msg_parent_uid": best_uid, "msg_prefix_len": best_len,
@@ -201,7 +204,8 @@ class Writer:
             rnd.kind = kind
             if rnd.response_id:
                 self._responses.put(rnd.response_id, (rnd.system_key, rnd.thread_key))
-            hashes = [self._blob(pending, msg) for msg in rnd.messages]
+            hashes = [msg[BLOB_REF] if type(msg) is dict and len(msg) == 1 and BLOB_REF in msg
+                      else self._blob(pending, msg) for msg in rnd.messages]  # refs: most
             row = _round_row(rnd, session_pk)
             row.update(self._messages(session_pk, rnd, [h for h in hashes if h]))
             row["envelope_hash"] = self._blob(pending, rnd.envelope)
