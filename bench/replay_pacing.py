@@ -6,7 +6,7 @@ of recorded tool time between them; session starts are spread over one WAIT. Bas
 same run, to the same deadlines with no HTTP at all: bare `asyncio.sleep` on asyncio's default
 loop, and replay's own wait (pacing.Pacer) on the loop replay runs on. `others` is the CPU
 (cores) that processes other than the replay and serve-sim used meanwhile: the machine is shared.
-Run: python bench/replay_pacing.py [--sessions 100 1000] [--rounds 5] [--repeat 3] [--loop uvloop]
+Run: python bench/replay_pacing.py [--sessions 100 1000] [--rounds 5] [--repeat 3] [--loop asyncio]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from tracetap.replay.pacing import Pacer, now
+from tracetap.replay.pacing import Pacer, loop_factory, now
 from tracetap.replay.plan import Plan, PlanRound, PlanSession
 from tracetap.replay.runner import ReplayConfig, run_replay
 
@@ -110,15 +110,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per size (the machine is shared: spread shows neighbour noise)")
-    ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
-                    help="event loop of the replay and of the Pacer baseline (`tracetap replay` "
-                         "runs on asyncio's; uvloop, if installed, for comparison)")
+    ap.add_argument("--loop", choices=["auto", "asyncio"], default="auto",
+                    help="event loop of the replay and of the Pacer baseline (auto: as "
+                         "`tracetap replay`, uvloop where installed)")
     args = ap.parse_args()
-    factory = None
-    if args.loop == "uvloop":
-        import uvloop
-
-        factory = uvloop.new_event_loop
+    factory = loop_factory() if args.loop == "auto" else None
+    loop_name = "asyncio" if factory is None else "uvloop"
     port = _port()
     server = subprocess.Popen([str(Path(sys.executable).parent / "tracetap"), "serve-sim",
                                "--port", str(port), "--block-size", "16"],
@@ -163,7 +160,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
-    print(f"replay loop: {args.loop}; deadlines timed by "
+    print(f"replay loop: {loop_name}; deadlines timed by "
           f"{'timerfd' if Pacer.available() else 'loop timers'}")
     print(f"{'sessions':>8} {'rounds':>6} {'err':>4} {'late p50':>9} {'late p99':>9} "
           f"{'late max':>9} {'pacer p99':>9} {'bare p99':>9} {'rate':>8} {'sched':>8} "
@@ -177,7 +174,7 @@ def main() -> None:
               f"{r['ttft_p50_ms'] or 0:>9.2f} {(r['server_hit_rate'] or 0):>6.1%} {others:>6}")
     out = Path(__file__).parent / "results" / "replay_pacing.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"time": time.time(), "loop": args.loop,
+    out.write_text(json.dumps({"time": time.time(), "loop": loop_name,
                                "timerfd": Pacer.available(), "rounds_per_session": args.rounds,
                                "prompt": PROMPT, "prefix": PREFIX, "output": OUTPUT,
                                "wait_s": WAIT, "results": rows}, indent=2) + "\n")

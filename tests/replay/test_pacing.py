@@ -10,17 +10,13 @@ import random
 import pytest
 
 from tracetap.replay import pacing
-from tracetap.replay.pacing import Pacer, now, steady_gc
+from tracetap.replay.pacing import Pacer, loop_factory, now, steady_gc
 
-try:  # not a dependency; where installed, the Pacer is checked on its loop too
-    import uvloop
-except ImportError:
-    uvloop = None
-LOOPS = ["asyncio"] + (["uvloop"] if uvloop is not None else [])
+LOOPS = ["asyncio"] + (["uvloop"] if loop_factory() is not None else [])
 
 
 def _run(coro, loop: str):  # type: ignore[no-untyped-def]
-    return asyncio.run(coro, loop_factory=uvloop.new_event_loop if loop == "uvloop" else None)
+    return asyncio.run(coro, loop_factory=loop_factory() if loop == "uvloop" else None)
 
 
 async def _lateness(n: int = 200) -> list[float]:

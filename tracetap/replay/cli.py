@@ -96,9 +96,12 @@ def replay(
 
 
 def _run_with_progress(plan, cfg, builder, tok, sink):  # type: ignore[no-untyped-def]
-    """Run the replay (with a live progress bar when stderr is a terminal). Ctrl-C or SIGTERM
-    stops it; what was measured so far is kept and summarized."""
+    """Run the replay on uvloop where installed (with a live progress bar when stderr is a
+    terminal). Ctrl-C or SIGTERM stops it; what was measured so far is kept and summarized."""
+    from tracetap.replay.pacing import loop_factory
     from tracetap.replay.runner import run_replay
+
+    factory = loop_factory()
 
     async def main(on_result):  # type: ignore[no-untyped-def]
         task = asyncio.current_task()
@@ -112,7 +115,7 @@ def _run_with_progress(plan, cfg, builder, tok, sink):  # type: ignore[no-untype
             loop.remove_signal_handler(signal.SIGTERM)
 
     if not sys.stderr.isatty():
-        return asyncio.run(main(None))
+        return asyncio.run(main(None), loop_factory=factory)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -127,7 +130,7 @@ def _run_with_progress(plan, cfg, builder, tok, sink):  # type: ignore[no-untype
             bar.update(task, advance=1, status=f"errors {seen['err']}  "
                        f"ttft {r.ttft_ms or 0:.0f} ms  max late {seen['late']:.1f} ms")
 
-        return asyncio.run(main(tick))
+        return asyncio.run(main(tick), loop_factory=factory)
 
 
 def _print_summary(s: dict, out: Path) -> None:  # type: ignore[type-arg]
