@@ -5,6 +5,7 @@ One transaction per batch; content goes to `blobs` once per hash; rounds already
 
 from __future__ import annotations
 
+import json
 import operator
 from collections import OrderedDict, deque
 from collections.abc import Iterable
@@ -20,7 +21,7 @@ from tracetap.model import Round as RoundRec
 from tracetap.storage import models as m
 from tracetap.storage.content import canonical, digest, encode
 
-__all__ = ["BLOB_REF", "SideRecord", "Writer", "WriterExtension"]
+__all__ = ["BLOB_REF", "SideRecord", "Writer", "WriterExtension", "insert_rows"]
 
 # {"$blob": hash} stands for content already journaled or stored (see ingest.pipeline).
 BLOB_REF = "$blob"
@@ -209,9 +210,11 @@ class Writer:
             row = _round_row(rnd, session_pk)
             row.update(self._messages(session_pk, rnd, [h for h in hashes if h]))
             row["envelope_hash"] = self._blob(pending, rnd.envelope)
-            if isinstance(rnd.system, list):
+            if isinstance(rnd.system, list):  # every row names both (one executemany)
                 row["system_blocks"] = [self._blob(pending, b) for b in rnd.system]
+                row["system_hash"] = None
             else:
+                row["system_blocks"] = sa.null()  # SQL NULL, not JSON null
                 row["system_hash"] = self._blob(pending, rnd.system)
             row["tools_hash"] = self._blob(pending, rnd.tools or None)
             row["response_hash"] = self._blob(pending, rnd.response)
@@ -227,17 +230,13 @@ class Writer:
             round_rows.append(row)
             children.append((tools, _timing_rows(rnd)))
         self._flush_blobs(session, pending)
-        rounds_t = m.Round.__table__
-        stmt = rounds_t.insert().returning(rounds_t.c.id, sort_by_parameter_order=True)
-        pks = list(session.execute(stmt, round_rows).scalars())
+        pks = insert_rows(session, m.Round.__table__, round_rows, ids_by="uid")
         tool_rows, event_rows = [], []
         for pk, (tools, events) in zip(pks, children):
             tool_rows.extend(dict(t, round_pk=pk) for t in tools)
             event_rows.extend(dict(e, round_pk=pk) for e in events)
-        if tool_rows:
-            session.execute(m.ToolCall.__table__.insert(), tool_rows)
-        if event_rows:
-            session.execute(m.TimingEvent.__table__.insert(), event_rows)
+        insert_rows(session, m.ToolCall.__table__, tool_rows)
+        insert_rows(session, m.TimingEvent.__table__, event_rows)
         for ext in self.extensions:
             ext.after_rounds(session, rounds, pks)
         return len(pks)
@@ -247,8 +246,10 @@ class Writer:
             return
         pending: dict[str, bytes] = {}
         rows = []
+        columns = {c.name: _default(c) for c in m.SideRequest.__table__.columns
+                   if c.name != "id"}
         for side in sides:
-            side = dict(side)
+            side = columns | side  # every row names every column (one executemany)
             request, response = side.pop("request", None), side.pop("response", None)
             side["request_hash"] = self._blob(pending, request)
             side["response_hash"] = self._blob(pending, response)
@@ -256,6 +257,68 @@ class Writer:
         self._flush_blobs(session, pending)
         stmt = _insert(self.dialect, m.SideRequest).on_conflict_do_nothing(index_elements=["uid"])
         session.execute(stmt, rows)
+
+
+def insert_rows(session: OrmSession, table: sa.Table, rows: list[dict[str, Any]], *,
+                ids_by: str | None = None) -> list[int]:
+    """INSERT rows in the session's transaction; with `ids_by` (a unique column), returns the
+    generated ids in row order. PostgreSQL gets COPY: psycopg's per-value work made multi-row
+    INSERTs of wide rows cost ~0.4 ms of CPU per round there, COPY about a tenth of that."""
+    if not rows:
+        return []
+    if session.get_bind().dialect.name != "postgresql" or not COPY_ON_POSTGRESQL:
+        if ids_by is None:
+            session.execute(table.insert(), rows)
+            return []
+        stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+        return list(session.execute(stmt, rows).scalars())
+    _copy(session, table, rows)
+    if ids_by is None:
+        return []
+    keys = [r[ids_by] for r in rows]
+    found = dict(session.execute(sa.select(table.c[ids_by], table.c.id)
+                                 .where(table.c[ids_by].in_(keys))).all())
+    return [found[k] for k in keys]
+
+
+_MISSING = object()
+COPY_ON_POSTGRESQL = True  # tests compare both ways
+
+
+def _default(column: sa.Column[Any]) -> Any:
+    """What an INSERT without this column stores: its Python-side default, else SQL NULL
+    (`sa.null()` for JSON, whose None means JSON null)."""
+    d = column.default
+    if d is None:
+        return sa.null() if isinstance(column.type, sa.JSON) else None
+    return d.arg(None) if d.is_callable else d.arg  # type: ignore[attr-defined]
+
+
+def _copy(session: OrmSession, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """COPY rows into a PostgreSQL table, storing exactly what `table.insert()` would: column
+    defaults for absent keys, JSON None as JSON null, `sa.null()` as SQL NULL."""
+    conn = session.connection()
+    dumps = getattr(conn.dialect, "_json_serializer", None) or json.dumps
+    auto = table.autoincrement_column
+    cols = [c for c in table.columns if c is not auto or any(c.name in r for r in rows)]
+    json_cols = {c.name for c in cols if isinstance(c.type, sa.JSON)}
+    defaults = {c.name: _default(c) for c in cols}
+    quote = conn.dialect.identifier_preparer.quote
+    stmt = f"COPY {quote(table.name)} ({', '.join(quote(c.name) for c in cols)}) FROM STDIN"
+    null = sa.null()
+    with conn.connection.driver_connection.cursor() as cur, cur.copy(stmt) as copy:
+        for row in rows:
+            values = []
+            for c in cols:
+                v = row.get(c.name, _MISSING)
+                if v is _MISSING:
+                    v = defaults[c.name]
+                if isinstance(v, type(null)):
+                    v = None
+                elif c.name in json_cols:
+                    v = dumps(v)
+                values.append(v)
+            copy.write_row(values)
 
 
 def _round_row(rnd: RoundRec, session_pk: int) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session as OrmSession
 from tracetap.model import Round
 from tracetap.storage import models as m
 from tracetap.storage.models_tokens import RoundTokens
+from tracetap.storage.writer import insert_rows
 
 __all__ = ["TokenStore"]
 
@@ -64,5 +65,4 @@ class TokenStore:
                     "info": {k: t.get(k) for k in _INFO_KEYS},
                 }
             )
-        if rows:
-            session.execute(RoundTokens.__table__.insert(), rows)
+        insert_rows(session, RoundTokens.__table__, rows)
