@@ -104,6 +104,22 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
+def _start_server() -> tuple[int, subprocess.Popen[bytes]]:
+    """serve-sim on a free port, once it answers /health."""
+    port = _port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "tracetap"), "serve-sim",
+                               "--port", str(port), "--block-size", "16"],
+                              stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            return port, server
+        except httpx.TransportError:
+            time.sleep(0.1)
+    server.kill()
+    raise SystemExit("serve-sim did not start")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, nargs="+", default=[100, 1000])
@@ -116,19 +132,10 @@ def main() -> None:
     args = ap.parse_args()
     factory = loop_factory() if args.loop == "auto" else None
     loop_name = "asyncio" if factory is None else "uvloop"
-    port = _port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "tracetap"), "serve-sim",
-                               "--port", str(port), "--block-size", "16"],
-                              stderr=subprocess.DEVNULL)
     rows = []
-    try:
-        for _ in range(100):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        for n in [n for n in args.sessions for _ in range(args.repeat)]:
+    for n in [n for n in args.sessions for _ in range(args.repeat)]:
+        port, server = _start_server()  # a fresh cache per run: `hit` counts this run's reuse
+        try:
             plan = make_plan(n, args.rounds)
             cfg = ReplayConfig(base_url=f"http://127.0.0.1:{port}/v1", model="m",
                                start_delay=0.5)
@@ -157,9 +164,9 @@ def main() -> None:
                 "server_hit_rate": summary["server_hit_rate"],
                 "others_cpu_cores": others,
             })
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
     print(f"replay loop: {loop_name}; deadlines timed by "
           f"{'timerfd' if Pacer.available() else 'loop timers'}")
     print(f"{'sessions':>8} {'rounds':>6} {'err':>4} {'late p50':>9} {'late p99':>9} "
