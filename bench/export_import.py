@@ -1,4 +1,5 @@
-"""Export and log-import throughput at TraceLab scale: rows/s and peak RSS of every export
+"""Import, export and log-import throughput at TraceLab scale: rows/s and peak RSS of the
+TraceLab import into a SQLite store, of the export back out of that store, of every export
 format on a 357k-round generated trace, and of the Claude Code / Codex log parsers.
 
 Each measurement runs in its own child process (so peak RSS is its own); the baseline is
@@ -23,8 +24,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FORMATS = ("read-only", "tracelab", "tracelab-public", "tracelab-duckdb", "parquet",
-           "replay-csv", "mooncake", "atif", "otel", "log-claude-code", "log-codex")
+FORMATS = ("read-only", "import-tracelab", "store-tracelab", "tracelab", "tracelab-public",
+           "tracelab-duckdb", "parquet", "replay-csv", "mooncake", "atif", "otel",
+           "log-claude-code", "log-codex")
+# import-tracelab loads the file into a SQLite store (what `tracetap import tracelab` runs);
+# store-tracelab exports that store back to TraceLab JSONL (`tracetap export tracelab --db`).
 DATA = ROOT / "tests" / "importers" / "data"
 
 
@@ -44,6 +48,17 @@ def _child(fmt: str, path: str, n: int, out_dir: str) -> None:
     t0 = time.perf_counter()
     if fmt == "read-only":
         count = sum(1 for _ in _rows(path, n))
+    elif fmt == "import-tracelab":
+        from tracetap.importers.tracelab import import_rows
+
+        count = import_rows(f"sqlite:///{out.parent / 'store.db'}", _rows(path, n),
+                            source="tracelab")
+    elif fmt == "store-tracelab":
+        from tracetap.exporters.tracelab import iter_rows
+        from tracetap.tracelab import write_rows
+
+        with open(out / "t.jsonl", "w") as fh:
+            count = write_rows(iter_rows(f"sqlite:///{path}"), fh)
     elif fmt.startswith("tracelab") and fmt != "tracelab-duckdb":
         from tracetap.tracelab import write_rows
 
@@ -195,7 +210,11 @@ def main() -> int:
         for fmt in args.only or FORMATS:
             out = Path(tmp) / fmt
             out.mkdir()
-            src = {"log-claude-code": claude_dir, "log-codex": codex_dir}.get(fmt, path)
+            src = {"log-claude-code": claude_dir, "log-codex": codex_dir,
+                   "store-tracelab": Path(tmp) / "store.db"}.get(fmt, path)
+            if fmt == "store-tracelab" and not src.exists():
+                print("store-tracelab needs import-tracelab first", file=sys.stderr)
+                return 2
             proc = subprocess.run([sys.executable, __file__, "--child", fmt, str(src),
                                    str(args.rounds), str(out)], capture_output=True,
                                   text=True, cwd=ROOT, check=False)
@@ -208,7 +227,8 @@ def main() -> int:
     print(f"{'format':<18}{'rows':>9}{'seconds':>9}{'rows/s':>10}{'x read':>8}{'peak MB':>9}")
     for fmt, r in results.items():
         rate = r["rows"] / r["seconds"] if r["seconds"] else 0.0
-        ratio = r["seconds"] / base["seconds"] if base and not fmt.startswith("log") else None
+        ratio = r["seconds"] / base["seconds"] if base and not fmt.startswith("log") \
+            and fmt != "store-tracelab" else None
         r["rows_per_s"] = rate
         r["x_read_only"] = ratio
         print(f"{fmt:<18}{r['rows']:>9,}{r['seconds']:>9.1f}{rate:>10,.0f}"
