@@ -38,12 +38,13 @@ def exchanges(n: int, sessions: int = 20, *, seed: int = 0, prefix: str = "",
         for i, (body, events) in enumerate(content):
             sid = f"{prefix}s{seed}-{s}"
             body = dict(body, metadata={"user_id": json.dumps({"session_id": sid})})
+            headers = [("x-claude-code-session-id", sid)]  # as Claude Code sends it
             evs = [StreamEvent(t + i + k * 0.01, name, json.dumps(d))
                    for k, (name, d) in enumerate(events)]
             out.append(Exchange(
                 uid=f"{prefix}ingest-{seed}-{s}-{i}-{time.time_ns()}", api="anthropic_messages",
                 transport="sse", method="POST", scheme="https", host="api.anthropic.com",
-                path="/v1/messages", request_headers=[], request_body=json.dumps(body).encode(),
+                path="/v1/messages", request_headers=headers, request_body=json.dumps(body).encode(),
                 request_at=t + i, status=200, end_at=t + i + 1, events=evs))
     return out[:n]
 
@@ -56,12 +57,23 @@ def transforms_and_extensions() -> tuple[list, list]:
     return default_transforms()
 
 
+def worker_steps() -> object:
+    """What each ingest worker builds: the same steps `tracetap proxy` runs."""
+    import functools
+
+    from tracetap.privacy.config import build_steps
+
+    return functools.partial(build_steps)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--db", help="database URL (default: a temporary SQLite file)")
     ap.add_argument("--rounds", type=int, default=2000)
     ap.add_argument("--steady-rate", type=float, default=200)
     ap.add_argument("--steady-seconds", type=float, default=20)
+    ap.add_argument("--workers", type=int, default=1,
+                    help="ingest worker processes (`tracetap proxy --ingest-workers`)")
     ap.add_argument("--same-content", action="store_true",
                     help="every session re-sends one template (new text is cached across "
                          "sessions; how the figures before 2026-11-25 were measured)")
@@ -72,7 +84,8 @@ def main() -> None:
     ensure_schema(engine)
     transforms, extensions = transforms_and_extensions()
     items = exchanges(args.rounds, same_content=args.same_content)
-    p = Pipeline(engine, tmp / "journal", transforms=transforms, extensions=extensions)
+    p = Pipeline(engine, tmp / "journal", transforms=transforms, extensions=extensions,
+                 workers=args.workers, worker_steps=worker_steps() if args.workers > 1 else None)
     p.start()
     t0 = time.perf_counter()
     for ex in items:
@@ -98,13 +111,13 @@ def main() -> None:
     result = {"db": engine.url.get_backend_name(), "rounds": len(items),
               "burst_rounds_per_s": burst, "steady_rate": args.steady_rate,
               "steady_queue_max": max(depths), "steady_queue_last": depths[-1],
-              "same_content": args.same_content,
+              "same_content": args.same_content, "workers": args.workers,
               "transforms": [type(t).__name__ for t in transforms]}
-    print(f"{result['db']}: burst {burst:,.0f} rounds/s over {len(items)} rounds; steady "
+    print(f"{result['db']}, {args.workers} worker(s): burst {burst:,.0f} rounds/s over {len(items)} rounds; steady "
           f"{args.steady_rate:.0f}/s for {args.steady_seconds:.0f}s -> queue max "
           f"{max(depths)}, last {depths[-1]}; transforms: {result['transforms'] or 'none'}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"ingest_rate_{result['db']}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"ingest_rate_{result['db']}_w{args.workers}.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -114,3 +114,62 @@ def test_db_check_says_what_to_run(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "tracetap", "db", "check", "--db", db],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    out = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            out.add(pid)
+    return out
+
+
+def test_ingest_workers_record_every_session_and_leave_no_process(
+        tmp_path: Path, scripted_upstream: ScriptedUpstream) -> None:
+    """--ingest-workers 2: every session's rounds stored; on SIGTERM and on SIGKILL of the
+    proxy, the ingest process and its workers go too."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        proxy = start_proxy(tmp_path / f"p{sig}", confdir=tmp_path / "mitm",
+                            anthropic_upstream=scripted_upstream.url,
+                            extra_args=["--ingest-workers", "2"])
+        ids = _ask(proxy.anthropic_url, 6)
+        below = _descendants(proxy.proc.pid)
+        spawned = [pid for pid in below
+                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(spawned) == 3  # the ingest process and its two workers
+        if sig == signal.SIGTERM:
+            proxy.stop(sig)
+        else:
+            deadline = time.time() + 30
+            while time.time() < deadline and _count(proxy.db_url) < 6:
+                time.sleep(0.05)
+            proxy.stop(sig)
+        deadline = time.time() + 20
+        while time.time() < deadline and _alive(below):
+            time.sleep(0.1)
+        assert not _alive(below), "processes left behind"
+        engine = make_engine(proxy.db_url)
+        with engine.connect() as conn:
+            assert sorted(conn.execute(sa.select(m.Round.response_id)).scalars()) == sorted(ids)
+        engine.dispose()

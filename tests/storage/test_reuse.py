@@ -96,8 +96,9 @@ def test_reuse_stores_what_a_from_scratch_pipeline_stores(
     scratch = _dump(_record(two_urls[0], tmp_path / "j0", policy, key_file, reuse=False)[0])
     engine, pipeline = _record(two_urls[1], tmp_path / "j1", policy, key_file, reuse=True)
     reused = _dump(engine)
-    assert pipeline._interner is not None
-    assert pipeline._interner.shared > pipeline._interner.seen / 2  # the history was shared
+    interner = pipeline.normalizer.interner
+    assert interner is not None
+    assert interner.shared > interner.seen / 2  # the history was shared
     assert len(scratch["rounds"]) == 21 and len(scratch["side_requests"]) == 1
     assert len(scratch["round_tokens"]) == 21
     for table, rows in scratch.items():

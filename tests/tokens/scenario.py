@@ -93,7 +93,8 @@ class _Line:
              "content": _text(self.rng, self.rng.randint(200, 1500))}]})
 
 
-def scenario_exchanges(seed: int = 7, t0: float = 1_780_000_000.0) -> list[Exchange]:
+def scenario_exchanges(seed: int = 7, t0: float = 1_780_000_000.0, *,
+                       session_id: str = "sess-scn", uid_prefix: str = "scn") -> list[Exchange]:
     rng = random.Random(seed)
     main = _Line(rng, "You are Claude Code. " * 40 + "Primary working directory: /home/alice/app",
                  _tools(4), "Fix the failing test in path/to/test_x.py please")
@@ -102,7 +103,7 @@ def scenario_exchanges(seed: int = 7, t0: float = 1_780_000_000.0) -> list[Excha
     plan: list[tuple[_Line, str | None]] = []
     for i in range(22):
         line = sub if i in (5, 9, 12) else anon if i in (3, 7) else main
-        plan.append((line, None if line is anon else "sess-scn"))
+        plan.append((line, None if line is anon else session_id))
     out: list[Exchange] = []
     t = t0
     for i, (line, session) in enumerate(plan):
@@ -127,7 +128,7 @@ def scenario_exchanges(seed: int = 7, t0: float = 1_780_000_000.0) -> list[Excha
         if session:
             headers.append(("x-claude-code-session-id", session))
         out.append(Exchange(
-            uid=f"scn-{i:03d}", api="anthropic_messages", transport="sse", method="POST",
+            uid=f"{uid_prefix}-{i:03d}", api="anthropic_messages", transport="sse", method="POST",
             scheme="https", host="api.anthropic.com", path=path, request_headers=headers,
             request_body=json.dumps(body).encode(), request_at=t, status=200,
             upstream_first_byte_at=t + 0.2, end_at=t + 1.0,

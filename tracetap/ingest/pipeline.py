@@ -6,11 +6,9 @@ Runs in one background thread fed by a bounded queue, so the proxy never waits o
 from __future__ import annotations
 
 import logging
-import operator
 import queue
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,35 +16,16 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from tracetap.ingest.reuse import MISS, Interner, Recent
-from tracetap.ingest.sessions import assign_identity
+from tracetap.ingest.normalize import CREDENTIAL_HEADERS, Normalizer, Transform, drop_credentials
+from tracetap.ingest.shards import Shards, defer_global
 from tracetap.model import Exchange, Round
-from tracetap.proxy.adapters import by_name
-from tracetap.proxy.decoding import decode_body
-from tracetap.proxy.frames import frame_exchange
 from tracetap.storage.journal import Journal
-from tracetap.storage.content import canonical, digest
 from tracetap.storage.writer import BLOB_REF, SideRecord, Writer, WriterExtension
+from tracetap.tokens.enrich import CHAIN, GlobalReuse
 
-__all__ = ["Pipeline", "PipelineStats", "Transform", "drop_credentials"]
+__all__ = ["CREDENTIAL_HEADERS", "Pipeline", "PipelineStats", "Transform", "drop_credentials"]
 
 log = logging.getLogger("tracetap.ingest")
-
-# A step between the adapter and the journal. It may replace a round's content but never modify
-# a content object in place: re-sent elements are shared between rounds (tracetap.ingest.reuse).
-Transform = Callable[[Round], Round]
-
-# Headers that carry credentials: dropped before anything is queued for the writer.
-CREDENTIAL_HEADERS = frozenset({
-    "x-api-key", "authorization", "proxy-authorization", "cookie", "set-cookie",
-    "chatgpt-account-id", "openai-organization", "openai-project", "anthropic-api-key",
-    "x-goog-api-key", "api-key",
-})
-
-
-def drop_credentials(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in headers if k.lower() not in CREDENTIAL_HEADERS]
-
 
 @dataclass
 class PipelineStats:
@@ -77,7 +56,12 @@ class Pipeline:
                  transforms: Sequence[Transform] = (), batch_max: int = 256,
                  linger: float = 0.0, queue_max: int = 10_000,
                  retry_interval: float = 2.0,
-                 extensions: Sequence[WriterExtension] = (), reuse: bool = True) -> None:
+                 extensions: Sequence[WriterExtension] = (), reuse: bool = True,
+                 workers: int = 1,
+                 worker_steps: Callable[[], Sequence[Transform]] | None = None) -> None:
+        if workers > 1 and worker_steps is None:
+            raise ValueError("workers > 1 needs worker_steps: a picklable callable that builds "
+                             "the transforms in each worker process")
         self.engine = engine
         self.writer = Writer(engine, extensions)
         self.journal = Journal(journal_dir)
@@ -95,16 +79,29 @@ class Pipeline:
         self._journaled: set[str] = set()
         self._rotation_seen = 0
         self._next_retry = 0.0
-        # Re-sent history: shared objects (interner), then their content hashes by identity.
-        self._interner = Interner() if reuse else None
-        self._hashes = {"messages": Recent(), "system": Recent()} if reuse else None
-        self._tools: OrderedDict[Any, tuple[list[Any], str]] = OrderedDict()
+        self.reuse = reuse
+        self.workers = max(1, workers)
+        self.worker_steps = worker_steps
+        self.global_reuse = GlobalReuse()  # for enrichers that defer it (several workers)
+        self._shards: Shards | None = None
+        if self.workers > 1:  # here only for what the workers cannot take (see _normalized_here)
+            self.normalizer = Normalizer(reuse=reuse)
+            self._local_steps = False
+        else:
+            self.normalizer = Normalizer(self.transforms, reuse=reuse)
+            self._local_steps = True
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        """Replay what an earlier run left in the journal, then start both threads."""
+        """Replay what an earlier run left in the journal, start the workers (if any), then
+        both threads."""
         self.journal.recover()
         self._drain_journal()
+        if self.workers > 1:
+            assert self.worker_steps is not None
+            self._shards = Shards(self.workers, self.worker_steps, reuse=self.reuse,
+                                  fallback=self._fallback)
+            self._shards.start()
         self._thread = threading.Thread(target=self._run_journal, name="tracetap-journal",
                                         daemon=True)
         self._db_thread = threading.Thread(target=self._run_db, name="tracetap-writer",
@@ -122,6 +119,9 @@ class Pipeline:
             self._db_queue.put(_STOP)
             self._db_thread.join(timeout)
             self._db_thread = None
+        if self._shards is not None:
+            self._shards.stop()
+            self._shards = None
         self.journal.close()
 
     @property
@@ -145,31 +145,56 @@ class Pipeline:
             # Overloaded: journal it here rather than lose it (back-pressure on the proxy).
             log.warning("ingest queue full; journaling synchronously")
             with self._normalize_lock:  # the steps keep per-session state
-                records = [self._normalize(item, dedupe=False)]
+                records = [self._local(item, dedupe=False)]
             self._db_queue.put((records, self._journal_records(records)))
 
     # -- worker ---------------------------------------------------------------------------
     def _run_journal(self) -> None:
         """Normalize, transform and journal (fsync) exchanges as fast as they come; a slow or
-        unreachable database never holds them in memory."""
+        unreachable database never holds them in memory. With workers, the next batch is
+        handed to them before the current one is journaled, so they never wait on this."""
         stopping = False
-        while not stopping:
-            items: list[Any] = [self.queue.get()]
-            deadline = time.monotonic() + self.linger
-            while len(items) < self.batch_max:
-                try:
-                    items.append(self.queue.get(timeout=max(0.0, deadline - time.monotonic())))
-                except queue.Empty:
-                    break
+        ahead: int | None = None  # a batch the workers have, to journal next
+        while not stopping or ahead is not None:
+            items = [] if stopping else self._take(wait=ahead is None)
             if _STOP in items:
                 stopping = True
                 items = [i for i in items if i is not _STOP]
+            if self._shards is not None:
+                sent = self._shards.send(items) if items else None
+                if ahead is not None:
+                    self._journal_done(self._shards.receive(ahead))
+                ahead = sent
+                continue
             records = []
             for item in items:
                 with self._normalize_lock:
-                    records.append(self._normalize(item))
+                    records.append(self._local(item))
             if records:
                 self._db_queue.put((records, self._journal_records(records)))
+
+    def _take(self, *, wait: bool) -> list[Any]:
+        """What is queued, up to `batch_max` (lingering for more); with `wait`, at least one."""
+        try:
+            items: list[Any] = [self.queue.get() if wait else self.queue.get_nowait()]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + self.linger
+        while len(items) < self.batch_max:
+            try:
+                items.append(self.queue.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        return items
+
+    def _journal_done(self, done: list[dict[str, Any]]) -> None:
+        """Finish the workers' records of a batch in order, journal them, pass them on."""
+        assert self._shards is not None
+        with self._normalize_lock:
+            self.stats.adapter_errors += self._shards.adapter_errors
+            self._shards.adapter_errors = 0
+            records = [self._finish(rec) for rec in done]
+        self._db_queue.put((records, self._journal_records(records)))
 
     def _run_db(self) -> None:
         """Write journaled records to the database in order; retry from the journal."""
@@ -193,52 +218,42 @@ class Pipeline:
             if stopping:
                 self._drain_journal()
 
-    def _normalize(self, item: Exchange | SideRecord, *, dedupe: bool = True
-                   ) -> dict[str, Any]:
-        if not isinstance(item, Exchange):
-            return {"t": "side", "s": item}
-        if item.request_encoding:
-            try:
-                item.request_body = decode_body(item.request_body, item.request_encoding)
-                item.request_encoding = None
-            except ValueError as exc:  # kept raw: the adapter records it as unparsed
-                item.error = item.error or str(exc)
-        frame_exchange(item)  # the proxy kept raw chunks; frame them here, off its hot path
-        try:
-            rnd = by_name(item.api).to_round(item)
-        except Exception as exc:  # an adapter bug must never lose the exchange's facts
-            self.stats.adapter_errors += 1
-            # the path only, never the query string (it may carry a key)
-            log.exception("adapter %s failed on %s %s", item.api, item.method,
-                          item.path.split("?", 1)[0])
-            return {"t": "side", "s": {
-                "uid": item.uid, "kind": f"adapter_error:{type(exc).__name__}",
-                "method": item.method, "host": item.host, "path": item.path.split("?", 1)[0],
-                "status": item.status, "request_at": item.request_at, "end_at": item.end_at,
-                "request_bytes": len(item.request_body), "response_bytes": item.response_bytes}}
-        rnd.request_headers = drop_credentials(rnd.request_headers)
-        if self._interner is not None:
-            try:
-                self._interner(rnd)
-            except Exception:  # only an optimization: the round goes on as parsed
-                log.exception("interning failed on %s", rnd.uid)
-        for transform in self.transforms:
-            rnd = transform(rnd)
-        assign_identity(rnd)  # needs the content, which _dedupe may replace by references
-        if rnd.endpoint.endswith("count_tokens"):
-            return {"t": "side", "s": {
-                "uid": rnd.uid, "kind": "count_tokens", "method": item.method,
-                "host": item.host, "path": item.path.split("?", 1)[0], "status": rnd.status,
-                "request_at": rnd.request_at, "end_at": rnd.end_at,
-                "request_bytes": rnd.request_bytes, "response_bytes": rnd.response_bytes,
-                "input_tokens": rnd.usage.input_tokens_total,
-                "request": {"envelope": rnd.envelope, "system": rnd.system, "tools": rnd.tools,
-                            "messages": rnd.messages},
-                "response": rnd.response}}
-        data = rnd.to_dict()
-        return {"t": "round", "r": self._dedupe(data) if dedupe else data}
+    def _local(self, item: Exchange | SideRecord, *, dedupe: bool = True) -> dict[str, Any]:
+        """Normalize and finish in this process (the caller holds the normalize lock)."""
+        return self._finish(self._normalized_here(item), dedupe=dedupe)
 
-    def _dedupe(self, r: dict[str, Any]) -> dict[str, Any]:
+    def _fallback(self, item: Exchange | SideRecord) -> dict[str, Any]:
+        """For Shards: an exchange its worker could not take (the worker died)."""
+        with self._normalize_lock:
+            return self._normalized_here(item)
+
+    def _normalized_here(self, item: Exchange | SideRecord) -> dict[str, Any]:
+        """This process's normalizer: always without workers; with them, only for an exchange
+        a worker could not take or one journaled synchronously on overload (its round then
+        lacks its session's earlier rounds for token reuse)."""
+        if not self._local_steps:  # workers' steps, built here on first need
+            assert self.worker_steps is not None
+            self.normalizer.transforms = defer_global(self.worker_steps())
+            self._local_steps = True
+        errors = self.normalizer.adapter_errors
+        rec = self.normalizer(item)
+        self.stats.adapter_errors += self.normalizer.adapter_errors - errors
+        return rec
+
+    def _finish(self, rec: dict[str, Any], *, dedupe: bool = True) -> dict[str, Any]:
+        """The steps that need every session: reuse across sessions (block index), content
+        journaled or stored already (by any session)."""
+        hashes = rec.pop("h", None)
+        if rec["t"] != "round":
+            return rec
+        tokens = rec["r"]["annotations"].get("tokens")
+        if isinstance(tokens, dict) and CHAIN in tokens:
+            self.global_reuse(tokens, rec["r"]["uid"])
+        if dedupe:
+            self._dedupe(rec["r"], hashes)
+        return rec
+
+    def _dedupe(self, r: dict[str, Any], hashes: dict[str, Any]) -> None:
         """Replace content already journaled (this segment) or stored by {"$blob": hash}.
 
         A session re-sends its whole history on every request; this keeps the journal (and
@@ -250,50 +265,18 @@ class Pipeline:
             self._rotation_seen = self.journal.rotations
 
         def ref(obj: Any, h: str | None) -> Any:
-            if obj is None:
-                return None
+            if obj is None or _is_ref(obj):
+                return obj
             if h in self._journaled or self.writer.knows(h):  # type: ignore[arg-type]
                 return {BLOB_REF: h}
             self._journaled.add(h)  # type: ignore[arg-type]
             return obj
 
-        session = (r["provider"], r["agent_session_id"])
-        r["messages"] = [ref(obj, h) for obj, h in zip(
-            r["messages"], self._content_hashes("messages", session, r["messages"]))]
+        r["messages"] = list(map(ref, r["messages"], hashes["messages"]))
         if isinstance(r["system"], list):
-            r["system"] = [ref(obj, h) for obj, h in zip(
-                r["system"], self._content_hashes("system", session, r["system"]))]
+            r["system"] = list(map(ref, r["system"], hashes["system"]))
         if r["tools"]:
-            r["tools"] = ref(r["tools"], self._tools_hash(session, r["tools"]))
-        return r
-
-    def _content_hashes(self, part: str, session: Any, items: list[Any]) -> list[str | None]:
-        """Content address of each element; the session's re-sent ones keep theirs (by
-        identity)."""
-        if self._hashes is None:
-            return [None if p is None else digest(canonical(p)) for p in items]
-        recent = self._hashes[part]
-        done = recent.match(session, items)
-        out = [(None if p is None else digest(canonical(p))) if h is MISS else h
-               for p, h in zip(items, done)]
-        recent.keep(session, items, out)
-        return out
-
-    def _tools_hash(self, session: Any, tools: Any) -> str:
-        """The tools list is a new list every round: re-sent when its elements are."""
-        if self._hashes is None or not isinstance(tools, list):
-            return digest(canonical(tools))
-        key = (session, "tools")
-        prev = self._tools.get(key)
-        if prev is not None and len(prev[0]) == len(tools) \
-                and all(map(operator.is_, prev[0], tools)):
-            self._tools.move_to_end(key)
-            return prev[1]
-        h = digest(canonical(tools))
-        self._tools[key] = (list(tools), h)
-        while len(self._tools) > 64:
-            self._tools.popitem(last=False)
-        return h
+            r["tools"] = ref(r["tools"], hashes["tools"])
 
     def _journal_records(self, records: list[dict[str, Any]]) -> tuple[int, int]:
         """Append under the lock; returns the (start, end) journal offsets of the records."""
@@ -357,3 +340,7 @@ class Pipeline:
                     self.stats.upstream_errors += 1
             else:
                 self.stats.side_recorded += 1
+
+
+def _is_ref(obj: Any) -> bool:
+    return type(obj) is dict and len(obj) == 1 and BLOB_REF in obj

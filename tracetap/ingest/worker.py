@@ -7,6 +7,7 @@ proxy's interpreter lock: the proxy only hands finished exchanges over a queue.
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing as mp
 import os
@@ -38,6 +39,7 @@ class WorkerConfig:
     key_file: str | None = None
     tokenizer: str = "default"
     retry_interval: float = 2.0
+    workers: int = 1  # normalization processes under this one (tracetap.ingest.shards)
     nice: int = 10  # background work: the proxy's own process keeps the CPU when both want it
 
 
@@ -53,14 +55,18 @@ def _child(cfg: WorkerConfig, inbox: Any, outbox: Any, parent: int) -> None:
     keep_freed_memory()  # parsing 100 kB+ bodies would otherwise page-fault on every one
     try:
         from tracetap.ingest.pipeline import Pipeline
-        from tracetap.proxy.runner import default_transforms
+        from tracetap.proxy.runner import default_steps, default_transforms
         from tracetap.storage.db import ensure_schema, make_engine
 
         engine = make_engine(cfg.db_url)
         ensure_schema(engine)
         transforms, extensions = default_transforms(cfg.content, cfg.key_file, cfg.tokenizer)
+        steps = None
+        if cfg.workers > 1:
+            steps = functools.partial(default_steps, cfg.content, cfg.key_file, cfg.tokenizer)
         pipeline = Pipeline(engine, cfg.journal_dir, transforms=transforms,
-                            extensions=extensions, retry_interval=cfg.retry_interval)
+                            extensions=extensions, retry_interval=cfg.retry_interval,
+                            workers=cfg.workers, worker_steps=steps)
         pipeline.start()
     except Exception as exc:
         outbox.put(("error", f"{type(exc).__name__}: {exc}"))

@@ -89,6 +89,11 @@ def proxy(
     tokenizer: Annotated[str, typer.Option(
         help="Tokenizer for per-segment counts and prefix block hashes: default (offline "
              "cl100k), hf:<tokenizer.json>, or off.")] = "default",
+    ingest_workers: Annotated[int, typer.Option(
+        envvar="TRACETAP_INGEST_WORKERS", min=1,
+        help="Processes that parse, tokenize and scrub captured rounds, each taking whole "
+             "sessions (by the agents' session headers). 1 (the default) suits a laptop; more "
+             "for a team proxy with cores to spare.")] = 1,
     quiet: Annotated[bool, typer.Option(help="Do not print mitmproxy warnings.")] = False,
 ) -> None:
     """Run the recording proxy in front of the model APIs.
@@ -104,7 +109,8 @@ def proxy(
                       openai_upstream=openai_upstream, forward_port=port, admin_port=admin_port,
                       confdir=confdir, journal_dir=journal_dir, quiet=quiet,
                       resolve=list(resolve or []), upstream_insecure=upstream_insecure,
-                      content=content, key_file=key_file, tokenizer=tokenizer)
+                      content=content, key_file=key_file, tokenizer=tokenizer,
+                      ingest_workers=ingest_workers)
     if not (cfg.anthropic_port or cfg.openai_port or cfg.forward_port):
         raise typer.BadParameter("every mode is disabled: give a port")
     db_url = db or default_url()

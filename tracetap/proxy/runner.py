@@ -26,7 +26,7 @@ from tracetap.proxy.capture import Capture
 from tracetap.proxy.resolve import Resolve
 from tracetap.storage.db import default_url, ensure_schema, make_engine
 
-__all__ = ["API_HOSTS", "ProxyConfig", "build_pipeline", "default_journal_dir",
+__all__ = ["API_HOSTS", "ProxyConfig", "build_pipeline", "default_journal_dir", "default_steps",
            "default_transforms", "run_proxy"]
 
 log = logging.getLogger("tracetap.proxy")
@@ -54,6 +54,7 @@ class ProxyConfig:
     content: str = "redacted"  # full | redacted | none
     key_file: str | None = None
     tokenizer: str = "default"  # "default", "hf:<tokenizer.json>", or "off"
+    ingest_workers: int = 1  # normalization processes in the ingest process (by session)
     quiet: bool = False
 
 
@@ -80,6 +81,12 @@ def default_transforms(content: str = "redacted", key_file: str | None = None,
     return build_transforms(content, key_file, tokenizer)
 
 
+def default_steps(content: str = "redacted", key_file: str | None = None,
+                  tokenizer: str = "default") -> list[Transform]:
+    """The transforms of `default_transforms`: what each ingest worker process builds."""
+    return default_transforms(content, key_file, tokenizer)[0]
+
+
 def build_pipeline(db_url: str | None, journal_dir: str | None,
                    transforms: list[Transform] | None = None,
                    extensions: list[WriterExtension] | None = None) -> Pipeline:
@@ -104,7 +111,8 @@ def _pipeline(cfg: ProxyConfig) -> Any:
 
         return PipelineProcess(WorkerConfig(
             db_url=url, journal_dir=str(cfg.journal_dir or default_journal_dir(url)),
-            content=cfg.content, key_file=cfg.key_file, tokenizer=cfg.tokenizer))
+            content=cfg.content, key_file=cfg.key_file, tokenizer=cfg.tokenizer,
+            workers=cfg.ingest_workers))
     return build_pipeline(cfg.db_url, cfg.journal_dir, cfg.transforms or [],
                           cfg.extensions or [])
 

@@ -21,10 +21,12 @@ from tracetap.storage.content import canonical, digest
 from tracetap.tokens.index import BlockIndex
 from tracetap.tokens.tokenizer import DEFAULT_TOKENIZER, Tokenizer, get_tokenizer
 
-__all__ = ["DEFAULT_BLOCK_SIZE", "TokenEnricher", "block_hashes", "prompt_parts"]
+__all__ = ["CHAIN", "DEFAULT_BLOCK_SIZE", "GlobalReuse", "TokenEnricher", "block_hashes",
+           "prompt_parts"]
 
 DEFAULT_BLOCK_SIZE = 64
 HASH_BYTES = 8
+CHAIN = "_chain"  # analysis key: the prompt's block hash chain, until GlobalReuse has run
 
 # Per-request noise that is not part of the cacheable prefix.
 _BILLING = re.compile(r"^x-anthropic-billing-header:.*$", re.MULTILINE)
@@ -204,6 +206,9 @@ class TokenEnricher:
         self._per_session = per_session
         self._global = BlockIndex(global_hashes)  # block hash -> first round uid
         self.reuse = reuse  # False: every prompt tokenized and hashed from scratch (for tests)
+        # True: leave reuse across sessions to a GlobalReuse that sees every session's rounds
+        # in order (ingest split over processes); the analysis then carries its CHAIN.
+        self.defer_global = False
         self.tokens_total = 0
         self.seconds_total = 0.0
 
@@ -346,7 +351,10 @@ class TokenEnricher:
             reuse_prev = shared * self.block_size + _lcp(
                 parent.tokens, prompt, shared * self.block_size
             )
-        reuse_any, any_uid = self._global.reuse(hashes, rnd.uid)
+        if self.defer_global:  # the pipeline runs it in order over every session's rounds
+            reuse_any, any_uid = None, None
+        else:
+            reuse_any, any_uid = self._global.reuse(hashes, rnd.uid)
         seen = _Seen(
             rnd.uid, rnd.request_at, rnd.end_at, prompt, hashes, bounds, elems, digests,
             el_notes, ends,
@@ -358,7 +366,7 @@ class TokenEnricher:
         u = rnd.usage
         elapsed = time.perf_counter() - started
         self.tokens_total += len(prompt)
-        return {
+        info = {
             "tokenizer": self.tokenizer.name,
             "block_size": self.block_size,
             "normalized": sorted(notes),
@@ -393,6 +401,22 @@ class TokenEnricher:
             "elapsed_ms": round(elapsed * 1000, 3),
             "tokens_s": round(len(prompt) / elapsed) if elapsed > 0 else None,
         }
+        if self.defer_global:
+            info[CHAIN] = b"".join(hashes)
+        return info
+
+
+class GlobalReuse:
+    """Reuse across sessions for analyses of deferring enrichers: the leading blocks of a
+    round's prompt that any earlier round had (and its uid), from one bounded index."""
+
+    def __init__(self, limit: int = 250_000) -> None:
+        self.index = BlockIndex(limit)
+
+    def __call__(self, info: dict[str, Any], uid: str) -> None:
+        chain = info.pop(CHAIN)
+        hashes = [chain[i:i + HASH_BYTES] for i in range(0, len(chain), HASH_BYTES)]
+        info["reuse_any_blocks"], info["reuse_any_uid"] = self.index.reuse(hashes, uid)
 
 
 def _common(a: list[bytes], b: list[bytes]) -> int:

@@ -75,14 +75,14 @@ class AnthropicMessages:
             body, ("system", "tools", "messages"))
         if body is None and exchange.request_body:
             rnd.envelope = {"_unparsed_body": exchange.request_body.decode("utf-8", "replace")}
+        sid = exchange.header("x-claude-code-session-id")  # even when the body is unparsable
+        if sid:
+            rnd.agent_session_id, rnd.session_source = sid, "header"
         if isinstance(body, dict):
             rnd.model_requested = body.get("model")
             rnd.stream = bool(body.get("stream"))
             meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
-            sid = exchange.header("x-claude-code-session-id")
-            if sid:
-                rnd.agent_session_id, rnd.session_source = sid, "header"
-            elif session_from_user_id(meta.get("user_id")):
+            if not sid and session_from_user_id(meta.get("user_id")):
                 rnd.agent_session_id = session_from_user_id(meta.get("user_id"))
                 rnd.session_source = "metadata"
         rnd.inputs = _new_inputs(rnd.messages)

@@ -1,0 +1,150 @@
+"""One captured exchange -> one journal record: decode, frame, adapter, interning, transforms,
+identity, and the content hash of each element. Only per-session state, so sessions can be split.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tracetap.ingest.reuse import MISS, Interner, Recent
+from tracetap.ingest.sessions import assign_identity
+from tracetap.model import Exchange, Round
+from tracetap.proxy.adapters import by_name
+from tracetap.proxy.decoding import decode_body
+from tracetap.proxy.frames import frame_exchange
+from tracetap.storage.content import canonical, digest
+from tracetap.storage.writer import BLOB_REF
+
+__all__ = ["CREDENTIAL_HEADERS", "Normalizer", "Transform", "drop_credentials"]
+
+log = logging.getLogger("tracetap.ingest")
+
+# A step between the adapter and the journal. It may replace a round's content but never modify
+# a content object in place: re-sent elements are shared between rounds (tracetap.ingest.reuse).
+Transform = Callable[[Round], Round]
+
+# Headers that carry credentials: dropped before anything is queued for the writer.
+CREDENTIAL_HEADERS = frozenset({
+    "x-api-key", "authorization", "proxy-authorization", "cookie", "set-cookie",
+    "chatgpt-account-id", "openai-organization", "openai-project", "anthropic-api-key",
+    "x-goog-api-key", "api-key",
+})
+
+
+def drop_credentials(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in headers if k.lower() not in CREDENTIAL_HEADERS]
+
+
+class Normalizer:
+    """Turns exchanges into records `{"t": "round", "r": round dict, "h": element hashes}` or
+    `{"t": "side", "s": side record}`, keeping a few rounds of each session to reuse work.
+
+    With `resent_refs`, an element the session re-sent (the very object of a record this
+    normalizer returned before) comes back as a `{"$blob": hash}` reference at once: that
+    record is journaled first, so its content is in the journal or the database.
+    """
+
+    def __init__(self, transforms: Sequence[Transform] = (), *, reuse: bool = True,
+                 resent_refs: bool = False) -> None:
+        self.transforms = list(transforms)
+        self.resent_refs = resent_refs
+        self.adapter_errors = 0
+        # Re-sent history: shared objects (interner), then their content hashes by identity.
+        self.interner = Interner() if reuse else None
+        self._hashes = {"messages": Recent(), "system": Recent()} if reuse else None
+        self._tools: OrderedDict[Any, tuple[list[Any], str]] = OrderedDict()
+
+    def __call__(self, item: Exchange | dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(item, Exchange):
+            return {"t": "side", "s": item}
+        if item.request_encoding:
+            try:
+                item.request_body = decode_body(item.request_body, item.request_encoding)
+                item.request_encoding = None
+            except ValueError as exc:  # kept raw: the adapter records it as unparsed
+                item.error = item.error or str(exc)
+        frame_exchange(item)  # the proxy kept raw chunks; frame them here, off its hot path
+        try:
+            rnd = by_name(item.api).to_round(item)
+        except Exception as exc:  # an adapter bug must never lose the exchange's facts
+            self.adapter_errors += 1
+            # the path only, never the query string (it may carry a key)
+            log.exception("adapter %s failed on %s %s", item.api, item.method,
+                          item.path.split("?", 1)[0])
+            return {"t": "side", "s": {
+                "uid": item.uid, "kind": f"adapter_error:{type(exc).__name__}",
+                "method": item.method, "host": item.host, "path": item.path.split("?", 1)[0],
+                "status": item.status, "request_at": item.request_at, "end_at": item.end_at,
+                "request_bytes": len(item.request_body), "response_bytes": item.response_bytes}}
+        rnd.request_headers = drop_credentials(rnd.request_headers)
+        if self.interner is not None:
+            try:
+                self.interner(rnd)
+            except Exception:  # only an optimization: the round goes on as parsed
+                log.exception("interning failed on %s", rnd.uid)
+        for transform in self.transforms:
+            rnd = transform(rnd)
+        assign_identity(rnd)  # needs the content, which dedupe may replace by references
+        if rnd.endpoint.endswith("count_tokens"):
+            return {"t": "side", "s": {
+                "uid": rnd.uid, "kind": "count_tokens", "method": item.method,
+                "host": item.host, "path": item.path.split("?", 1)[0], "status": rnd.status,
+                "request_at": rnd.request_at, "end_at": rnd.end_at,
+                "request_bytes": rnd.request_bytes, "response_bytes": rnd.response_bytes,
+                "input_tokens": rnd.usage.input_tokens_total,
+                "request": {"envelope": rnd.envelope, "system": rnd.system, "tools": rnd.tools,
+                            "messages": rnd.messages},
+                "response": rnd.response}}
+        return self._with_hashes(rnd.to_dict())
+
+    # -- content hashes -----------------------------------------------------------------------
+    def _with_hashes(self, r: dict[str, Any]) -> dict[str, Any]:
+        session = (r["provider"], r["agent_session_id"])
+        hashes: dict[str, Any] = {"system": None, "tools": None}
+        hashes["messages"], r["messages"] = self._content_hashes(
+            "messages", session, r["messages"])
+        if isinstance(r["system"], list):
+            hashes["system"], r["system"] = self._content_hashes("system", session, r["system"])
+        if r["tools"]:
+            hashes["tools"], resent = self._tools_hash(session, r["tools"])
+            if resent and self.resent_refs:
+                r["tools"] = {BLOB_REF: hashes["tools"]}
+        return {"t": "round", "r": r, "h": hashes}
+
+    def _content_hashes(self, part: str, session: Any, items: list[Any]
+                        ) -> tuple[list[str | None], list[Any]]:
+        """(content address of each element, the elements): the session's re-sent ones keep
+        their address (by identity) and, with `resent_refs`, become references. The lists the
+        round shares with the interner and the steps' caches are never modified."""
+        if self._hashes is None:
+            return [None if p is None else digest(canonical(p)) for p in items], items
+        recent = self._hashes[part]
+        done = recent.match(session, items)
+        out = [(None if p is None else digest(canonical(p))) if h is MISS else h
+               for p, h in zip(items, done)]
+        recent.keep(session, items, out)
+        if self.resent_refs:
+            items = [p if d is MISS or p is None else {BLOB_REF: h}
+                     for p, d, h in zip(items, done, out)]
+        return out, items
+
+    def _tools_hash(self, session: Any, tools: Any) -> tuple[str, bool]:
+        """(hash, re-sent): the tools list is a new list every round, re-sent when its
+        elements are."""
+        if self._hashes is None or not isinstance(tools, list):
+            return digest(canonical(tools)), False
+        key = (session, "tools")
+        prev = self._tools.get(key)
+        if prev is not None and len(prev[0]) == len(tools) \
+                and all(map(operator.is_, prev[0], tools)):
+            self._tools.move_to_end(key)
+            return prev[1], True
+        h = digest(canonical(tools))
+        self._tools[key] = (list(tools), h)
+        while len(self._tools) > 64:
+            self._tools.popitem(last=False)
+        return h, False

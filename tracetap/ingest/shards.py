@@ -1,0 +1,213 @@
+"""Normalization spread over worker processes, each owning the sessions of one shard, so parsing,
+tokenizing and scrubbing use every core; a batch's records come back in submission order.
+
+A session is recognised by the agents' own session headers (Claude Code, Codex), so all its
+rounds reach the worker that holds its state; exchanges without one go to the first worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tracetap.allocator import keep_freed_memory
+from tracetap.ingest.normalize import Normalizer, Transform
+from tracetap.model import Exchange
+
+__all__ = ["SESSION_HEADERS", "Shards", "defer_global", "shard_of"]
+
+log = logging.getLogger("tracetap.ingest")
+
+# Request headers naming the agent session, as the adapters read them (any one suffices).
+SESSION_HEADERS = frozenset({"x-claude-code-session-id", "session_id", "session-id",
+                             "x-session-id", "thread-id", "thread_id", "conversation_id"})
+_POLL = 1.0  # seconds between liveness checks while a batch is out
+
+
+def shard_of(item: Any, n: int) -> int:
+    """The worker for an exchange: by its session header, else the first."""
+    if isinstance(item, Exchange):
+        for key, value in item.request_headers:
+            if value and key.lower() in SESSION_HEADERS:
+                return zlib.crc32(value.encode("utf-8", "replace")) % n
+    return 0
+
+
+def defer_global(transforms: Sequence[Transform]) -> list[Transform]:
+    """The steps with reuse across sessions left to the pipeline (see GlobalReuse)."""
+    from tracetap.tokens.enrich import TokenEnricher
+
+    for step in transforms:
+        if isinstance(step, TokenEnricher):
+            step.defer_global = True
+    return list(transforms)
+
+
+def _worker(steps: Callable[[], Sequence[Transform]], reuse: bool, inbox: Any, outbox: Any,
+            nice: int, parent: int) -> None:
+    """Normalize what arrives in `inbox` ((batch, [(seq, item)])) until None; answer in
+    `outbox`."""
+    if nice:
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
+    keep_freed_memory()
+    try:
+        normalizer = Normalizer(defer_global(steps()), reuse=reuse, resent_refs=True)
+    except Exception as exc:
+        outbox.put(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    outbox.put(("ready", None))
+    while True:
+        try:
+            task = inbox.get(timeout=_POLL)
+        except queue.Empty:
+            if os.getppid() != parent:  # the pipeline's process died (kill -9): nothing to do
+                return
+            continue
+        if task is None:
+            return
+        batch, part = task
+        out = []
+        for seq, item in part:
+            errors = normalizer.adapter_errors
+            try:
+                rec = normalizer(item)
+            except Exception as exc:  # a step failed outside its own guard: keep the facts
+                log.exception("normalizing %s failed", getattr(item, "uid", "?"))
+                rec = {"t": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            out.append((seq, rec, normalizer.adapter_errors - errors))
+        outbox.put(("done", (batch, out)))
+
+
+class Shards:
+    """`workers` processes (spawned: no forked locks), each with its own Normalizer built by
+    `steps` (a picklable callable returning the transforms). `normalize` sends a batch out and
+    waits for it (or `send` several, then `receive` each); exchanges of a worker that died are
+    normalized by `fallback` instead."""
+
+    def __init__(self, workers: int, steps: Callable[[], Sequence[Transform]], *,
+                 reuse: bool = True, nice: int = 0,
+                 fallback: Callable[[Any], dict[str, Any]] | None = None) -> None:
+        if workers < 2:
+            raise ValueError("Shards needs at least two workers")
+        ctx = mp.get_context("spawn")
+        self.n = workers
+        self.fallback = fallback
+        self._outbox = ctx.Queue()
+        self._inboxes = [ctx.Queue() for _ in range(workers)]
+        self._procs = [ctx.Process(target=_worker, args=(steps, reuse, box, self._outbox, nice,
+                                                       os.getpid()),
+                                   name=f"tracetap-normalize-{i}", daemon=True)
+                       for i, box in enumerate(self._inboxes)]
+        self._dead: set[int] = set()
+        self._batch = 0
+        # batch -> (items, records so far, parts still out by worker)
+        self._pending: dict[int, tuple[list[Any], list[Any], dict[int, list[Any]]]] = {}
+        self.adapter_errors = 0
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start every worker; raises RuntimeError when one cannot build its steps."""
+        for proc in self._procs:
+            proc.start()
+        for _ in self._procs:
+            try:
+                kind, detail = self._outbox.get(timeout=timeout)
+            except queue.Empty:
+                self.stop()
+                raise RuntimeError("an ingest worker did not start") from None
+            if kind == "error":
+                self.stop()
+                raise RuntimeError(f"an ingest worker could not start: {detail}")
+
+    @property
+    def alive(self) -> int:
+        return sum(p.is_alive() for p in self._procs)
+
+    def normalize(self, items: Sequence[Any]) -> list[dict[str, Any]]:
+        """Records for `items`, in their order."""
+        return self.receive(self.send(items))
+
+    def send(self, items: Sequence[Any]) -> int:
+        """Hand a batch to the workers (without waiting); returns its number for `receive`.
+        Batches are received in the order they were sent."""
+        self._batch += 1
+        parts: dict[int, list[tuple[int, Any]]] = {}
+        for seq, item in enumerate(items):
+            parts.setdefault(shard_of(item, self.n), []).append((seq, item))
+        out: list[Any] = [None] * len(items)
+        waiting: dict[int, list[tuple[int, Any]]] = {}
+        for i, part in sorted(parts.items()):
+            if i in self._dead:
+                self._locally(part, out)
+            else:
+                self._inboxes[i].put((self._batch, part))
+                waiting[i] = part
+        self._pending[self._batch] = (list(items), out, waiting)
+        return self._batch
+
+    def receive(self, batch: int) -> list[dict[str, Any]]:
+        """The records of a batch sent earlier, in its items' order."""
+        items, out, waiting = self._pending[batch]
+        while waiting:
+            try:
+                _, (number, done) = self._outbox.get(timeout=_POLL)
+            except queue.Empty:
+                self._give_up_on_dead()
+                continue
+            entry = self._pending.get(number)
+            shard = shard_of(entry[0][done[0][0]], self.n) if entry and done else None
+            if entry is None or shard not in entry[2]:  # from a worker given up on earlier
+                continue
+            del entry[2][shard]
+            for seq, rec, errors in done:
+                entry[1][seq] = rec
+                self.adapter_errors += errors
+        del self._pending[batch]
+        for seq, rec in enumerate(out):
+            if rec is not None and rec["t"] == "failed":
+                out[seq] = self._local(items[seq])
+        return out
+
+    def _give_up_on_dead(self) -> None:
+        """Normalize here what dead workers still owed, oldest batch first (session order)."""
+        for i, proc in enumerate(self._procs):
+            if i in self._dead or proc.is_alive():
+                continue
+            log.error("ingest worker %d died; its sessions are normalized here", i)
+            self._dead.add(i)
+            for number in sorted(self._pending):
+                _, out, waiting = self._pending[number]
+                if i in waiting:
+                    self._locally(waiting.pop(i), out)
+
+    def _local(self, item: Any) -> dict[str, Any]:
+        if self.fallback is None:
+            raise RuntimeError("an ingest worker failed and there is no fallback")
+        return self.fallback(item)
+
+    def _locally(self, part: list[tuple[int, Any]], out: list[Any]) -> None:
+        for seq, item in part:
+            if out[seq] is None:
+                out[seq] = self._local(item)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        for box, proc in zip(self._inboxes, self._procs):
+            if proc.is_alive():
+                box.put(None)
+        for proc in self._procs:
+            if proc.pid is not None:
+                proc.join(timeout)
+                if proc.is_alive():
+                    proc.kill()
+        for i, box in enumerate(self._inboxes):
+            if i in self._dead:  # nobody reads it: do not wait on exit to flush it
+                box.cancel_join_thread()
+            box.close()
+        self._outbox.close()
