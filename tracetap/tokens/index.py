@@ -5,6 +5,7 @@ it), least recently used first out; each round's lookups and refreshes run as C-
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Hashable, Sequence
 from itertools import repeat
 
 __all__ = ["BlockIndex"]
@@ -16,15 +17,15 @@ class BlockIndex:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._owner: OrderedDict[bytes, str] = OrderedDict()
+        self._owner: OrderedDict[Hashable, str] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._owner)
 
-    def __contains__(self, h: bytes) -> bool:
+    def __contains__(self, h: Hashable) -> bool:
         return h in self._owner
 
-    def reuse(self, hashes: list[bytes], uid: str) -> tuple[int, str | None]:
+    def reuse(self, hashes: Sequence[Hashable], uid: str) -> tuple[int, str | None]:
         """(leading blocks already known, the uid that first had the last of them); refreshes
         those, records the rest as first seen in `uid`, then evicts down to the limit."""
         owner = self._owner
