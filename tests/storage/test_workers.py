@@ -1,20 +1,23 @@
 """Ingest spread over worker processes (`workers=2`) stores exactly what one process stores:
 sessions on different workers, reuse across sessions, content shared between sessions, adapter
-errors; and nothing is lost when a worker dies.
+errors; and nothing is lost when a worker dies or hangs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import signal
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from tests.storage.test_reuse import _dump
 from tests.tokens.scenario import scenario_exchanges
 from tracetap.ingest.pipeline import Pipeline
+from tracetap.ingest import shards
 from tracetap.ingest.shards import shard_of
 from tracetap.model import Exchange
 from tracetap.privacy.config import build_transforms
@@ -26,11 +29,19 @@ from tracetap.storage.models_tokens import RoundTokens
 
 def _exchanges() -> list[Exchange]:
     """Four sessions of the scenario (same system prompt and tools, so blocks and content are
-    shared across sessions), interleaved in time, plus one exchange no adapter can parse."""
+    shared across sessions), interleaved in time; a fifth session sending what a count_tokens
+    request of the first counted; one exchange no adapter can parse."""
     out: list[Exchange] = []
     for s in range(4):
         out += scenario_exchanges(seed=s, t0=1_780_000_000.0 + s * 0.7, session_id=f"sess-{s}",
                                   uid_prefix=f"s{s}")
+    counted, answered = out[10], out[11]  # a count_tokens request of session 0, then a round
+    assert counted.path.endswith("count_tokens")
+    headers = [(k, "sess-copy" if k == "x-claude-code-session-id" else v)
+               for k, v in counted.request_headers]
+    out.append(dataclasses.replace(  # another session sending exactly what it counted
+        answered, uid="copy-of-s0-010", request_headers=headers,
+        request_body=counted.request_body, request_at=1_780_000_090.0, end_at=1_780_000_091.0))
     broken = out[0]
     out.append(Exchange(uid="broken", api="anthropic_messages", transport="http", method="POST",
                         scheme="https", host=broken.host, path="/v1/messages",
@@ -63,7 +74,7 @@ def test_two_workers_store_what_one_process_stores(tmp_path: Path) -> None:
     two, p2 = _record(f"sqlite:///{tmp_path / 'two.db'}", tmp_path / "j2", key_file, 2,
                       _exchanges())
     expected, got = _dump(one), _dump(two)
-    assert len(expected["rounds"]) == 85 and len(expected["round_tokens"]) == 85
+    assert len(expected["rounds"]) == 86 and len(expected["round_tokens"]) == 86
     assert p1.stats.adapter_errors == p2.stats.adapter_errors
     for table, rows in expected.items():
         assert got[table] == rows, table
@@ -72,10 +83,14 @@ def test_two_workers_store_what_one_process_stores(tmp_path: Path) -> None:
             m.Round, m.Round.id == RoundTokens.round_pk)
             .where(RoundTokens.reuse_any_blocks > 0)).all()
     assert sum(1 for uid, other in reuse if uid[:2] != other[:2]) >= 3
-    assert p2.stats.rounds_recorded == 85
+    assert ("copy-of-s0-010", "s0-010") in reuse  # blocks a count_tokens request had first
+    assert p2.stats.rounds_recorded == 86
 
 
-def test_a_dead_worker_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["dead", "stuck"])
+def test_a_dead_or_stuck_worker_loses_nothing(tmp_path: Path, sig: int,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shards, "STUCK_AFTER", 2.0)
     key_file = tmp_path / "key"
     key_file.write_text("k" * 64)
     items = _exchanges()
@@ -90,13 +105,14 @@ def test_a_dead_worker_loses_nothing(tmp_path: Path) -> None:
     for ex in items[:30]:
         p.submit(ex)
     victim = p._shards._procs[1]
-    os.kill(victim.pid, signal.SIGKILL)  # type: ignore[arg-type]
-    victim.join(10)
+    os.kill(victim.pid, sig)  # type: ignore[arg-type]
+    if sig == signal.SIGKILL:
+        victim.join(10)
     for ex in items[30:]:
         p.submit(ex)
-    shards = p._shards
+    sharded = p._shards
     p.stop()
-    assert shards._dead == {1}  # its sessions were normalized in the pipeline's process
+    assert sharded._dead == {1}  # its sessions were normalized in the pipeline's process
     with engine.connect() as c:
         uids = set(c.scalars(sa.select(m.Round.uid)))
         sides = set(c.scalars(sa.select(m.SideRequest.uid)))

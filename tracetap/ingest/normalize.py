@@ -18,6 +18,7 @@ from tracetap.proxy.decoding import decode_body
 from tracetap.proxy.frames import frame_exchange
 from tracetap.storage.content import canonical, digest
 from tracetap.storage.writer import BLOB_REF
+from tracetap.tokens.enrich import CHAIN
 
 __all__ = ["CREDENTIAL_HEADERS", "Normalizer", "Transform", "drop_credentials"]
 
@@ -90,16 +91,25 @@ class Normalizer:
             rnd = transform(rnd)
         assign_identity(rnd)  # needs the content, which dedupe may replace by references
         if rnd.endpoint.endswith("count_tokens"):
-            return {"t": "side", "s": {
-                "uid": rnd.uid, "kind": "count_tokens", "method": item.method,
-                "host": item.host, "path": item.path.split("?", 1)[0], "status": rnd.status,
-                "request_at": rnd.request_at, "end_at": rnd.end_at,
-                "request_bytes": rnd.request_bytes, "response_bytes": rnd.response_bytes,
-                "input_tokens": rnd.usage.input_tokens_total,
-                "request": {"envelope": rnd.envelope, "system": rnd.system, "tools": rnd.tools,
-                            "messages": rnd.messages},
-                "response": rnd.response}}
+            side = self._side_round(item, rnd)
+            tokens = rnd.annotations.get("tokens")
+            if isinstance(tokens, dict) and CHAIN in tokens:  # its blocks count as seen
+                side[CHAIN] = tokens[CHAIN]
+            return side
         return self._with_hashes(rnd.to_dict())
+
+    @staticmethod
+    def _side_round(item: Exchange, rnd: Round) -> dict[str, Any]:
+        """A count_tokens request: kept as a side request, with its content."""
+        return {"t": "side", "s": {
+            "uid": rnd.uid, "kind": "count_tokens", "method": item.method,
+            "host": item.host, "path": item.path.split("?", 1)[0], "status": rnd.status,
+            "request_at": rnd.request_at, "end_at": rnd.end_at,
+            "request_bytes": rnd.request_bytes, "response_bytes": rnd.response_bytes,
+            "input_tokens": rnd.usage.input_tokens_total,
+            "request": {"envelope": rnd.envelope, "system": rnd.system, "tools": rnd.tools,
+                        "messages": rnd.messages},
+            "response": rnd.response}}
 
     # -- content hashes -----------------------------------------------------------------------
     def _with_hashes(self, r: dict[str, Any]) -> dict[str, Any]:

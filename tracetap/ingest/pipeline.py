@@ -245,6 +245,9 @@ class Pipeline:
         journaled or stored already (by any session)."""
         hashes = rec.pop("h", None)
         if rec["t"] != "round":
+            chain = rec.pop(CHAIN, None)  # a count_tokens request's prompt
+            if chain is not None:
+                self.global_reuse({CHAIN: chain}, rec["s"]["uid"])
             return rec
         tokens = rec["r"]["annotations"].get("tokens")
         if isinstance(tokens, dict) and CHAIN in tokens:

@@ -11,6 +11,7 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,6 +28,7 @@ log = logging.getLogger("tracetap.ingest")
 SESSION_HEADERS = frozenset({"x-claude-code-session-id", "session_id", "session-id",
                              "x-session-id", "thread-id", "thread_id", "conversation_id"})
 _POLL = 1.0  # seconds between liveness checks while a batch is out
+STUCK_AFTER = 300.0  # a live worker silent this long on a batch is killed (its work done here)
 
 
 def shard_of(item: Any, n: int) -> int:
@@ -110,6 +112,7 @@ class Shards:
         self._batch = 0
         # batch -> (items, records so far, parts still out by worker)
         self._pending: dict[int, tuple[list[Any], list[Any], dict[int, list[Any]]]] = {}
+        self._sent_at: dict[int, float] = {}
         self.adapter_errors = 0
 
     def start(self, timeout: float = 120.0) -> None:
@@ -150,6 +153,7 @@ class Shards:
                 self._inboxes[i].put((self._batch, part))
                 waiting[i] = part
         self._pending[self._batch] = (list(items), out, waiting)
+        self._sent_at[self._batch] = time.monotonic()
         return self._batch
 
     def receive(self, batch: int) -> list[dict[str, Any]]:
@@ -159,6 +163,12 @@ class Shards:
             try:
                 _, (number, done) = self._outbox.get(timeout=_POLL)
             except queue.Empty:
+                if time.monotonic() - self._sent_at[batch] > STUCK_AFTER:
+                    for i in waiting:
+                        log.error("ingest worker %d gave no answer for %.0f s; stopping it",
+                                  i, STUCK_AFTER)
+                        self._procs[i].kill()
+                        self._procs[i].join(10)
                 self._give_up_on_dead()
                 continue
             entry = self._pending.get(number)
@@ -169,7 +179,7 @@ class Shards:
             for seq, rec, errors in done:
                 entry[1][seq] = rec
                 self.adapter_errors += errors
-        del self._pending[batch]
+        del self._pending[batch], self._sent_at[batch]
         for seq, rec in enumerate(out):
             if rec is not None and rec["t"] == "failed":
                 out[seq] = self._local(items[seq])
