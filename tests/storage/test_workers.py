@@ -1,6 +1,6 @@
 """Ingest spread over worker processes (`workers=2`) stores exactly what one process stores:
-sessions on different workers, reuse across sessions, content shared between sessions, adapter
-errors; and nothing is lost when a worker dies or hangs.
+sessions on different workers, reuse across sessions, content shared between sessions, a body
+that does not parse; and nothing is lost when a worker dies or hangs.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 from tests.storage.test_reuse import _dump
 from tests.tokens.scenario import scenario_exchanges
-from tracetap.ingest.pipeline import Pipeline
 from tracetap.ingest import shards
+from tracetap.ingest.pipeline import Pipeline
 from tracetap.ingest.shards import shard_of
 from tracetap.model import Exchange
 from tracetap.privacy.config import build_transforms
@@ -30,7 +30,7 @@ from tracetap.storage.models_tokens import RoundTokens
 def _exchanges() -> list[Exchange]:
     """Four sessions of the scenario (same system prompt and tools, so blocks and content are
     shared across sessions), interleaved in time; a fifth session sending what a count_tokens
-    request of the first counted; one exchange no adapter can parse."""
+    request of the first counted; one request whose body does not parse."""
     out: list[Exchange] = []
     for s in range(4):
         out += scenario_exchanges(seed=s, t0=1_780_000_000.0 + s * 0.7, session_id=f"sess-{s}",
