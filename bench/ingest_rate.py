@@ -27,14 +27,18 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def exchanges(n: int, sessions: int = 20, *, seed: int = 0, prefix: str = "",
-              same_content: bool = False) -> list[Exchange]:
-    """`sessions` agent sessions of n/sessions rounds each, every one with its own content (no
+              same_content: bool = False, interleave: bool = True) -> list[Exchange]:
+    """`sessions` concurrent agent sessions of n/sessions rounds each, their rounds interleaved
+    in time (round i of every session, then round i+1), every one with its own content (no
     session's new text was seen in another: tokenizer and scrubber caches help as in real use).
-    `same_content`: every session re-sends one template (the figures before 2026-11-25)."""
+    `same_content`: every session re-sends one template (the figures before 2026-11-25);
+    `interleave=False`: one session after the other (the figures before 2026-12-01)."""
     per = max(1, n // sessions)
-    out = []
+    by_session: list[list[Exchange]] = []
     t = time.time()
     for s in range(sessions):
+        out: list[Exchange] = []
+        by_session.append(out)
         content = session(per, seed=0 if same_content else seed * 1000 + s)
         for i, (body, events) in enumerate(content):
             sid = f"{prefix}s{seed}-{s}"
@@ -47,7 +51,9 @@ def exchanges(n: int, sessions: int = 20, *, seed: int = 0, prefix: str = "",
                 transport="sse", method="POST", scheme="https", host="api.anthropic.com",
                 path="/v1/messages", request_headers=headers, request_body=json.dumps(body).encode(),
                 request_at=t + i, status=200, end_at=t + i + 1, events=evs))
-    return out[:n]
+    if not interleave:
+        return [ex for rounds in by_session for ex in rounds][:n]
+    return [ex for rounds in zip(*by_session) for ex in rounds][:n]
 
 
 def transforms_and_extensions() -> tuple[list, list]:
@@ -73,6 +79,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2000)
     ap.add_argument("--steady-rate", type=float, default=200)
     ap.add_argument("--steady-seconds", type=float, default=20)
+    ap.add_argument("--one-session-at-a-time", action="store_true",
+                    help="rounds ordered session after session, not interleaved (the figures "
+                         "before 2026-12-01)")
     ap.add_argument("--workers", type=int, default=1,
                     help="ingest worker processes (`tracetap proxy --ingest-workers`)")
     ap.add_argument("--same-content", action="store_true",
@@ -84,7 +93,8 @@ def main() -> None:
     engine = make_engine(url)
     ensure_schema(engine)
     transforms, extensions = transforms_and_extensions()
-    items = exchanges(args.rounds, same_content=args.same_content)
+    interleave = not args.one_session_at_a_time
+    items = exchanges(args.rounds, same_content=args.same_content, interleave=interleave)
     p = Pipeline(engine, tmp / "journal", transforms=transforms, extensions=extensions,
                  workers=args.workers, worker_steps=worker_steps() if args.workers > 1 else None)
     p.start()
@@ -98,7 +108,7 @@ def main() -> None:
     burst = p.stats.rounds_recorded / (time.perf_counter() - t0)
     # Steady load: submit at a fixed rate and watch the queue.
     steady = exchanges(int(args.steady_rate * args.steady_seconds), seed=1,
-                       same_content=args.same_content)
+                       same_content=args.same_content, interleave=interleave)
     depths: list[int] = []
     start = time.perf_counter()
     for i, ex in enumerate(steady):
@@ -113,12 +123,16 @@ def main() -> None:
               "burst_rounds_per_s": burst, "steady_rate": args.steady_rate,
               "steady_queue_max": max(depths), "steady_queue_last": depths[-1],
               "same_content": args.same_content, "workers": args.workers,
+              "interleaved": interleave,
               "transforms": [type(t).__name__ for t in transforms]}
-    print(f"{result['db']}, {args.workers} worker(s): burst {burst:,.0f} rounds/s over {len(items)} rounds; steady "
+    order = "sessions interleaved" if interleave else "one session at a time"
+    print(f"{result['db']}, {args.workers} worker(s), {order}: burst {burst:,.0f} rounds/s over "
+          f"{len(items)} rounds; steady "
           f"{args.steady_rate:.0f}/s for {args.steady_seconds:.0f}s -> queue max "
           f"{max(depths)}, last {depths[-1]}; transforms: {result['transforms'] or 'none'}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"ingest_rate_{result['db']}_w{args.workers}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"ingest_rate_{result['db']}_w{args.workers}"
+               f"{'' if interleave else '_serial'}.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -84,6 +84,10 @@ class Pipeline:
         self.worker_steps = worker_steps
         self.global_reuse = GlobalReuse()  # for enrichers that defer it (several workers)
         self._shards: Shards | None = None
+        self._collect_thread: threading.Thread | None = None  # workers' records -> journal
+        self._sent: queue.Queue[tuple[int, int] | None] = queue.Queue()
+        self._room = threading.Condition()
+        self._in_flight = 0  # exchanges at the workers, not yet journaled
         if self.workers > 1:  # here only for what the workers cannot take (see _normalized_here)
             self.normalizer = Normalizer(reuse=reuse)
             self._local_steps = False
@@ -108,6 +112,10 @@ class Pipeline:
                                            daemon=True)
         self._thread.start()
         self._db_thread.start()
+        if self._shards is not None:
+            self._collect_thread = threading.Thread(target=self._run_collect,
+                                                    name="tracetap-collect", daemon=True)
+            self._collect_thread.start()
 
     def stop(self, timeout: float = 60.0) -> None:
         """Journal everything queued, write it to the database when reachable, and stop."""
@@ -115,6 +123,9 @@ class Pipeline:
             self.queue.put(_STOP)
             self._thread.join(timeout)
             self._thread = None
+        if self._collect_thread is not None:  # the journal thread told it to finish
+            self._collect_thread.join(timeout)
+            self._collect_thread = None
         if self._db_thread is not None:
             self._db_queue.put(_STOP)
             self._db_thread.join(timeout)
@@ -135,7 +146,8 @@ class Pipeline:
 
     @property
     def queue_depth(self) -> int:
-        return self.queue.qsize()
+        """Exchanges waiting: queued, or at the workers and not yet journaled."""
+        return self.queue.qsize() + self._in_flight
 
     # -- hot path -------------------------------------------------------------------------
     def submit(self, item: Exchange | SideRecord) -> None:
@@ -151,20 +163,23 @@ class Pipeline:
     # -- worker ---------------------------------------------------------------------------
     def _run_journal(self) -> None:
         """Normalize, transform and journal (fsync) exchanges as fast as they come; a slow or
-        unreachable database never holds them in memory. With workers, the next batch is
-        handed to them before the current one is journaled, so they never wait on this."""
+        unreachable database never holds them in memory. With workers, this thread hands
+        batches out (up to 2 × batch_max exchanges at once) and `_run_collect` journals them."""
         stopping = False
-        ahead: int | None = None  # a batch the workers have, to journal next
-        while not stopping or ahead is not None:
-            items = [] if stopping else self._take(wait=ahead is None)
+        while not stopping:
+            items = self._take()
             if _STOP in items:
                 stopping = True
                 items = [i for i in items if i is not _STOP]
             if self._shards is not None:
-                sent = self._shards.send(items) if items else None
-                if ahead is not None:
-                    self._journal_done(self._shards.receive(ahead))
-                ahead = sent
+                if items:
+                    with self._room:
+                        while self._in_flight >= 2 * self.batch_max:
+                            self._room.wait()
+                        self._in_flight += len(items)
+                    self._sent.put((self._shards.send(items), len(items)))
+                if stopping:
+                    self._sent.put(None)
                 continue
             records = []
             for item in items:
@@ -173,12 +188,9 @@ class Pipeline:
             if records:
                 self._db_queue.put((records, self._journal_records(records)))
 
-    def _take(self, *, wait: bool) -> list[Any]:
-        """What is queued, up to `batch_max` (lingering for more); with `wait`, at least one."""
-        try:
-            items: list[Any] = [self.queue.get() if wait else self.queue.get_nowait()]
-        except queue.Empty:
-            return []
+    def _take(self) -> list[Any]:
+        """What is queued, at least one and up to `batch_max` (lingering for more)."""
+        items: list[Any] = [self.queue.get()]
         deadline = time.monotonic() + self.linger
         while len(items) < self.batch_max:
             try:
@@ -187,14 +199,20 @@ class Pipeline:
                 break
         return items
 
-    def _journal_done(self, done: list[dict[str, Any]]) -> None:
-        """Finish the workers' records of a batch in order, journal them, pass them on."""
+    def _run_collect(self) -> None:
+        """The workers' records, batch after batch in the order sent: finish and journal."""
         assert self._shards is not None
-        with self._normalize_lock:
-            self.stats.adapter_errors += self._shards.adapter_errors
-            self._shards.adapter_errors = 0
-            records = [self._finish(rec) for rec in done]
-        self._db_queue.put((records, self._journal_records(records)))
+        while (sent := self._sent.get()) is not None:
+            batch, n = sent
+            done = self._shards.receive(batch)
+            errors = self._shards.take_adapter_errors()  # (lock order: shards, then normalize)
+            with self._normalize_lock:
+                self.stats.adapter_errors += errors
+                records = [self._finish(rec) for rec in done]
+            self._db_queue.put((records, self._journal_records(records)))
+            with self._room:
+                self._in_flight -= n
+                self._room.notify_all()
 
     def _run_db(self) -> None:
         """Write journaled records to the database in order; retry from the journal."""

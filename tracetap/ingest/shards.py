@@ -11,6 +11,7 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -113,6 +114,7 @@ class Shards:
         # batch -> (items, records so far, parts still out by worker)
         self._pending: dict[int, tuple[list[Any], list[Any], dict[int, list[Any]]]] = {}
         self._sent_at: dict[int, float] = {}
+        self._state = threading.Lock()  # the above, between a sending and a receiving thread
         self.adapter_errors = 0
 
     def start(self, timeout: float = 120.0) -> None:
@@ -139,54 +141,70 @@ class Shards:
 
     def send(self, items: Sequence[Any]) -> int:
         """Hand a batch to the workers (without waiting); returns its number for `receive`.
-        Batches are received in the order they were sent."""
-        self._batch += 1
-        parts: dict[int, list[tuple[int, Any]]] = {}
-        for seq, item in enumerate(items):
-            parts.setdefault(shard_of(item, self.n), []).append((seq, item))
-        out: list[Any] = [None] * len(items)
-        waiting: dict[int, list[tuple[int, Any]]] = {}
-        for i, part in sorted(parts.items()):
-            if i in self._dead:
-                self._locally(part, out)
-            else:
-                self._inboxes[i].put((self._batch, part))
-                waiting[i] = part
-        self._pending[self._batch] = (list(items), out, waiting)
-        self._sent_at[self._batch] = time.monotonic()
-        return self._batch
+        Batches are received in the order they were sent (one thread may send while another
+        receives)."""
+        with self._state:
+            self._batch += 1
+            parts: dict[int, list[tuple[int, Any]]] = {}
+            for seq, item in enumerate(items):
+                parts.setdefault(shard_of(item, self.n), []).append((seq, item))
+            out: list[Any] = [None] * len(items)
+            waiting: dict[int, list[tuple[int, Any]]] = {}
+            for i, part in sorted(parts.items()):
+                if i in self._dead:
+                    self._locally(part, out)
+                else:
+                    self._inboxes[i].put((self._batch, part))
+                    waiting[i] = part
+            self._pending[self._batch] = (list(items), out, waiting)
+            self._sent_at[self._batch] = time.monotonic()
+            return self._batch
 
     def receive(self, batch: int) -> list[dict[str, Any]]:
         """The records of a batch sent earlier, in its items' order."""
-        items, out, waiting = self._pending[batch]
-        while waiting:
+        with self._state:
+            items, out, waiting = self._pending[batch]
+        while True:
+            with self._state:
+                if not waiting:
+                    break
             try:
                 _, (number, done) = self._outbox.get(timeout=_POLL)
             except queue.Empty:
-                if time.monotonic() - self._sent_at[batch] > STUCK_AFTER:
-                    for i in waiting:
-                        log.error("ingest worker %d gave no answer for %.0f s; stopping it",
-                                  i, STUCK_AFTER)
-                        self._procs[i].kill()
-                        self._procs[i].join(10)
-                self._give_up_on_dead()
+                with self._state:
+                    if time.monotonic() - self._sent_at[batch] > STUCK_AFTER:
+                        for i in waiting:
+                            log.error("ingest worker %d gave no answer for %.0f s; stopping it",
+                                      i, STUCK_AFTER)
+                            self._procs[i].kill()
+                            self._procs[i].join(10)
+                    self._give_up_on_dead()
                 continue
-            entry = self._pending.get(number)
-            shard = shard_of(entry[0][done[0][0]], self.n) if entry and done else None
-            if entry is None or shard not in entry[2]:  # from a worker given up on earlier
-                continue
-            del entry[2][shard]
-            for seq, rec, errors in done:
-                entry[1][seq] = rec
-                self.adapter_errors += errors
-        del self._pending[batch], self._sent_at[batch]
-        for seq, rec in enumerate(out):
-            if rec is not None and rec["t"] == "failed":
-                out[seq] = self._local(items[seq])
+            with self._state:
+                entry = self._pending.get(number)
+                shard = shard_of(entry[0][done[0][0]], self.n) if entry and done else None
+                if entry is None or shard not in entry[2]:  # from a worker given up on earlier
+                    continue
+                del entry[2][shard]
+                for seq, rec, errors in done:
+                    entry[1][seq] = rec
+                    self.adapter_errors += errors
+        with self._state:
+            del self._pending[batch], self._sent_at[batch]
+            for seq, rec in enumerate(out):
+                if rec is not None and rec["t"] == "failed":
+                    out[seq] = self._local(items[seq])
         return out
 
+    def take_adapter_errors(self) -> int:
+        """Adapter errors counted by the workers since the last call."""
+        with self._state:
+            n, self.adapter_errors = self.adapter_errors, 0
+            return n
+
     def _give_up_on_dead(self) -> None:
-        """Normalize here what dead workers still owed, oldest batch first (session order)."""
+        """Normalize here what dead workers still owed, oldest batch first (session order).
+        The caller holds the state lock, so no batch is sent meanwhile."""
         for i, proc in enumerate(self._procs):
             if i in self._dead or proc.is_alive():
                 continue
