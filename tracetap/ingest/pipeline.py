@@ -20,7 +20,7 @@ from tracetap.ingest.normalize import CREDENTIAL_HEADERS, Normalizer, Transform,
 from tracetap.ingest.shards import Shards, defer_global
 from tracetap.model import Exchange, Round
 from tracetap.storage.journal import Journal
-from tracetap.storage.writer import BLOB_REF, SideRecord, Writer, WriterExtension
+from tracetap.storage.writer import BLOB_REF, SideRecord, Writer, WriterExtension, is_blob_ref
 from tracetap.tokens.enrich import CHAIN, GlobalReuse
 
 __all__ = ["CREDENTIAL_HEADERS", "Pipeline", "PipelineStats", "Transform", "drop_credentials"]
@@ -286,7 +286,7 @@ class Pipeline:
             self._rotation_seen = self.journal.rotations
 
         def ref(obj: Any, h: str | None) -> Any:
-            if obj is None or _is_ref(obj):
+            if obj is None or is_blob_ref(obj):
                 return obj
             if h in self._journaled or self.writer.knows(h):  # type: ignore[arg-type]
                 return {BLOB_REF: h}
@@ -362,6 +362,3 @@ class Pipeline:
             else:
                 self.stats.side_recorded += 1
 
-
-def _is_ref(obj: Any) -> bool:
-    return type(obj) is dict and len(obj) == 1 and BLOB_REF in obj

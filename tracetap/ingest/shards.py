@@ -52,14 +52,9 @@ def defer_global(transforms: Sequence[Transform]) -> list[Transform]:
 
 
 def _worker(steps: Callable[[], Sequence[Transform]], reuse: bool, inbox: Any, outbox: Any,
-            nice: int, parent: int) -> None:
+            parent: int) -> None:
     """Normalize what arrives in `inbox` ((batch, [(seq, item)])) until None; answer in
     `outbox`."""
-    if nice:
-        try:
-            os.nice(nice)
-        except OSError:
-            pass
     keep_freed_memory()
     try:
         normalizer = Normalizer(defer_global(steps()), reuse=reuse, resent_refs=True)
@@ -91,12 +86,12 @@ def _worker(steps: Callable[[], Sequence[Transform]], reuse: bool, inbox: Any, o
 
 class Shards:
     """`workers` processes (spawned: no forked locks), each with its own Normalizer built by
-    `steps` (a picklable callable returning the transforms). `normalize` sends a batch out and
-    waits for it (or `send` several, then `receive` each); exchanges of a worker that died are
-    normalized by `fallback` instead."""
+    `steps` (a picklable callable returning the transforms; workers inherit this process's
+    niceness). `send` hands a batch out, `receive` waits for it; exchanges of a worker that died
+    are normalized by `fallback` instead."""
 
     def __init__(self, workers: int, steps: Callable[[], Sequence[Transform]], *,
-                 reuse: bool = True, nice: int = 0,
+                 reuse: bool = True,
                  fallback: Callable[[Any], dict[str, Any]] | None = None) -> None:
         if workers < 2:
             raise ValueError("Shards needs at least two workers")
@@ -105,7 +100,7 @@ class Shards:
         self.fallback = fallback
         self._outbox = ctx.Queue()
         self._inboxes = [ctx.Queue() for _ in range(workers)]
-        self._procs = [ctx.Process(target=_worker, args=(steps, reuse, box, self._outbox, nice,
+        self._procs = [ctx.Process(target=_worker, args=(steps, reuse, box, self._outbox,
                                                        os.getpid()),
                                    name=f"tracetap-normalize-{i}", daemon=True)
                        for i, box in enumerate(self._inboxes)]
@@ -130,14 +125,6 @@ class Shards:
             if kind == "error":
                 self.stop()
                 raise RuntimeError(f"an ingest worker could not start: {detail}")
-
-    @property
-    def alive(self) -> int:
-        return sum(p.is_alive() for p in self._procs)
-
-    def normalize(self, items: Sequence[Any]) -> list[dict[str, Any]]:
-        """Records for `items`, in their order."""
-        return self.receive(self.send(items))
 
     def send(self, items: Sequence[Any]) -> int:
         """Hand a batch to the workers (without waiting); returns its number for `receive`.

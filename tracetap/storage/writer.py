@@ -21,10 +21,15 @@ from tracetap.model import Round as RoundRec
 from tracetap.storage import models as m
 from tracetap.storage.content import canonical, digest, encode
 
-__all__ = ["BLOB_REF", "SideRecord", "Writer", "WriterExtension", "insert_rows"]
+__all__ = ["BLOB_REF", "SideRecord", "Writer", "WriterExtension", "insert_rows", "is_blob_ref"]
 
 # {"$blob": hash} stands for content already journaled or stored (see ingest.pipeline).
 BLOB_REF = "$blob"
+
+def is_blob_ref(obj: Any) -> bool:
+    """True for {"$blob": hash}, content journaled or stored earlier."""
+    return type(obj) is dict and len(obj) == 1 and BLOB_REF in obj
+
 
 SideRecord = dict[str, Any]  # {"uid", "kind", "method", "host", "path", ...}
 
@@ -205,8 +210,8 @@ class Writer:
             rnd.kind = kind
             if rnd.response_id:
                 self._responses.put(rnd.response_id, (rnd.system_key, rnd.thread_key))
-            hashes = [msg[BLOB_REF] if type(msg) is dict and len(msg) == 1 and BLOB_REF in msg
-                      else self._blob(pending, msg) for msg in rnd.messages]  # refs: most
+            hashes = [msg[BLOB_REF] if is_blob_ref(msg) else self._blob(pending, msg)
+                      for msg in rnd.messages]  # refs: most
             row = _round_row(rnd, session_pk)
             row.update(self._messages(session_pk, rnd, [h for h in hashes if h]))
             row["envelope_hash"] = self._blob(pending, rnd.envelope)
