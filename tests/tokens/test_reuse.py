@@ -5,6 +5,7 @@ The scenario edits history mid-way, changes number types, compacts, interleaves 
 
 from __future__ import annotations
 
+import hashlib
 import random
 from array import array
 from collections import OrderedDict
@@ -99,31 +100,77 @@ def test_repeated_history_is_copied_not_retokenized() -> None:
     assert 0 < len(calls) <= 2 + 2 < history  # new messages and outputs only
 
 
-def test_block_index_behaves_like_an_ordered_dict_lru() -> None:
-    def reference(g: OrderedDict[bytes, str], limit: int, hashes: list[bytes],
-                  uid: str) -> tuple[int, str | None]:
-        n, any_uid = 0, None
-        for h in hashes:
-            if h not in g:
-                break
-            n, any_uid = n + 1, g[h]
-            g.move_to_end(h)
-        for h in hashes[n:]:
-            g[h] = uid
-        while len(g) > limit:
-            g.popitem(last=False)
-        return n, any_uid
+def _lru_reference(g: OrderedDict[bytes, str], limit: int, hashes: list[bytes],
+                   uid: str) -> tuple[int, str | None]:
+    """An exact LRU over block hashes, one move at a time."""
+    n, any_uid = 0, None
+    for h in hashes:
+        if h not in g:
+            break
+        n, any_uid = n + 1, g[h]
+    for i in reversed(range(len(hashes))):  # the first block most recent: a prefix outlives
+        if i >= n:                            # its tail
+            g[hashes[i]] = uid
+        g.move_to_end(hashes[i])
+    while len(g) > limit:
+        g.popitem(last=False)
+    return n, any_uid
 
+
+def _chained_prompts(rng: random.Random, rounds: int) -> list[list[bytes]]:
+    """Block hashes as `block_hashes` makes them (each covers its parent): sessions that grow,
+    branch (subagents, edits) and share a system prompt."""
+    def extend(parent: list[bytes], k: int) -> list[bytes]:
+        out = list(parent)
+        for _ in range(k):
+            out.append(hashlib.blake2b((out[-1] if out else b"") + rng.randbytes(4),
+                                       digest_size=8).digest())
+        return out
+
+    root = extend([], 6)
+    lines = [extend(root, rng.randint(0, 4)) for _ in range(5)]
+    prompts = []
+    for _ in range(rounds):
+        i = rng.randrange(len(lines))
+        line = lines[i]
+        if rng.random() < 0.1:  # an edit or a compaction: a shorter prefix, then new blocks
+            line = line[: rng.randint(0, len(line))]
+        lines[i] = extend(line, rng.randint(0, 5))
+        if rng.random() < 0.05:
+            lines.append(extend(root[: rng.randint(0, len(root))], 2))
+        prompts.append(lines[i])
+    return prompts
+
+
+def test_block_index_answers_as_an_lru_until_it_evicts() -> None:
     rng = random.Random(3)
-    for _ in range(50):
-        limit = rng.randint(3, 120)
+    for _ in range(30):
+        prompts = _chained_prompts(rng, 150)
         ref: OrderedDict[bytes, str] = OrderedDict()
+        index = BlockIndex(2 * (1 + len({h for p in prompts for h in p})))
+        for r, hashes in enumerate(prompts):
+            assert index.reuse(hashes, f"u{r}") == _lru_reference(ref, 10**9, hashes, f"u{r}")
+        assert len(index) == len(ref)
+
+
+def test_block_index_keeps_what_was_used_within_half_its_limit() -> None:
+    """Under eviction: never more than the limit (and two rounds) of blocks, never a block it
+    was not given, never a block an exact LRU of that size would have dropped, and never one
+    used within the last limit/2 blocks (less a round)."""
+    rng = random.Random(5)
+    evicted = 0
+    for _ in range(30):
+        prompts = _chained_prompts(rng, 300)
+        widest = max(map(len, prompts))
+        limit = rng.randint(2 * widest + 20, 5 * widest)
+        recent: OrderedDict[bytes, str] = OrderedDict()  # exact LRU, half the limit, less a round
+        roomy: OrderedDict[bytes, str] = OrderedDict()  # exact LRU, the limit and two rounds
         index = BlockIndex(limit)
-        chains = [[rng.randbytes(3) for _ in range(rng.randint(1, 80))] for _ in range(6)]
-        for r in range(200):
-            chain = rng.choice(chains)
-            hashes = chain[: rng.randint(0, len(chain))] + [rng.randbytes(3)
-                                                           for _ in range(rng.randint(0, 5))]
-            hashes = list(dict.fromkeys(hashes))
-            assert index.reuse(hashes, f"u{r}") == reference(ref, limit, hashes, f"u{r}")
-            assert list(index._owner.items()) == list(ref.items())
+        for r, hashes in enumerate(prompts):
+            n, _ = index.reuse(hashes, f"u{r}")
+            at_least, _ = _lru_reference(recent, limit // 2 - widest, hashes, f"u{r}")
+            at_most, _ = _lru_reference(roomy, limit + 2 * widest, hashes, f"u{r}")
+            assert at_least <= n <= at_most
+            assert len(index) <= limit + 2 * widest
+        evicted += len({h for p in prompts for h in p}) > len(index)
+    assert evicted >= 20  # the limits chosen do make it evict

@@ -1,10 +1,9 @@
 """The bounded index of block hashes seen in any session (hash -> uid of the first round with
-it), least recently used first out; each round's lookups and refreshes run as C-level bulk steps.
+it): two generations, so a round costs lookups in proportion to the log of its prompt's blocks.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
 from collections.abc import Hashable, Sequence
 from itertools import repeat
 
@@ -12,28 +11,52 @@ __all__ = ["BlockIndex"]
 
 
 class BlockIndex:
-    """An LRU over block hashes: a round's known leading blocks move to the end in order, its
-    other blocks are added (a block already known further on keeps its place)."""
+    """Block hashes in two generations: `young` holds those used since the last turn-over,
+    `old` those used in the generation before. When `young` would pass half the limit, it
+    becomes `old` and the old generation is dropped, so what is evicted is what has not been
+    used for longest (a two-generation LRU; nothing is evicted below the limit).
+
+    Hashes are chained (a block's hash covers every block before it), so a round that has
+    block i has every block before it, and so does the index: a block is only added or
+    kept together with its prefix. The known prefix of a prompt is therefore found by
+    bisection, and only blocks that change generation or are new cost a write.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._owner: OrderedDict[Hashable, str] = OrderedDict()
+        self._young: dict[Hashable, str] = {}
+        self._old: dict[Hashable, str] = {}
 
     def __len__(self) -> int:
-        return len(self._owner)
+        return len(self._young) + sum(1 for h in self._old if h not in self._young)
 
     def __contains__(self, h: Hashable) -> bool:
-        return h in self._owner
+        return h in self._young or h in self._old
 
     def reuse(self, hashes: Sequence[Hashable], uid: str) -> tuple[int, str | None]:
-        """(leading blocks already known, the uid that first had the last of them); refreshes
-        those, records the rest as first seen in `uid`, then evicts down to the limit."""
-        owner = self._owner
-        present = list(map(owner.__contains__, hashes))
-        n = present.index(False) if False in present else len(present)
-        any_uid = owner[hashes[n - 1]] if n else None
-        deque(map(owner.move_to_end, hashes[:n]), maxlen=0)  # shared prefixes stay while reused
-        owner.update(zip(hashes[n:], repeat(uid)))
-        while len(owner) > self.limit:
-            owner.popitem(last=False)
+        """(leading blocks already known, the uid that first had the last of them); keeps
+        those in the young generation and records the rest as first seen in `uid`."""
+        young, old = self._young, self._old
+        n = _leading(hashes, lambda h: h in young or h in old)
+        y = _leading(hashes[:n], young.__contains__)
+        first = [young.get(h) or old.get(h) or uid for h in hashes[y:n]]
+        any_uid = (first[-1] if y < n else young[hashes[n - 1]]) if n else None
+        if len(young) + len(hashes) - y > self.limit // 2:  # turn over: young becomes old
+            kept = dict(zip(hashes[:y], map(young.__getitem__, hashes[:y])))
+            self._old, self._young = young, kept
+            young = kept
+        young.update(zip(hashes[y:n], first))
+        young.update(zip(hashes[n:], repeat(uid)))
         return n, any_uid
+
+
+def _leading(hashes: Sequence[Hashable], known: object) -> int:
+    """How many leading hashes are `known`, by bisection (the known ones form a prefix)."""
+    lo, hi = 0, len(hashes)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if known(hashes[mid - 1]):  # type: ignore[operator]
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
