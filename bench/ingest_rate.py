@@ -26,13 +26,23 @@ from tracetap.storage.db import ensure_schema, make_engine  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def wire_json(obj: object, *, spaced: bool = False) -> bytes:
+    """A request body as agents send it: compact, UTF-8 (JavaScript's JSON.stringify, httpx);
+    `spaced`: Python's json.dumps defaults (the figures before 2026-12-01)."""
+    if spaced:
+        return json.dumps(obj).encode()
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def exchanges(n: int, sessions: int = 20, *, seed: int = 0, prefix: str = "",
-              same_content: bool = False, interleave: bool = True) -> list[Exchange]:
+              same_content: bool = False, interleave: bool = True,
+              spaced: bool = False) -> list[Exchange]:
     """`sessions` concurrent agent sessions of n/sessions rounds each, their rounds interleaved
     in time (round i of every session, then round i+1), every one with its own content (no
     session's new text was seen in another: tokenizer and scrubber caches help as in real use).
     `same_content`: every session re-sends one template (the figures before 2026-11-25);
-    `interleave=False`: one session after the other (the figures before 2026-12-01)."""
+    `interleave=False`: one session after the other (the figures before 2026-12-01);
+    `spaced`: bodies as Python's json.dumps writes them (see `wire_json`)."""
     per = max(1, n // sessions)
     by_session: list[list[Exchange]] = []
     t = time.time()
@@ -49,7 +59,8 @@ def exchanges(n: int, sessions: int = 20, *, seed: int = 0, prefix: str = "",
             out.append(Exchange(
                 uid=f"{prefix}ingest-{seed}-{s}-{i}-{time.time_ns()}", api="anthropic_messages",
                 transport="sse", method="POST", scheme="https", host="api.anthropic.com",
-                path="/v1/messages", request_headers=headers, request_body=json.dumps(body).encode(),
+                path="/v1/messages", request_headers=headers,
+                request_body=wire_json(body, spaced=spaced),
                 request_at=t + i, status=200, end_at=t + i + 1, events=evs))
     if not interleave:
         return [ex for rounds in by_session for ex in rounds][:n]
@@ -82,6 +93,9 @@ def main() -> None:
     ap.add_argument("--one-session-at-a-time", action="store_true",
                     help="rounds ordered session after session, not interleaved (the figures "
                          "before 2026-12-01)")
+    ap.add_argument("--spaced-json", action="store_true",
+                    help="request bodies as Python's json.dumps writes them, with spaces (no "
+                         "agent sends that; the figures before 2026-12-01)")
     ap.add_argument("--workers", type=int, default=1,
                     help="ingest worker processes (`tracetap proxy --ingest-workers`)")
     ap.add_argument("--same-content", action="store_true",
@@ -94,7 +108,8 @@ def main() -> None:
     ensure_schema(engine)
     transforms, extensions = transforms_and_extensions()
     interleave = not args.one_session_at_a_time
-    items = exchanges(args.rounds, same_content=args.same_content, interleave=interleave)
+    items = exchanges(args.rounds, same_content=args.same_content, interleave=interleave,
+                      spaced=args.spaced_json)
     p = Pipeline(engine, tmp / "journal", transforms=transforms, extensions=extensions,
                  workers=args.workers, worker_steps=worker_steps() if args.workers > 1 else None)
     p.start()
@@ -108,7 +123,8 @@ def main() -> None:
     burst = p.stats.rounds_recorded / (time.perf_counter() - t0)
     # Steady load: submit at a fixed rate and watch the queue.
     steady = exchanges(int(args.steady_rate * args.steady_seconds), seed=1,
-                       same_content=args.same_content, interleave=interleave)
+                       same_content=args.same_content, interleave=interleave,
+                       spaced=args.spaced_json)
     depths: list[int] = []
     start = time.perf_counter()
     for i, ex in enumerate(steady):
@@ -123,7 +139,7 @@ def main() -> None:
               "burst_rounds_per_s": burst, "steady_rate": args.steady_rate,
               "steady_queue_max": max(depths), "steady_queue_last": depths[-1],
               "same_content": args.same_content, "workers": args.workers,
-              "interleaved": interleave,
+              "interleaved": interleave, "spaced_json": args.spaced_json,
               "transforms": [type(t).__name__ for t in transforms]}
     order = "sessions interleaved" if interleave else "one session at a time"
     print(f"{result['db']}, {args.workers} worker(s), {order}: burst {burst:,.0f} rounds/s over "

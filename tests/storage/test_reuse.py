@@ -42,8 +42,8 @@ def two_urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[s
         server.drop_database(url)
 
 
-def _record(url: str, journal: Path, policy: str, key_file: Path, *, reuse: bool
-            ) -> tuple[sa.Engine, Pipeline]:
+def _record(url: str, journal: Path, policy: str, key_file: Path, *, reuse: bool,
+            compact: bool = False) -> tuple[sa.Engine, Pipeline]:
     engine = make_engine(url)
     ensure_schema(engine)
     if reuse:  # exactly what `tracetap proxy` runs
@@ -55,7 +55,7 @@ def _record(url: str, journal: Path, policy: str, key_file: Path, *, reuse: bool
         extensions = [TokenStore()]
     p = Pipeline(engine, journal, transforms=transforms, extensions=extensions, reuse=reuse)
     p.start()
-    for ex in scenario_exchanges():
+    for ex in scenario_exchanges(compact=compact):
         p.submit(ex)
     p.stop()
     return engine, p
@@ -88,17 +88,24 @@ def _dump(engine: sa.Engine) -> dict[str, list[Any]]:
 
 
 @pytest.mark.parametrize("policy", ["redacted", "none"])
+@pytest.mark.parametrize("compact", [True, False], ids=["compact-json", "spaced-json"])
 def test_reuse_stores_what_a_from_scratch_pipeline_stores(
-    two_urls: tuple[str, str], tmp_path: Path, policy: str
+    two_urls: tuple[str, str], tmp_path: Path, policy: str, compact: bool
 ) -> None:
+    """Compact bodies (as agents send them) take re-sent history without parsing it
+    (tracetap.ingest.splice); spaced ones are parsed whole. Either way: the same rows."""
     key_file = tmp_path / "key"
     key_file.write_text("k" * 64)
-    scratch = _dump(_record(two_urls[0], tmp_path / "j0", policy, key_file, reuse=False)[0])
-    engine, pipeline = _record(two_urls[1], tmp_path / "j1", policy, key_file, reuse=True)
+    scratch = _dump(_record(two_urls[0], tmp_path / "j0", policy, key_file, reuse=False,
+                            compact=compact)[0])
+    engine, pipeline = _record(two_urls[1], tmp_path / "j1", policy, key_file, reuse=True,
+                               compact=compact)
     reused = _dump(engine)
     interner = pipeline.normalizer.interner
     assert interner is not None
     assert interner.shared > interner.seen / 2  # the history was shared
+    skipped = pipeline.normalizer.resent_bytes_skipped
+    assert (skipped > 50_000) if compact else skipped == 0
     assert len(scratch["rounds"]) == 21 and len(scratch["side_requests"]) == 1
     assert len(scratch["round_tokens"]) == 21
     for table, rows in scratch.items():

@@ -94,7 +94,10 @@ class _Line:
 
 
 def scenario_exchanges(seed: int = 7, t0: float = 1_780_000_000.0, *,
-                       session_id: str = "sess-scn", uid_prefix: str = "scn") -> list[Exchange]:
+                       session_id: str = "sess-scn", uid_prefix: str = "scn",
+                       compact: bool = False) -> list[Exchange]:
+    """`compact`: bodies as agents send them (JSON.stringify's form, which lets ingest take
+    re-sent history from earlier rounds without parsing it); else json.dumps's default."""
     rng = random.Random(seed)
     main = _Line(rng, "You are Claude Code. " * 40 + "Primary working directory: /home/alice/app",
                  _tools(4), "Fix the failing test in path/to/test_x.py please")
@@ -130,7 +133,8 @@ def scenario_exchanges(seed: int = 7, t0: float = 1_780_000_000.0, *,
         out.append(Exchange(
             uid=f"{uid_prefix}-{i:03d}", api="anthropic_messages", transport="sse", method="POST",
             scheme="https", host="api.anthropic.com", path=path, request_headers=headers,
-            request_body=json.dumps(body).encode(), request_at=t, status=200,
+            request_body=(json.dumps(body, separators=(",", ":"), ensure_ascii=False) if compact
+                          else json.dumps(body)).encode(), request_at=t, status=200,
             upstream_first_byte_at=t + 0.2, end_at=t + 1.0,
             events=[StreamEvent(t + 0.2 + 0.01 * k, n, json.dumps(d))
                     for k, (n, d) in enumerate(evs)] if i != 10 else [],

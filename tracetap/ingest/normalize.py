@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tracetap.ingest.reuse import MISS, Interner, Recent
+from tracetap.ingest.splice import parse_resent
 from tracetap.ingest.sessions import assign_identity
 from tracetap.model import Exchange, Round
 from tracetap.proxy.adapters import by_name
@@ -20,7 +21,7 @@ from tracetap.storage.content import canonical, digest
 from tracetap.storage.writer import BLOB_REF
 from tracetap.tokens.enrich import CHAIN
 
-__all__ = ["CREDENTIAL_HEADERS", "Normalizer", "Transform", "drop_credentials"]
+__all__ = ["CREDENTIAL_HEADERS", "SESSION_HEADERS", "Normalizer", "Transform", "drop_credentials"]
 
 log = logging.getLogger("tracetap.ingest")
 
@@ -34,6 +35,19 @@ CREDENTIAL_HEADERS = frozenset({
     "chatgpt-account-id", "openai-organization", "openai-project", "anthropic-api-key",
     "x-goog-api-key", "api-key",
 })
+
+
+# Request headers naming the agent session, as the adapters read them (any one suffices).
+SESSION_HEADERS = frozenset({"x-claude-code-session-id", "session_id", "session-id",
+                             "x-session-id", "thread-id", "thread_id", "conversation_id"})
+
+
+def _session_hint(item: Exchange) -> tuple[str, str] | None:
+    """(api, the session header's value), if the client sent one."""
+    for key, value in item.request_headers:
+        if value and key.lower() in SESSION_HEADERS:
+            return item.api, value
+    return None
 
 
 def drop_credentials(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -54,6 +68,7 @@ class Normalizer:
         self.transforms = list(transforms)
         self.resent_refs = resent_refs
         self.adapter_errors = 0
+        self.resent_bytes_skipped = 0  # request bytes re-sent history spared parsing
         # Re-sent history: shared objects (interner), then their content hashes by identity.
         self.interner = Interner() if reuse else None
         self._hashes = {"messages": Recent(), "system": Recent()} if reuse else None
@@ -69,8 +84,16 @@ class Normalizer:
             except ValueError as exc:  # kept raw: the adapter records it as unparsed
                 item.error = item.error or str(exc)
         frame_exchange(item)  # the proxy kept raw chunks; frame them here, off its hot path
+        hint = _session_hint(item)
         try:
-            rnd = by_name(item.api).to_round(item)
+            adapter = by_name(item.api)
+            if self.interner is not None and item.request_body:
+                body, skipped = parse_resent(item.request_body, adapter.body_parts,
+                                             self.interner.lines_for(hint))
+                self.resent_bytes_skipped += skipped
+                rnd = adapter.to_round(item, body)
+            else:
+                rnd = adapter.to_round(item)
         except Exception as exc:  # an adapter bug must never lose the exchange's facts
             self.adapter_errors += 1
             # the path only, never the query string (it may carry a key)
@@ -84,7 +107,7 @@ class Normalizer:
         rnd.request_headers = drop_credentials(rnd.request_headers)
         if self.interner is not None:
             try:
-                self.interner(rnd)
+                self.interner(rnd, hint)
             except Exception:  # only an optimization: the round goes on as parsed
                 log.exception("interning failed on %s", rnd.uid)
         for transform in self.transforms:

@@ -36,6 +36,20 @@ def _keys(objs: list[Any]) -> list[bytes | None]:
         return [_key(o) for o in objs]
 
 
+def _keys_reusing(objs: list[Any], lines: Sequence[_Lineage], name: str
+                  ) -> list[bytes | None]:
+    """`_keys(objs)`, taking the serializations of a leading run of objects that a line
+    already holds (shared by `Interner` or `parse_resent`) from that line."""
+    best, best_n = None, 0
+    for line in lines:
+        n = _leading(list(map(operator.is_, objs, line.objs[name])))
+        if n > best_n:
+            best, best_n = line, n
+    if best is None:
+        return _keys(objs)
+    return best.keys[name][:best_n] + _keys(objs[best_n:])
+
+
 def _key(obj: Any) -> bytes | None:
     try:
         return orjson.dumps(obj)
@@ -70,20 +84,43 @@ class Interner:
         self.max_bytes = max_bytes
         self.per_session = per_session
         self._sessions: OrderedDict[Hashable, list[_Lineage]] = OrderedDict()
+        self._hints: OrderedDict[Hashable, Hashable] = OrderedDict()  # session header -> sid
         self._bytes = 0
         self.shared = 0  # elements replaced by an earlier object
         self.seen = 0
 
-    def __call__(self, rnd: Round) -> None:
+    def lines_for(self, hint: Hashable | None) -> list[tuple[dict[str, list[bytes | None]],
+                                                            dict[str, list[Any]]]]:
+        """(serializations, objects) of the recent request lines of the session `hint` (a
+        session header) was last seen with; without one, of the two sessions last seen."""
+        sid = self._hints.get(hint) if hint is not None else None
+        if sid is not None:
+            sids = [sid]
+        elif hint is None:
+            sids = list(self._sessions)[-2:]
+        else:
+            sids = []
+        return [(line.keys, line.objs) for s in sids for line in self._sessions.get(s, ())]
+
+    def __call__(self, rnd: Round, hint: Hashable | None = None) -> None:
+        """Share this round's elements with its session's recent lines; `hint` (its session
+        header, if any) finds them again for `lines_for`."""
         cur = {"tools": rnd.tools if isinstance(rnd.tools, list) else [],
                "system": rnd.system if isinstance(rnd.system, list) else [],
                "messages": rnd.messages if isinstance(rnd.messages, list) else []}
-        keys = {name: _keys(objs) for name, objs in cur.items()}
+        head = cur["messages"][:1]
+        sid = (rnd.provider, rnd.agent_session_id or (_keys(head)[0] if head else None))
+        lines = self._sessions.get(sid, ())
+        keys = {name: _keys_reusing(objs, lines, name) for name, objs in cur.items()}
         msgs = keys["messages"]
-        sid = (rnd.provider, rnd.agent_session_id or (msgs[0] if msgs else None))
+        if hint is not None:
+            self._hints[hint] = sid
+            self._hints.move_to_end(hint)
+            while len(self._hints) > 1024:
+                self._hints.popitem(last=False)
         best: _Lineage | None = None
         best_same: list[bool] = []
-        for line in self._sessions.get(sid, ()):  # the line sharing the most leading messages
+        for line in lines:  # the line sharing the most leading messages
             same = list(map(operator.eq, msgs, line.keys["messages"]))
             if best is None or _leading(same) >= _leading(best_same):
                 best, best_same = line, same

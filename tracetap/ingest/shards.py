@@ -18,16 +18,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tracetap.allocator import keep_freed_memory
-from tracetap.ingest.normalize import Normalizer, Transform
+from tracetap.ingest.normalize import SESSION_HEADERS, Normalizer, Transform
 from tracetap.model import Exchange
 
 __all__ = ["SESSION_HEADERS", "Shards", "defer_global", "shard_of"]
 
 log = logging.getLogger("tracetap.ingest")
 
-# Request headers naming the agent session, as the adapters read them (any one suffices).
-SESSION_HEADERS = frozenset({"x-claude-code-session-id", "session_id", "session-id",
-                             "x-session-id", "thread-id", "thread_id", "conversation_id"})
 _POLL = 1.0  # seconds between liveness checks while a batch is out
 STUCK_AFTER = 300.0  # a live worker silent this long on a batch is killed (its work done here)
 

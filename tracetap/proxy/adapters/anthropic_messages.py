@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from tracetap.model import Exchange, InputEvent, OutputEvent, Round, ToolCall, Usage
 from tracetap.proxy.adapters.base import (
+    UNPARSED,
     after_last,
-    finish,
     content_chars,
+    finish,
     loads,
     new_round,
     split_body,
@@ -58,19 +59,21 @@ def _block_chars(block: dict[str, Any]) -> int:
 
 class AnthropicMessages:
     name = "anthropic_messages"
+    body_parts: ClassVar[dict[str, str]] = {"system": "system", "tools": "tools", "messages": "messages"}
 
     def matches(self, method: str, path: str) -> bool:
         base = path.split("?", 1)[0].rstrip("/")
         return method == "POST" and (base.endswith("/v1/messages")
                                      or base.endswith("/v1/messages/count_tokens"))
 
-    def to_round(self, exchange: Exchange) -> Round:
+    def to_round(self, exchange: Exchange, body: Any = UNPARSED) -> Round:
         base = exchange.path.split("?", 1)[0].rstrip("/")
         endpoint = "/v1/messages/count_tokens" if base.endswith("count_tokens") else "/v1/messages"
         rnd = new_round(exchange, "claude", endpoint)
         if endpoint.endswith("count_tokens"):
             rnd.kind = "side"
-        body = loads(exchange.request_body)
+        if body is UNPARSED:
+            body = loads(exchange.request_body)
         rnd.envelope, rnd.system, rnd.tools, rnd.messages = split_body(
             body, ("system", "tools", "messages"))
         if body is None and exchange.request_body:

@@ -13,11 +13,12 @@ from tracetap.storage.content import loads as _loads
 
 __all__ = [
     "INJECTED_PREFIXES",
+    "UNPARSED",
     "Adapter",
     "after_last",
-    "finish",
     "client_family",
     "content_chars",
+    "finish",
     "loads",
     "new_round",
     "retry_count",
@@ -28,14 +29,23 @@ __all__ = [
 _WALL_TIME = re.compile(r"Wall time:\s*([0-9]+(?:\.[0-9]+)?)\s*seconds")
 
 
+UNPARSED: Any = object()  # to_round's body when the caller has not parsed it
+
+
 class Adapter(Protocol):
-    """One wire protocol. `matches` is cheap (hot path); `to_round` runs off the hot path."""
+    """One wire protocol. `matches` is cheap (hot path); `to_round` runs off the hot path.
+
+    `body_parts` names the request body's array fields of re-sent content (body field ->
+    system, tools or messages); a caller may parse the body itself, reusing earlier rounds'
+    objects for them (tracetap.ingest.splice), and pass it as `body`.
+    """
 
     name: str
+    body_parts: dict[str, str]
 
     def matches(self, method: str, path: str) -> bool: ...
 
-    def to_round(self, exchange: Exchange) -> Round: ...
+    def to_round(self, exchange: Exchange, body: Any = UNPARSED) -> Round: ...
 
 
 def loads(raw: bytes | str) -> Any:

@@ -5,13 +5,14 @@ Streams carry tool_call deltas per index and, with include_usage, a final usage 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from tracetap.model import Exchange, InputEvent, OutputEvent, Round, ToolCall
 from tracetap.proxy.adapters.base import (
+    UNPARSED,
     after_last,
-    finish,
     content_chars,
+    finish,
     loads,
     new_round,
     split_body,
@@ -23,13 +24,15 @@ __all__ = ["OpenAIChat"]
 
 class OpenAIChat:
     name = "openai_chat"
+    body_parts: ClassVar[dict[str, str]] = {"tools": "tools", "messages": "messages"}
 
     def matches(self, method: str, path: str) -> bool:
         return method == "POST" and path.split("?", 1)[0].rstrip("/").endswith("/chat/completions")
 
-    def to_round(self, exchange: Exchange) -> Round:
+    def to_round(self, exchange: Exchange, body: Any = UNPARSED) -> Round:
         rnd = new_round(exchange, "openai", "/v1/chat/completions")
-        body = loads(exchange.request_body)
+        if body is UNPARSED:
+            body = loads(exchange.request_body)
         rnd.envelope, _, rnd.tools, rnd.messages = split_body(
             body, ("_no_system_field", "tools", "messages"))
         if body is None and exchange.request_body:

@@ -6,13 +6,14 @@ Output items: reasoning, message, function_call, custom_tool_call; usage with ca
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 from tracetap.model import Exchange, InputEvent, OutputEvent, Round, ToolCall, Usage
 from tracetap.proxy.adapters.base import (
+    UNPARSED,
     after_last,
-    finish,
     content_chars,
+    finish,
     loads,
     new_round,
     split_body,
@@ -73,13 +74,14 @@ def _tool_args(item: dict[str, Any]) -> str:
 
 class OpenAIResponses:
     name = "openai_responses"
+    body_parts: ClassVar[dict[str, str]] = {"instructions": "system", "tools": "tools", "input": "messages"}
 
     def matches(self, method: str, path: str) -> bool:
         base = path.split("?", 1)[0].rstrip("/")
         return method in ("POST", "GET") and (base.endswith("/responses")
                                               or base.endswith("/responses/compact"))
 
-    def to_round(self, exchange: Exchange) -> Round:
+    def to_round(self, exchange: Exchange, body: Any = UNPARSED) -> Round:
         base = exchange.path.split("?", 1)[0].rstrip("/")
         compact = base.endswith("/compact")
         codex = is_codex(exchange)
@@ -87,7 +89,8 @@ class OpenAIResponses:
                         "/v1/responses/compact" if compact else "/v1/responses")
         if compact:
             rnd.kind = "compaction"
-        body = loads(exchange.request_body)
+        if body is UNPARSED:
+            body = loads(exchange.request_body)
         if isinstance(body, dict) and body.get("type") == "response.create":
             body = {k: v for k, v in body.items() if k != "type"}
             if isinstance(body.get("response"), dict):  # {"type": ..., "response": {...}} form

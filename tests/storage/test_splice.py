@@ -1,0 +1,131 @@
+"""Parsing re-sent history from earlier rounds' objects (tracetap.ingest.splice) gives exactly
+what parsing the whole body gives: same values, same JSON types, whatever the body holds."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import orjson
+import pytest
+
+from tracetap.ingest import splice
+from tracetap.ingest.splice import MIN_BODY, parse_resent
+
+PARTS = {"system": "system", "tools": "tools", "messages": "messages"}
+
+
+def _compact(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _line(body: dict[str, Any]) -> splice.Line:
+    """What the interner keeps of a round: each part's elements and their serializations."""
+    keys = {p: [orjson.dumps(e) for e in body.get(f) or []] for f, p in PARTS.items()}
+    objs = {p: list(body.get(f) or []) for f, p in PARTS.items()}
+    return keys, objs
+
+
+def _exact(a: Any) -> bytes:
+    return orjson.dumps(a)  # distinguishes 1, 1.0 and true, and key order
+
+
+def _message(rng: random.Random, i: int) -> dict[str, Any]:
+    kind = rng.randrange(6)
+    if kind == 0:  # a tool input with fields named as the body's own
+        return {"role": "assistant", "content": [{"type": "tool_use", "id": f"t{i}",
+                "name": "Task", "input": {"messages": [{"role": "user", "content": "x"}],
+                                          "tools": [], "n": rng.choice([1, 1.0, True])}}]}
+    if kind == 1:  # the field names inside text, escaped
+        return {"role": "user", "content": f'see {{"messages":[{i}]}} and "tools":[ ' * 40}
+    if kind == 2:
+        return {"role": "user", "content": "ünïcode ✓ \u2028 \t\n\\ " * 60}
+    return {"role": rng.choice(["user", "assistant"]), "content": f"step {i} " * rng.randint(
+        20, 200)}
+
+
+def _session(rng: random.Random, rounds: int) -> list[dict[str, Any]]:
+    system = [{"type": "text", "text": "billing 0"}, {"type": "text", "text": "You are. " * 300}]
+    tools = [{"name": f"T{i}", "input_schema": {"type": "object", "properties": {
+        "messages": {"type": "array"}}}} for i in range(5)]
+    messages: list[dict[str, Any]] = []
+    bodies = []
+    for i in range(rounds):
+        messages.append(_message(rng, i))
+        if rng.random() < 0.15 and len(messages) > 2:  # an edit deep in the history
+            messages[rng.randrange(len(messages) - 1)] = _message(rng, 1000 + i)
+        system = [{"type": "text", "text": f"billing {i}"}, system[1]]
+        order = ["model", "messages", "system", "tools"]
+        if rng.random() < 0.3:
+            order = ["model", "tools", "system", "messages"]
+        values = {"model": "m", "messages": messages, "system": system, "tools": tools}
+        body = {k: json.loads(json.dumps(values[k])) for k in order}
+        body["metadata"] = {"messages": [1, 2]}  # a nested field of the same name, later
+        bodies.append(body)
+    return bodies
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_equals_parsing_the_whole_body(seed: int) -> None:
+    rng = random.Random(seed)
+    lines: list[splice.Line] = []
+    skipped_any = 0
+    for body in _session(rng, 40):
+        raw = _compact(body)
+        value, skipped = parse_resent(raw, PARTS, lines)
+        assert _exact(value) == _exact(orjson.loads(raw))
+        skipped_any += skipped
+        if skipped:  # the re-sent elements are the earlier objects themselves
+            assert value["messages"][0] is lines[-1][1]["messages"][0]
+        lines = (lines + [_line(value)])[-3:]
+    assert skipped_any > 40 * MIN_BODY
+
+
+def test_spaced_or_pretty_bodies_are_parsed_whole() -> None:
+    bodies = _session(random.Random(1), 10)
+    lines = [_line(b) for b in bodies[:-1]]
+    for raw in (json.dumps(bodies[-1]).encode(), json.dumps(bodies[-1], indent=2).encode()):
+        value, skipped = parse_resent(raw, PARTS, lines)
+        assert skipped == 0 and _exact(value) == _exact(orjson.loads(raw))
+
+
+def test_a_body_holding_the_marker_is_parsed_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    bodies = _session(random.Random(2), 10)
+    lines = [_line(b) for b in bodies[:-1]]
+    body = dict(bodies[-1], note="abc123")
+    monkeypatch.setattr(splice, "_NONCE", b"abc")
+    value, skipped = parse_resent(_compact(body), PARTS, lines)
+    assert skipped == 0 and value == body
+
+
+def test_malformed_and_truncated_bodies_stay_unparsed() -> None:
+    bodies = _session(random.Random(3), 10)
+    lines = [_line(b) for b in bodies[:-1]]
+    raw = _compact(bodies[-1])
+    for bad in (raw[:-1], raw[: len(raw) // 2], raw.replace(b'"model"', b"model", 1),
+                raw + b"}", b"\xff" + raw):
+        assert parse_resent(bad, PARTS, lines) == (None, 0)
+
+
+def test_other_numbers_of_the_same_value_are_not_taken() -> None:
+    first = {"messages": [{"role": "user", "content": "x" * MIN_BODY, "n": 1}] * 3}
+    lines = [_line(first)]
+    for n in (1.0, True, 10):
+        body = {"messages": [{"role": "user", "content": "x" * MIN_BODY, "n": n}] * 3}
+        value, skipped = parse_resent(_compact(body), PARTS, lines)
+        assert skipped == 0 and _exact(value) == _exact(body)
+    value, skipped = parse_resent(_compact(first), PARTS, lines)
+    assert skipped > 3 * MIN_BODY and _exact(value) == _exact(first)
+
+
+def test_a_nested_copy_of_the_history_before_it_is_not_taken_for_it() -> None:
+    """A field of the same name holding the very same elements, nested earlier in the body
+    (a tool's example): the marker shows the cut was not the top-level array's."""
+    history = [{"role": "user", "content": f"turn {i} " * 400} for i in range(4)]
+    first = {"tools": [{"name": "T", "examples": {"messages": history}}], "messages": history}
+    lines = [_line(first)]
+    body = {"tools": [{"name": "T", "examples": {"messages": history[:3]}}],
+            "messages": history + [{"role": "user", "content": "new"}]}
+    value, _ = parse_resent(_compact(body), PARTS, lines)
+    assert _exact(value) == _exact(body)

@@ -1,0 +1,119 @@
+"""Parsing a request body that re-sends a session's history: the leading elements an earlier
+request of the session had byte for byte are taken as its very objects; only the rest is parsed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tracetap.proxy.adapters.base import loads
+
+__all__ = ["MIN_BODY", "Line", "parse_resent"]
+
+MIN_BODY = 4096  # below this, parsing the whole body is as cheap as looking for history
+
+# A marker in the place of the elements cut out: no request body contains it (checked).
+_NONCE = os.urandom(12).hex().encode()
+
+# (serializations, objects) of a part's elements in an earlier request, by part name.
+Line = tuple[Mapping[str, Sequence[bytes | None]], Mapping[str, Sequence[Any]]]
+
+
+def parse_resent(body: bytes, parts: Mapping[str, str], lines: Sequence[Line]
+                 ) -> tuple[Any, int]:
+    """(`loads(body)`, the bytes not parsed): the value is equal to loads(body), with the leading elements of each array field in
+    `parts` (body field -> part name) that one of `lines` had, serialized exactly as there
+    (orjson's compact form, as JavaScript's JSON.stringify writes), taken as those objects.
+
+    Exact by construction: the cut-out bytes are complete JSON values, each the serialization
+    of the object put in its place, and the marker standing for them must come back as the
+    first element of an array, so the array began right before the cut in the body itself.
+    Whenever anything is not so, the whole body is parsed.
+    """
+    if not lines or len(body) < MIN_BODY:
+        return loads(body), 0
+    cuts: list[tuple[int, int, list[Any]]] = []
+    free = [(0, len(body))]  # where no cut is: the other fields are looked for only there
+    for field, part in sorted(parts.items(), key=lambda fp: fp[1] != "messages"):
+        needle = b'"' + field.encode() + b'":['
+        cut = _cut(body, needle, part, lines, free)
+        if cut is not None:
+            cuts.append(cut)
+    skipped = sum(end - start for start, end, _ in cuts)
+    if skipped < MIN_BODY:
+        return loads(body), 0
+    cuts.sort(key=lambda c: c[0])
+    pieces, pos = [], 0
+    for i, (start, end, _) in enumerate(cuts):
+        pieces += [body[pos:start], b'"', _NONCE, b"%d" % i, b'"']
+        pos = end
+    pieces.append(body[pos:])
+    doc = b"".join(pieces)
+    if doc.count(_NONCE) != len(cuts):  # the body itself has the marker: never guess
+        return loads(body), 0
+    value = loads(doc)
+    markers = {(_NONCE + b"%d" % i).decode(): objs for i, (_, _, objs) in enumerate(cuts)}
+    if value is None or _splice(value, markers, 3) != len(cuts):
+        return loads(body), 0
+    return value, skipped
+
+
+def _cut(body: bytes, needle: bytes, part: str, lines: Sequence[Line],
+         free: list[tuple[int, int]]) -> tuple[int, int, list[Any]] | None:
+    """The longest run of a line's leading `part` elements right after an occurrence of
+    `needle` in a free region (the first few occurrences are tried), as (start, end, objects);
+    `free` loses what is cut."""
+    tries = 0
+    for r, (lo, hi) in enumerate(free):
+        at = body.find(needle, lo, hi)
+        while at >= 0 and tries < 4:
+            tries += 1
+            start = at + len(needle)
+            best_end, best_objs = start, []
+            for keys, objs in lines:
+                end, n = _leading(body, start, hi, keys.get(part) or ())
+                if end > best_end:
+                    best_end, best_objs = end, list(objs[part][:n])
+            if best_objs:
+                free[r:r + 1] = [(lo, start), (best_end, hi)]
+                return start, best_end, best_objs
+            at = body.find(needle, start, hi)  # perhaps a nested field of that name
+    return None
+
+
+def _leading(body: bytes, start: int, stop: int, keys: Sequence[bytes | None]
+             ) -> tuple[int, int]:
+    """(end offset, count) of the longest run of `keys` that `body` holds at `start` as
+    complete array elements (each followed by "," or "]") before `stop`, its end before the
+    "," or "]"."""
+    pos, n, end = start, 0, start
+    for key in keys:
+        if key is None or not body.startswith(key, pos, stop):
+            break
+        after = pos + len(key)
+        sep = body[after:after + 1] if after < stop else b""
+        if sep not in (b",", b"]"):
+            break
+        n, end = n + 1, after
+        if sep == b"]":
+            break
+        pos = after + 1
+    return end, n
+
+
+def _splice(value: Any, markers: dict[str, list[Any]], depth: int) -> int:
+    """Put each marker's objects where the marker is (the first element of an array, within
+    `depth` levels of objects); returns how many markers were found."""
+    done = 0
+    if isinstance(value, dict):
+        for v in value.values():
+            if isinstance(v, list) and v and isinstance(v[0], str) and v[0] in markers:
+                v[0:1] = markers.pop(v[0])
+                done += 1
+            elif depth > 1 and isinstance(v, dict):
+                done += _splice(v, markers, depth - 1)
+            if not markers:
+                break
+    return done
