@@ -5,6 +5,7 @@ elements become the very same object (`Interner`) and each step finds its result
 from __future__ import annotations
 
 import operator
+from itertools import islice
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from typing import Any
@@ -97,7 +98,7 @@ class Interner:
         if sid is not None:
             sids = [sid]
         elif hint is None:
-            sids = list(self._sessions)[-2:]
+            sids = list(islice(reversed(self._sessions), 2))
         else:
             sids = []
         return [(line.keys, line.objs) for s in sids for line in self._sessions.get(s, ())]

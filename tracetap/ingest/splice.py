@@ -23,9 +23,10 @@ Line = tuple[Mapping[str, Sequence[bytes | None]], Mapping[str, Sequence[Any]]]
 
 def parse_resent(body: bytes, parts: Mapping[str, str], lines: Sequence[Line]
                  ) -> tuple[Any, int]:
-    """(`loads(body)`, the bytes not parsed): the value is equal to loads(body), with the leading elements of each array field in
-    `parts` (body field -> part name) that one of `lines` had, serialized exactly as there
-    (orjson's compact form, as JavaScript's JSON.stringify writes), taken as those objects.
+    """(a value equal to `loads(body)`, the bytes not parsed): the leading elements of each
+    array field in `parts` (body field -> part name) that one of `lines` had, serialized
+    exactly as there (orjson's compact form, as JavaScript's JSON.stringify and httpx write
+    it), are those objects.
 
     Exact by construction: the cut-out bytes are complete JSON values, each the serialization
     of the object put in its place, and the marker standing for them must come back as the

@@ -59,7 +59,8 @@ def _block_chars(block: dict[str, Any]) -> int:
 
 class AnthropicMessages:
     name = "anthropic_messages"
-    body_parts: ClassVar[dict[str, str]] = {"system": "system", "tools": "tools", "messages": "messages"}
+    body_parts: ClassVar[dict[str, str]] = {
+        "system": "system", "tools": "tools", "messages": "messages"}
 
     def matches(self, method: str, path: str) -> bool:
         base = path.split("?", 1)[0].rstrip("/")

@@ -74,7 +74,8 @@ def _tool_args(item: dict[str, Any]) -> str:
 
 class OpenAIResponses:
     name = "openai_responses"
-    body_parts: ClassVar[dict[str, str]] = {"instructions": "system", "tools": "tools", "input": "messages"}
+    body_parts: ClassVar[dict[str, str]] = {
+        "instructions": "system", "tools": "tools", "input": "messages"}
 
     def matches(self, method: str, path: str) -> bool:
         base = path.split("?", 1)[0].rstrip("/")
