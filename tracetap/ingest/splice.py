@@ -33,7 +33,7 @@ def parse_resent(body: bytes, parts: Mapping[str, str], lines: Sequence[Line]
     first element of an array, so the array began right before the cut in the body itself.
     Whenever anything is not so, the whole body is parsed.
     """
-    if not lines or len(body) < MIN_BODY:
+    if not lines or len(body) < MIN_BODY or _spaced(body):
         return loads(body), 0
     cuts: list[tuple[int, int, list[Any]]] = []
     free = [(0, len(body))]  # where no cut is: the other fields are looked for only there
@@ -59,6 +59,13 @@ def parse_resent(body: bytes, parts: Mapping[str, str], lines: Sequence[Line]
     if value is None or _splice(value, markers, 3) != len(cuts):
         return loads(body), 0
     return value, skipped
+
+
+def _spaced(body: bytes) -> bool:
+    """True when the body's first member has a space after its colon (Python's json.dumps,
+    pretty-printing): such a writer spaces its elements too, so none is worth looking for."""
+    colon = body.find(b'":', 0, 256)
+    return colon >= 0 and body[colon + 2:colon + 3] in (b" ", b"\n", b"\t", b"\r")
 
 
 def _cut(body: bytes, needle: bytes, part: str, lines: Sequence[Line],
