@@ -37,18 +37,21 @@ def _keys(objs: list[Any]) -> list[bytes | None]:
         return [_key(o) for o in objs]
 
 
-def _keys_reusing(objs: list[Any], lines: Sequence[_Lineage], name: str
-                  ) -> list[bytes | None]:
+def _keys_reusing(objs: list[Any], lines: Sequence[_Lineage], name: str,
+                  first: list[bytes | None] | None = None) -> list[bytes | None]:
     """`_keys(objs)`, taking the serializations of a leading run of objects that a line
-    already holds (shared by `Interner` or `parse_resent`) from that line."""
+    already holds (shared by `Interner` or `parse_resent`) from that line; `first`: the first
+    object's, when the caller has it."""
     best, best_n = None, 0
     for line in lines:
         n = _leading(list(map(operator.is_, objs, line.objs[name])))
         if n > best_n:
             best, best_n = line, n
-    if best is None:
-        return _keys(objs)
-    return best.keys[name][:best_n] + _keys(objs[best_n:])
+    if best is not None:
+        return best.keys[name][:best_n] + _keys(objs[best_n:])
+    if first is not None and objs:
+        return first + _keys(objs[1:])
+    return _keys(objs)
 
 
 def _key(obj: Any) -> bytes | None:
@@ -109,10 +112,11 @@ class Interner:
         cur = {"tools": rnd.tools if isinstance(rnd.tools, list) else [],
                "system": rnd.system if isinstance(rnd.system, list) else [],
                "messages": rnd.messages if isinstance(rnd.messages, list) else []}
-        head = cur["messages"][:1]
-        sid = (rnd.provider, rnd.agent_session_id or (_keys(head)[0] if head else None))
+        head = None if rnd.agent_session_id else _keys(cur["messages"][:1])
+        sid = (rnd.provider, rnd.agent_session_id or (head[0] if head else None))
         lines = self._sessions.get(sid, ())
-        keys = {name: _keys_reusing(objs, lines, name) for name, objs in cur.items()}
+        keys = {name: _keys_reusing(objs, lines, name, head if name == "messages" else None)
+                for name, objs in cur.items()}
         msgs = keys["messages"]
         if hint is not None:
             self._hints[hint] = sid
