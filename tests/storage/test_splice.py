@@ -24,7 +24,7 @@ def _line(body: dict[str, Any]) -> splice.Line:
     """What the interner keeps of a round: each part's elements and their serializations."""
     keys = {p: [orjson.dumps(e) for e in body.get(f) or []] for f, p in PARTS.items()}
     objs = {p: list(body.get(f) or []) for f, p in PARTS.items()}
-    return keys, objs
+    return splice.Line(keys, objs)
 
 
 def _exact(a: Any) -> bytes:
@@ -77,7 +77,7 @@ def test_equals_parsing_the_whole_body(seed: int) -> None:
         assert _exact(value) == _exact(orjson.loads(raw))
         skipped_any += skipped
         if skipped:  # the re-sent elements are the earlier objects themselves
-            assert value["messages"][0] is lines[-1][1]["messages"][0]
+            assert value["messages"][0] is lines[-1].objs["messages"][0]
         lines = (lines + [_line(value)])[-3:]
     assert skipped_any > 40 * MIN_BODY
 
@@ -129,3 +129,16 @@ def test_a_nested_copy_of_the_history_before_it_is_not_taken_for_it() -> None:
             "messages": history + [{"role": "user", "content": "new"}]}
     value, _ = parse_resent(_compact(body), PARTS, lines)
     assert _exact(value) == _exact(body)
+
+
+def test_an_element_that_only_starts_like_an_earlier_one_is_parsed() -> None:
+    """Bare numbers and strings as elements: 1 is a prefix of 12, "a" of "ab" (not of "ab"'s
+    bytes, but 1.5 of 1.55): only whole elements are taken."""
+    big = "y" * MIN_BODY
+    first = {"messages": [big, big, 1, 1.5, "a"]}
+    lines = [_line(first)]
+    for tail in ([big, big, 12], [big, big, 1.55], [big, big, 1, 1.5, "ab"], [big, big, 1]):
+        body = {"messages": tail}
+        value, skipped = parse_resent(_compact(body), PARTS, lines)
+        assert _exact(value) == _exact(body)
+        assert skipped > MIN_BODY  # the two big strings were taken

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from tracetap.ingest.splice import Line
 from tracetap.model import Round
 
 __all__ = ["MISS", "Interner", "Recent", "session_key"]
@@ -66,12 +67,11 @@ def _leading(flags: list[bool]) -> int:
     return flags.index(False) if False in flags else len(flags)
 
 
-class _Lineage:
-    __slots__ = ("keys", "objs", "size")
+class _Lineage(Line):
+    __slots__ = ("size",)
 
     def __init__(self, keys: dict[str, list[bytes | None]], objs: dict[str, list[Any]]) -> None:
-        self.keys = keys
-        self.objs = objs
+        super().__init__(keys, objs)
         self.size = sum(sum(map(len, filter(None, ks))) for ks in keys.values())
 
 
@@ -93,10 +93,9 @@ class Interner:
         self.shared = 0  # elements replaced by an earlier object
         self.seen = 0
 
-    def lines_for(self, hint: Hashable | None) -> list[tuple[dict[str, list[bytes | None]],
-                                                            dict[str, list[Any]]]]:
-        """(serializations, objects) of the recent request lines of the session `hint` (a
-        session header) was last seen with; without one, of the two sessions last seen."""
+    def lines_for(self, hint: Hashable | None) -> list[Line]:
+        """The recent request lines of the session `hint` (a session header) was last seen
+        with; without one, of the two sessions last seen."""
         sid = self._hints.get(hint) if hint is not None else None
         if sid is not None:
             sids = [sid]
@@ -104,7 +103,7 @@ class Interner:
             sids = list(islice(reversed(self._sessions), 2))
         else:
             sids = []
-        return [(line.keys, line.objs) for s in sids for line in self._sessions.get(s, ())]
+        return [line for s in sids for line in self._sessions.get(s, ())]
 
     def __call__(self, rnd: Round, hint: Hashable | None = None) -> None:
         """Share this round's elements with its session's recent lines; `hint` (its session

@@ -4,8 +4,11 @@ request of the session had byte for byte are taken as its very objects; only the
 
 from __future__ import annotations
 
+import operator
 import os
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
+from itertools import accumulate
 from typing import Any
 
 from tracetap.proxy.adapters.base import loads
@@ -17,8 +20,30 @@ MIN_BODY = 4096  # below this, parsing the whole body is as cheap as looking for
 # A marker in the place of the elements cut out: no request body contains it (checked).
 _NONCE = os.urandom(12).hex().encode()
 
-# (serializations, objects) of a part's elements in an earlier request, by part name.
-Line = tuple[Mapping[str, Sequence[bytes | None]], Mapping[str, Sequence[Any]]]
+
+
+class Line:
+    """An earlier request of a session: by part name, its elements' serializations (None
+    where orjson refuses one) and the elements themselves."""
+
+    __slots__ = ("_joined", "keys", "objs")
+
+    def __init__(self, keys: Mapping[str, Sequence[bytes | None]],
+                 objs: Mapping[str, Sequence[Any]]) -> None:
+        self.keys = keys
+        self.objs = objs
+        self._joined: dict[str, tuple[bytes, list[int]]] = {}
+
+    def joined(self, part: str) -> tuple[bytes, list[int]]:
+        """The part's leading serializable elements as the array would hold them (joined by
+        ","), and where each ends in that; made once, on first use."""
+        got = self._joined.get(part)
+        if got is None:
+            keys = list(self.keys.get(part) or ())
+            run = keys[:keys.index(None)] if None in keys else keys
+            ends = list(map(operator.add, accumulate(map(len, run)), range(len(run))))
+            got = self._joined[part] = (b",".join(run), ends)  # type: ignore[arg-type]
+        return got
 
 
 def parse_resent(body: bytes, parts: Mapping[str, str], lines: Sequence[Line]
@@ -80,10 +105,10 @@ def _cut(body: bytes, needle: bytes, part: str, lines: Sequence[Line],
             tries += 1
             start = at + len(needle)
             best_end, best_objs = start, []
-            for keys, objs in lines:
-                end, n = _leading(body, start, hi, keys.get(part) or ())
+            for line in lines:
+                end, n = _leading(body, start, hi, *line.joined(part))
                 if end > best_end:
-                    best_end, best_objs = end, list(objs[part][:n])
+                    best_end, best_objs = end, list(line.objs[part][:n])
             if best_objs:
                 free[r:r + 1] = [(lo, start), (best_end, hi)]
                 return start, best_end, best_objs
@@ -91,24 +116,33 @@ def _cut(body: bytes, needle: bytes, part: str, lines: Sequence[Line],
     return None
 
 
-def _leading(body: bytes, start: int, stop: int, keys: Sequence[bytes | None]
+def _leading(body: bytes, start: int, stop: int, joined: bytes, ends: list[int]
              ) -> tuple[int, int]:
-    """(end offset, count) of the longest run of `keys` that `body` holds at `start` as
-    complete array elements (each followed by "," or "]") before `stop`, its end before the
-    "," or "]"."""
-    pos, n, end = start, 0, start
-    for key in keys:
-        if key is None or not body.startswith(key, pos, stop):
-            break
-        after = pos + len(key)
-        sep = body[after:after + 1] if after < stop else b""
-        if sep not in (b",", b"]"):
-            break
-        n, end = n + 1, after
-        if sep == b"]":
-            break
-        pos = after + 1
-    return end, n
+    """(end offset, count) of the longest run of the elements in `joined` (ending at `ends`)
+    that `body` holds at `start` as complete array elements (each followed by "," or "]")
+    before `stop`, its end before that "," or "]". The common prefix is found by bisection,
+    each step one comparison in C."""
+    if not ends:
+        return start, 0
+    avail = min(len(joined), stop - start)
+    view = memoryview(joined)
+    if body.startswith(view[:avail], start):
+        same = avail
+    else:
+        same, differs = 0, avail  # body holds joined[:same], not joined[:differs]
+        while differs - same > 1:
+            mid = (same + differs) // 2
+            if body.startswith(view[same:mid], start + same):
+                same = mid
+            else:
+                differs = mid
+    n = bisect_right(ends, same)
+    while n:  # the last element must end where the body's does (not 1 of 12, say)
+        end = start + ends[n - 1]
+        if end < stop and body[end:end + 1] in (b",", b"]"):
+            return end, n
+        n -= 1
+    return start, 0
 
 
 def _splice(value: Any, markers: dict[str, list[Any]], depth: int) -> int:

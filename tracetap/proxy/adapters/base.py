@@ -164,9 +164,10 @@ def new_round(exchange: Exchange, provider: str, endpoint: str) -> Round:
 def after_last(items: list[Any], is_output: Any) -> list[dict[str, Any]]:
     """The items after the last model-produced one: the new input of this request."""
     last = -1
-    for i, item in enumerate(items):
-        if isinstance(item, dict) and is_output(item):
+    for i in range(len(items) - 1, -1, -1):  # from the end: the history is long, the input short
+        if isinstance(items[i], dict) and is_output(items[i]):
             last = i
+            break
     return [item for item in items[last + 1:] if isinstance(item, dict)]
 
 
