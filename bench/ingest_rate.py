@@ -26,12 +26,20 @@ from tracetap.storage.db import ensure_schema, make_engine  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def wire_json(obj: object, *, spaced: bool = False) -> bytes:
-    """A request body as agents send it: compact, UTF-8 (JavaScript's JSON.stringify, httpx);
-    `spaced`: Python's json.dumps defaults (the figures before 2026-12-01)."""
+CLAUDE_CODE_ORDER = ("model", "messages", "system", "tools", "metadata", "max_tokens",
+                     "thinking", "stream")  # tests/e2e/WIRE_NOTES.md
+
+
+def wire_json(body: dict, *, spaced: bool = False) -> bytes:
+    """A request body as Claude Code sends it: its fields in its order (the history before the
+    system prompt, whose billing line changes every request), compact, UTF-8 (JavaScript's
+    JSON.stringify); `spaced`: the generator's order written by Python's json.dumps with its
+    defaults (the figures before 2026-12-01)."""
     if spaced:
-        return json.dumps(obj).encode()
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(body).encode()
+    ordered = {k: body[k] for k in CLAUDE_CODE_ORDER if k in body}
+    ordered.update((k, v) for k, v in body.items() if k not in ordered)
+    return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def exchanges(n: int, sessions: int = 20, *, seed: int = 0, prefix: str = "",

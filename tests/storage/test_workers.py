@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
+import pickle
+import random
 import signal
 from pathlib import Path
 
@@ -27,14 +30,28 @@ from tracetap.storage.db import ensure_schema, make_engine
 from tracetap.storage.models_tokens import RoundTokens
 
 
-def _exchanges() -> list[Exchange]:
+def _in_claude_code_order(ex: Exchange) -> Exchange:
+    """The body's fields in the order Claude Code sends them (messages before the system
+    prompt, whose billing line changes every request; tests/e2e/WIRE_NOTES.md), compact."""
+    body = json.loads(ex.request_body)
+    order = ["model", "messages", "system", "tools"]
+    body = {**{k: body[k] for k in order if k in body},
+            **{k: v for k, v in body.items() if k not in order}}
+    return dataclasses.replace(ex, request_body=json.dumps(
+        body, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _exchanges(claude_order: bool = False) -> list[Exchange]:
     """Four sessions of the scenario (same system prompt and tools, so blocks and content are
     shared across sessions), interleaved in time; a fifth session sending what a count_tokens
-    request of the first counted; one request whose body does not parse."""
+    request of the first counted; one request whose body does not parse. `claude_order`: the
+    bodies as Claude Code writes them."""
     out: list[Exchange] = []
     for s in range(4):
         out += scenario_exchanges(seed=s, t0=1_780_000_000.0 + s * 0.7, session_id=f"sess-{s}",
                                   uid_prefix=f"s{s}")
+    if claude_order:
+        out = [_in_claude_code_order(ex) for ex in out]
     counted, answered = out[10], out[11]  # a count_tokens request of session 0, then a round
     assert counted.path.endswith("count_tokens")
     headers = [(k, "sess-copy" if k == "x-claude-code-session-id" else v)
@@ -65,14 +82,22 @@ def _record(url: str, journal: Path, key_file: Path, workers: int,
     return engine, p
 
 
-def test_two_workers_store_what_one_process_stores(tmp_path: Path) -> None:
+@pytest.mark.parametrize("claude_order", [False, True], ids=["system-first", "as-claude-code"])
+def test_two_workers_store_what_one_process_stores(tmp_path: Path, claude_order: bool,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """With Claude Code's field order, each worker is sent only what follows the history its
+    session sent before (BodyDeltas), and parses only that (splice)."""
+    spared: list[int] = []  # request bytes the workers were not sent, as the pipeline stops
+    stop = shards.Shards.stop
+    monkeypatch.setattr(shards.Shards, "stop", lambda self, *a: (
+        spared.append(self.body_bytes_spared), stop(self, *a))[1])
     key_file = tmp_path / "key"
     key_file.write_text("k" * 64)
-    items = _exchanges()
+    items = _exchanges(claude_order)
     assert len({shard_of(ex, 2) for ex in items}) == 2  # both workers get sessions
     one, p1 = _record(f"sqlite:///{tmp_path / 'one.db'}", tmp_path / "j1", key_file, 1, items)
     two, p2 = _record(f"sqlite:///{tmp_path / 'two.db'}", tmp_path / "j2", key_file, 2,
-                      _exchanges())
+                      _exchanges(claude_order))
     expected, got = _dump(one), _dump(two)
     assert len(expected["rounds"]) == 86 and len(expected["round_tokens"]) == 86
     assert p1.stats.adapter_errors == p2.stats.adapter_errors
@@ -85,6 +110,36 @@ def test_two_workers_store_what_one_process_stores(tmp_path: Path) -> None:
     assert sum(1 for uid, other in reuse if uid[:2] != other[:2]) >= 3
     assert ("copy-of-s0-010", "s0-010") in reuse  # blocks a count_tokens request had first
     assert p2.stats.rounds_recorded == 86
+    assert spared and (spared[0] > 100_000 or not claude_order)  # history not sent again
+
+
+def test_body_deltas_give_back_every_body() -> None:
+    """Sessions growing, edited, interleaved, more of them than fit; what the worker decodes
+    is byte for byte what was encoded, and most of it was not sent."""
+    rng = random.Random(4)
+    sender, worker = shards.BodyDeltas(max_bytes=200_000), shards.BodyDeltas(max_bytes=200_000)
+    bodies: dict[str, bytes] = {}
+    sent = total = 0
+    for i in range(600):
+        sid = f"s{rng.randrange(12)}"
+        body = bodies.get(sid, b"")
+        if rng.random() < 0.1:  # an edit (or a compaction) somewhere in the history
+            body = body[: rng.randrange(len(body) + 1)]
+        body += rng.randbytes(rng.randint(100, 3000))
+        bodies[sid] = body
+        ex = Exchange(uid=f"u{i}", api="anthropic_messages", transport="sse", method="POST",
+                      scheme="https", host="h", path="/v1/messages",
+                      request_headers=[("X-Claude-Code-Session-Id", sid)], request_body=body,
+                      request_at=float(i))
+        wire = pickle.loads(pickle.dumps(sender.encode(ex)))
+        sent += len(wire.exchange.request_body if isinstance(wire, tuple) else wire.request_body)
+        total += len(body)
+        got = worker.decode(wire)
+        assert got.request_body == body and got.uid == ex.uid
+        assert ex.request_body is body  # the sender's exchange is left as it was
+    assert sent < total / 3
+    with pytest.raises(ValueError):  # a delta whose base the worker lacks is refused
+        shards.BodyDeltas().decode(sender.encode(ex))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["dead", "stuck"])

@@ -21,7 +21,8 @@ from tracetap.storage.content import canonical, digest
 from tracetap.storage.writer import BLOB_REF
 from tracetap.tokens.enrich import CHAIN
 
-__all__ = ["CREDENTIAL_HEADERS", "SESSION_HEADERS", "Normalizer", "Transform", "drop_credentials"]
+__all__ = ["CREDENTIAL_HEADERS", "SESSION_HEADERS", "Normalizer", "Transform", "drop_credentials",
+           "session_hint"]
 
 log = logging.getLogger("tracetap.ingest")
 
@@ -42,7 +43,7 @@ SESSION_HEADERS = frozenset({"x-claude-code-session-id", "session_id", "session-
                              "x-session-id", "thread-id", "thread_id", "conversation_id"})
 
 
-def _session_hint(item: Exchange) -> tuple[str, str] | None:
+def session_hint(item: Exchange) -> tuple[str, str] | None:
     """(api, the session header's value), if the client sent one."""
     for key, value in item.request_headers:
         if value and key.lower() in SESSION_HEADERS:
@@ -84,7 +85,7 @@ class Normalizer:
             except ValueError as exc:  # kept raw: the adapter records it as unparsed
                 item.error = item.error or str(exc)
         frame_exchange(item)  # the proxy kept raw chunks; frame them here, off its hot path
-        hint = _session_hint(item)
+        hint = session_hint(item)
         try:
             adapter = by_name(item.api)
             if self.interner is not None and item.request_body:

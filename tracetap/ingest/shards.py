@@ -7,6 +7,7 @@ rounds reach the worker that holds its state; exchanges without one go to the fi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing as mp
 import os
@@ -14,14 +15,15 @@ import queue
 import threading
 import time
 import zlib
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, NamedTuple
 
 from tracetap.allocator import keep_freed_memory
-from tracetap.ingest.normalize import SESSION_HEADERS, Normalizer, Transform
+from tracetap.ingest.normalize import SESSION_HEADERS, Normalizer, Transform, session_hint
 from tracetap.model import Exchange
 
-__all__ = ["SESSION_HEADERS", "Shards", "defer_global", "shard_of"]
+__all__ = ["SESSION_HEADERS", "BodyDeltas", "Shards", "defer_global", "shard_of"]
 
 log = logging.getLogger("tracetap.ingest")
 
@@ -36,6 +38,78 @@ def shard_of(item: Any, n: int) -> int:
             if value and key.lower() in SESSION_HEADERS:
                 return zlib.crc32(value.encode("utf-8", "replace")) % n
     return 0
+
+
+class _Delta(NamedTuple):
+    """An exchange whose request body is sent as what follows the first `base` bytes of the
+    last body its session sent to that worker."""
+
+    base: int
+    exchange: Exchange
+
+
+class BodyDeltas:
+    """Request bodies to a worker as the part that differs from the session's last one (agents
+    re-send their whole history, so most of a body is the body before). The sending side
+    `encode`s, the worker `decode`s, both in the same order; each keeps the last body of the
+    sessions seen last, up to `max_bytes` of them."""
+
+    MIN = 4096  # a shared prefix shorter than this is sent whole
+
+    def __init__(self, max_bytes: int = 64_000_000) -> None:
+        self.max_bytes = max_bytes
+        self.spared = 0  # request bytes not sent
+        self._last: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._bytes = 0
+
+    def _swap(self, key: Hashable, body: bytes) -> bytes | None:
+        prev = self._last.pop(key, None)
+        self._bytes += len(body) - (len(prev) if prev is not None else 0)
+        self._last[key] = body
+        while self._bytes > self.max_bytes and len(self._last) > 1:
+            self._bytes -= len(self._last.popitem(last=False)[1])
+        return prev
+
+    def encode(self, item: Any) -> Any:
+        key = session_hint(item) if isinstance(item, Exchange) else None
+        if key is None:
+            return item
+        body = item.request_body
+        prev = self._swap(key, body)
+        base = _common_prefix(prev, body) if prev is not None else 0
+        if base < self.MIN:
+            return item
+        self.spared += base
+        return _Delta(base, dataclasses.replace(item, request_body=body[base:]))
+
+    def decode(self, item: Any) -> Any:
+        """The exchange as it was sent; ValueError when its base body is not here."""
+        if isinstance(item, _Delta):
+            prev = self._last.get(session_hint(item.exchange))
+            if prev is None or len(prev) < item.base:
+                raise ValueError("the body this request continues is not known here")
+            item.exchange.request_body = prev[:item.base] + item.exchange.request_body
+            item = item.exchange
+        key = session_hint(item) if isinstance(item, Exchange) else None
+        if key is not None:
+            self._swap(key, item.request_body)
+        return item
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    """Length of the common prefix, by bisection (one C comparison a step)."""
+    n = min(len(a), len(b))
+    view = memoryview(b)
+    if a.startswith(view[:n]):
+        return n
+    same, differs = 0, n
+    while differs - same > 1:
+        mid = (same + differs) // 2
+        if a.startswith(view[same:mid], same):
+            same = mid
+        else:
+            differs = mid
+    return same
 
 
 def defer_global(transforms: Sequence[Transform]) -> list[Transform]:
@@ -59,6 +133,7 @@ def _worker(steps: Callable[[], Sequence[Transform]], reuse: bool, inbox: Any, o
         outbox.put(("error", f"{type(exc).__name__}: {exc}"))
         return
     outbox.put(("ready", None))
+    bodies = BodyDeltas()
     while True:
         try:
             task = inbox.get(timeout=_POLL)
@@ -73,7 +148,7 @@ def _worker(steps: Callable[[], Sequence[Transform]], reuse: bool, inbox: Any, o
         for seq, item in part:
             errors = normalizer.adapter_errors
             try:
-                rec = normalizer(item)
+                rec = normalizer(bodies.decode(item))
             except Exception as exc:  # a step failed outside its own guard: keep the facts
                 log.exception("normalizing %s failed", getattr(item, "uid", "?"))
                 rec = {"t": "failed", "error": f"{type(exc).__name__}: {exc}"}
@@ -102,6 +177,7 @@ class Shards:
                                    name=f"tracetap-normalize-{i}", daemon=True)
                        for i, box in enumerate(self._inboxes)]
         self._dead: set[int] = set()
+        self._deltas = [BodyDeltas() for _ in range(workers)]  # what each worker was sent
         self._batch = 0
         # batch -> (items, records so far, parts still out by worker)
         self._pending: dict[int, tuple[list[Any], list[Any], dict[int, list[Any]]]] = {}
@@ -138,7 +214,9 @@ class Shards:
                 if i in self._dead:
                     self._locally(part, out)
                 else:
-                    self._inboxes[i].put((self._batch, part))
+                    deltas = self._deltas[i]
+                    self._inboxes[i].put((self._batch, [(seq, deltas.encode(item))
+                                                        for seq, item in part]))
                     waiting[i] = part
             self._pending[self._batch] = (list(items), out, waiting)
             self._sent_at[self._batch] = time.monotonic()
@@ -179,6 +257,11 @@ class Shards:
                 if rec is not None and rec["t"] == "failed":
                     out[seq] = self._local(items[seq])
         return out
+
+    @property
+    def body_bytes_spared(self) -> int:
+        """Request bytes the workers were not sent (their sessions had sent them before)."""
+        return sum(d.spared for d in self._deltas)
 
     def take_adapter_errors(self) -> int:
         """Adapter errors counted by the workers since the last call."""
