@@ -140,6 +140,14 @@ def test_body_deltas_give_back_every_body() -> None:
     assert sent < total / 3
     with pytest.raises(ValueError):  # a delta whose base the worker lacks is refused
         shards.BodyDeltas().decode(sender.encode(ex))
+    # One whose base differs from the sender's is refused too, and so are the next ones.
+    other = shards.BodyDeltas()
+    other.decode(dataclasses.replace(ex, request_body=ex.request_body + b"x"))
+    for _ in range(2):
+        wire = sender.encode(dataclasses.replace(ex, request_body=ex.request_body + b"y" * 9))
+        assert isinstance(wire, tuple)
+        with pytest.raises(ValueError):
+            other.decode(wire)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["dead", "stuck"])

@@ -42,9 +42,10 @@ def shard_of(item: Any, n: int) -> int:
 
 class _Delta(NamedTuple):
     """An exchange whose request body is sent as what follows the first `base` bytes of the
-    last body its session sent to that worker."""
+    last body its session sent to that worker (`after` bytes long, a check)."""
 
     base: int
+    after: int
     exchange: Exchange
 
 
@@ -80,13 +81,16 @@ class BodyDeltas:
         if base < self.MIN:
             return item
         self.spared += base
-        return _Delta(base, dataclasses.replace(item, request_body=body[base:]))
+        return _Delta(base, len(prev), dataclasses.replace(item, request_body=body[base:]))
 
     def decode(self, item: Any) -> Any:
-        """The exchange as it was sent; ValueError when its base body is not here."""
+        """The exchange as it was sent; ValueError when its base body is not here (then the
+        session's later deltas are refused too, never rebuilt on another body)."""
         if isinstance(item, _Delta):
-            prev = self._last.get(session_hint(item.exchange))
-            if prev is None or len(prev) < item.base:
+            key = session_hint(item.exchange)
+            prev = self._last.get(key)
+            if prev is None or len(prev) != item.after:
+                self._last.pop(key, None)
                 raise ValueError("the body this request continues is not known here")
             item.exchange.request_body = prev[:item.base] + item.exchange.request_body
             item = item.exchange
@@ -150,7 +154,8 @@ def _worker(steps: Callable[[], Sequence[Transform]], reuse: bool, inbox: Any, o
             try:
                 rec = normalizer(bodies.decode(item))
             except Exception as exc:  # a step failed outside its own guard: keep the facts
-                log.exception("normalizing %s failed", getattr(item, "uid", "?"))
+                log.exception("normalizing %s failed", getattr(
+                    item.exchange if isinstance(item, _Delta) else item, "uid", "?"))
                 rec = {"t": "failed", "error": f"{type(exc).__name__}: {exc}"}
             out.append((seq, rec, normalizer.adapter_errors - errors))
         outbox.put(("done", (batch, out)))
