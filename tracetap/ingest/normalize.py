@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tracetap.ingest.reuse import MISS, Interner, Recent
-from tracetap.ingest.splice import parse_resent
 from tracetap.ingest.sessions import assign_identity
+from tracetap.ingest.splice import parse_resent
 from tracetap.model import Exchange, Round
 from tracetap.proxy.adapters import by_name
 from tracetap.proxy.decoding import decode_body
@@ -21,8 +21,8 @@ from tracetap.storage.content import canonical, digest
 from tracetap.storage.writer import BLOB_REF
 from tracetap.tokens.enrich import CHAIN
 
-__all__ = ["CREDENTIAL_HEADERS", "SESSION_HEADERS", "Normalizer", "Transform", "drop_credentials",
-           "session_hint"]
+__all__ = ["CREDENTIAL_HEADERS", "SESSION_HEADERS", "Normalizer", "Transform",
+           "drop_credentials", "session_hint"]
 
 log = logging.getLogger("tracetap.ingest")
 

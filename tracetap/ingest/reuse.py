@@ -5,9 +5,9 @@ elements become the very same object (`Interner`) and each step finds its result
 from __future__ import annotations
 
 import operator
-from itertools import islice
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
+from itertools import islice
 from typing import Any
 
 import orjson

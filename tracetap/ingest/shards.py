@@ -20,10 +20,11 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, NamedTuple
 
 from tracetap.allocator import keep_freed_memory
-from tracetap.ingest.normalize import SESSION_HEADERS, Normalizer, Transform, session_hint
+from tracetap.ingest.normalize import Normalizer, Transform, session_hint
+from tracetap.ingest.splice import common_prefix
 from tracetap.model import Exchange
 
-__all__ = ["SESSION_HEADERS", "BodyDeltas", "Shards", "defer_global", "shard_of"]
+__all__ = ["BodyDeltas", "Shards", "defer_global", "shard_of"]
 
 log = logging.getLogger("tracetap.ingest")
 
@@ -33,11 +34,8 @@ STUCK_AFTER = 300.0  # a live worker silent this long on a batch is killed (its 
 
 def shard_of(item: Any, n: int) -> int:
     """The worker for an exchange: by its session header, else the first."""
-    if isinstance(item, Exchange):
-        for key, value in item.request_headers:
-            if value and key.lower() in SESSION_HEADERS:
-                return zlib.crc32(value.encode("utf-8", "replace")) % n
-    return 0
+    hint = session_hint(item) if isinstance(item, Exchange) else None
+    return zlib.crc32(hint[1].encode("utf-8", "replace")) % n if hint is not None else 0
 
 
 class _Delta(NamedTuple):
@@ -77,7 +75,7 @@ class BodyDeltas:
             return item
         body = item.request_body
         prev = self._swap(key, body)
-        base = _common_prefix(prev, body) if prev is not None else 0
+        base = common_prefix(prev, 0, body, min(len(prev), len(body))) if prev is not None else 0
         if base < self.MIN:
             return item
         self.spared += base
@@ -86,34 +84,17 @@ class BodyDeltas:
     def decode(self, item: Any) -> Any:
         """The exchange as it was sent; ValueError when its base body is not here (then the
         session's later deltas are refused too, never rebuilt on another body)."""
+        exchange = item.exchange if isinstance(item, _Delta) else item
+        key = session_hint(exchange) if isinstance(exchange, Exchange) else None
         if isinstance(item, _Delta):
-            key = session_hint(item.exchange)
             prev = self._last.get(key)
             if prev is None or len(prev) != item.after:
                 self._last.pop(key, None)
                 raise ValueError("the body this request continues is not known here")
-            item.exchange.request_body = prev[:item.base] + item.exchange.request_body
-            item = item.exchange
-        key = session_hint(item) if isinstance(item, Exchange) else None
+            exchange.request_body = prev[:item.base] + exchange.request_body
         if key is not None:
-            self._swap(key, item.request_body)
-        return item
-
-
-def _common_prefix(a: bytes, b: bytes) -> int:
-    """Length of the common prefix, by bisection (one C comparison a step)."""
-    n = min(len(a), len(b))
-    view = memoryview(b)
-    if a.startswith(view[:n]):
-        return n
-    same, differs = 0, n
-    while differs - same > 1:
-        mid = (same + differs) // 2
-        if a.startswith(view[same:mid], same):
-            same = mid
-        else:
-            differs = mid
-    return same
+            self._swap(key, exchange.request_body)
+        return exchange
 
 
 def defer_global(transforms: Sequence[Transform]) -> list[Transform]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from tracetap.proxy.adapters.base import loads
 
-__all__ = ["MIN_BODY", "Line", "parse_resent"]
+__all__ = ["MIN_BODY", "Line", "common_prefix", "parse_resent"]
 
 MIN_BODY = 4096  # below this, parsing the whole body is as cheap as looking for history
 
@@ -116,6 +116,22 @@ def _cut(body: bytes, needle: bytes, part: str, lines: Sequence[Line],
     return None
 
 
+def common_prefix(a: bytes, start: int, b: bytes, n: int) -> int:
+    """How many of the first `n` bytes of `b` `a` holds at `start`, by bisection (one C
+    comparison a step)."""
+    view = memoryview(b)
+    if a.startswith(view[:n], start):
+        return n
+    same, differs = 0, n  # a holds b[:same] at start, not b[:differs]
+    while differs - same > 1:
+        mid = (same + differs) // 2
+        if a.startswith(view[same:mid], start + same):
+            same = mid
+        else:
+            differs = mid
+    return same
+
+
 def _leading(body: bytes, start: int, stop: int, joined: bytes, ends: list[int]
              ) -> tuple[int, int]:
     """(end offset, count) of the longest run of the elements in `joined` (ending at `ends`)
@@ -124,18 +140,7 @@ def _leading(body: bytes, start: int, stop: int, joined: bytes, ends: list[int]
     each step one comparison in C."""
     if not ends:
         return start, 0
-    avail = min(len(joined), stop - start)
-    view = memoryview(joined)
-    if body.startswith(view[:avail], start):
-        same = avail
-    else:
-        same, differs = 0, avail  # body holds joined[:same], not joined[:differs]
-        while differs - same > 1:
-            mid = (same + differs) // 2
-            if body.startswith(view[same:mid], start + same):
-                same = mid
-            else:
-                differs = mid
+    same = common_prefix(body, start, joined, min(len(joined), stop - start))
     n = bisect_right(ends, same)
     while n:  # the last element must end where the body's does (not 1 of 12, say)
         end = start + ends[n - 1]

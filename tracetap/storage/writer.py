@@ -95,7 +95,7 @@ class Writer:
     def _blob(self, pending: dict[str, bytes], obj: Any) -> str | None:
         if obj is None:
             return None
-        if isinstance(obj, dict) and len(obj) == 1 and BLOB_REF in obj:
+        if is_blob_ref(obj):
             return obj[BLOB_REF]  # content journaled or stored earlier
         data = canonical(obj)
         h = digest(data)
