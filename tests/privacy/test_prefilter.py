@@ -55,10 +55,11 @@ TEXTS = _texts(11, 600)
 def test_keyword_set_equals_substring_tests() -> None:
     det = Detector()
     words = det._keywords.keywords
-    ks = KeywordSet(words + ["é", "日本語", "ab"])
-    for text in TEXTS:
+    ks = KeywordSet(words + ["é", "日本語", "ab", "keykey", ""])
+    for text in TEXTS + ["", "a\ud800key", "keykeykey", "日本語 é"]:
         low = text.lower()
         assert ks.present(low) == {k for k in ks.keywords if k in low}
+    assert KeywordSet([]).present("anything") == set()
 
 
 def test_b64_runs_and_phone_hints_equal_their_scans() -> None:

@@ -1,5 +1,5 @@
-"""Cheap tests that let the detector skip regex scans that cannot match: keyword presence, base64
-runs and phone-like digit groups, each one numpy pass over the text's bytes instead of a scan.
+"""Cheap tests that let the detector skip regex scans that cannot match: keyword presence (one
+Aho-Corasick pass), base64 runs and phone-like digit groups (numpy passes over the text's bytes).
 """
 
 from __future__ import annotations
@@ -7,13 +7,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+import ahocorasick
 import numpy as np
 
 __all__ = ["KeywordSet", "b64_runs", "may_have_phone"]
 
 # Below these lengths the plain scans beat numpy's fixed costs (measured on code-like text).
-_KEYWORDS_MIN, _B64_SCAN_MIN, _PHONE_SCAN_MIN = 96, 1500, 400
-_TRI_BITS = 16
+_B64_SCAN_MIN, _PHONE_SCAN_MIN = 1500, 400
 
 
 def _table(chars: str) -> np.ndarray:
@@ -66,52 +66,21 @@ def may_have_phone(text: str) -> bool:
     return bool((counts[plus + 11] - counts[plus + 1] == 10).any())
 
 
-def _tri(a: np.ndarray) -> np.ndarray:
-    """Hashed trigram codes of a byte array (collisions only let extra keywords through)."""
-    return ((a[:-2] << 10) ^ (a[1:-1] << 5) ^ a[2:]) & ((1 << _TRI_BITS) - 1)
-
-
-def _bi(a: np.ndarray) -> np.ndarray:
-    return (a[:-1] << 8) | a[1:]
-
-
 class KeywordSet:
-    """`present(text)` is exactly `{k for k in keywords if k in text}`, computed faster.
-
-    A keyword occurs only where each of its UTF-8 trigrams (bigrams for two-byte keywords)
-    occurs; candidates passing that test are confirmed with a substring test.
-    """
+    """`present(text)` is exactly `{k for k in keywords if k in text}`, in one Aho-Corasick pass
+    over the text (pyahocorasick's automaton, in C)."""
 
     def __init__(self, keywords: Iterable[str]) -> None:
         self.keywords = sorted(set(keywords))
-        self._short = [k for k in self.keywords if len(k.encode("utf-8", "surrogatepass")) < 2]
-        tri, bi = [], []
-        for k in self.keywords:
-            data = np.frombuffer(k.encode("utf-8", "surrogatepass"), np.uint8).astype(np.int64)
-            if len(data) >= 3:
-                tri.append((k, _tri(data)))
-            elif len(data) == 2:
-                bi.append((k, _bi(data)))
-        self._tri_words = [k for k, _ in tri]
-        self._tri_codes = np.concatenate([c for _, c in tri]) if tri else np.zeros(0, np.int64)
-        self._tri_starts = np.cumsum([0] + [len(c) for _, c in tri[:-1]])
-        self._bi_words = [k for k, _ in bi]
-        self._bi_codes = np.concatenate([c for _, c in bi]) if bi else np.zeros(0, np.int64)
+        self._empty = {k for k in self.keywords if not k}  # in every text
+        self._automaton: ahocorasick.Automaton | None = None
+        if len(self.keywords) > len(self._empty):
+            self._automaton = ahocorasick.Automaton()
+            for k in self.keywords:
+                if k:
+                    self._automaton.add_word(k, k)
+            self._automaton.make_automaton()
 
     def present(self, text: str) -> set[str]:
-        if len(text) < _KEYWORDS_MIN:
-            return {k for k in self.keywords if k in text}
-        a = np.frombuffer(text.encode("utf-8", "surrogatepass"), np.uint8).astype(np.int64)
-        seen_tri = np.zeros(1 << _TRI_BITS, bool)
-        seen_tri[_tri(a)] = True
-        seen_bi = np.zeros(1 << 16, bool)
-        seen_bi[_bi(a)] = True
-        found = {k for k in self._short if k in text}
-        if self._tri_words:
-            ok = np.logical_and.reduceat(seen_tri[self._tri_codes], self._tri_starts)
-            found.update(k for k in (self._tri_words[i] for i in np.flatnonzero(ok))
-                         if k in text)
-        if self._bi_words:
-            found.update(k for k in (self._bi_words[i] for i in
-                                     np.flatnonzero(seen_bi[self._bi_codes])) if k in text)
-        return found
+        found = {k for _, k in self._automaton.iter(text)} if self._automaton else set()
+        return found | self._empty if self._empty else found
