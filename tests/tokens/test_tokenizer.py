@@ -38,6 +38,14 @@ def test_default_tokenizer_needs_no_network_or_cache(tmp_path: Path) -> None:
     assert res.stdout.strip() == "[15339, 1917]"  # cl100k_base ids of "hello world"
 
 
+def test_special_token_strings_in_a_prompt_are_text() -> None:
+    tok = get_tokenizer()
+    ids = tok.encode("see <|endoftext|> and <|fim_prefix|> here")
+    assert 100257 not in ids and 100258 not in ids  # the special tokens' ids
+    assert tok.encode("<|endoftext|>") == tok.encode("<|") + tok.encode("endoftext") + \
+        tok.encode("|>")
+
+
 def test_hf_tokenizer_from_a_local_file(tmp_path: Path) -> None:
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel

@@ -26,7 +26,8 @@ class _Tiktoken:
         self._enc = tiktoken.get_encoding(name)
 
     def encode(self, text: str) -> list[int]:
-        return self._enc.encode(text, disallowed_special=())
+        # special-token strings in a prompt are text, as a provider counts them
+        return self._enc.encode_ordinary(text)
 
 
 class _HF:
