@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from storage_growth import session  # noqa: E402  (bench scripts share generators)
 
+from tracetap.allocator import collect_less, keep_freed_memory  # noqa: E402
 from tracetap.ingest.pipeline import Pipeline  # noqa: E402
 from tracetap.model import Exchange, StreamEvent  # noqa: E402
 from tracetap.storage.db import ensure_schema, make_engine  # noqa: E402
@@ -121,6 +122,8 @@ def main() -> None:
     p = Pipeline(engine, tmp / "journal", transforms=transforms, extensions=extensions,
                  workers=args.workers, worker_steps=worker_steps() if args.workers > 1 else None)
     p.start()
+    keep_freed_memory()  # as the ingest process of `tracetap proxy` does (ingest/worker.py)
+    collect_less()
     t0 = time.perf_counter()
     for ex in items:
         p.submit(ex)

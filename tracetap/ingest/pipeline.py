@@ -293,7 +293,9 @@ class Pipeline:
             self._journaled.add(h)  # type: ignore[arg-type]
             return obj
 
-        r["messages"] = list(map(ref, r["messages"], hashes["messages"]))
+        journaled = self._journaled  # the common case inline: re-sent, journaled already
+        r["messages"] = [{BLOB_REF: h} if h in journaled else ref(obj, h)
+                         for obj, h in zip(r["messages"], hashes["messages"])]
         if isinstance(r["system"], list):
             r["system"] = list(map(ref, r["system"], hashes["system"]))
         if r["tools"]:

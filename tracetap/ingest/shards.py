@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, NamedTuple
 
-from tracetap.allocator import keep_freed_memory
+from tracetap.allocator import collect_less, keep_freed_memory
 from tracetap.ingest.normalize import Normalizer, Transform, session_hint
 from tracetap.ingest.splice import common_prefix
 from tracetap.model import Exchange
@@ -117,6 +117,7 @@ def _worker(steps: Callable[[], Sequence[Transform]], reuse: bool, inbox: Any, o
     except Exception as exc:
         outbox.put(("error", f"{type(exc).__name__}: {exc}"))
         return
+    collect_less()
     outbox.put(("ready", None))
     bodies = BodyDeltas()
     while True:

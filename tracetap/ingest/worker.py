@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tracetap.allocator import keep_freed_memory
+from tracetap.allocator import collect_less, keep_freed_memory
 from tracetap.ingest.pipeline import PipelineStats
 
 __all__ = ["PipelineProcess", "WorkerConfig"]
@@ -71,6 +71,7 @@ def _child(cfg: WorkerConfig, inbox: Any, outbox: Any, parent: int) -> None:
     except Exception as exc:
         outbox.put(("error", f"{type(exc).__name__}: {exc}"))
         return
+    collect_less()  # after the steps are built: their tables are frozen out of collections
     outbox.put(("ready", None))
 
     def report(final: bool = False) -> None:
