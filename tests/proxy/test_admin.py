@@ -39,11 +39,12 @@ def _niceness(pid: int) -> int:
 
 
 def test_ingest_process_yields_the_cpu_to_the_proxy(tracetap_proxy) -> None:
-    """Scrubbing and tokenizing run niced, so on a busy machine the proxy's streams come first."""
+    """Scrubbing and tokenizing run at the lowest priority, so on a busy machine the proxy's
+    streams come first (the work waits in the queue and the journal)."""
     proxy = tracetap_proxy(anthropic_upstream="http://127.0.0.1:9", admin=True)
     pid = proxy.proc.pid
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     ingest = [int(c) for c in children
               if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
     assert len(ingest) == 1, children
-    assert _niceness(ingest[0]) == _niceness(pid) + 10
+    assert _niceness(ingest[0]) == min(19, _niceness(pid) + 19)

@@ -6,6 +6,7 @@ Also serves the admin endpoints (/healthz, /metrics) and flushes the pipeline on
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -169,6 +170,9 @@ async def run_proxy(cfg: ProxyConfig, *, ready: asyncio.Event | None = None) -> 
     if cfg.upstream_insecure:
         update["ssl_insecure"] = True
     opts.update(**{k: v for k, v in update.items() if k in opts})
+    # What exists now (modules, mitmproxy's and our addons) lives as long as the proxy: keep it
+    # out of the collector's full passes, which otherwise rescan it between stream chunks.
+    gc.freeze()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
