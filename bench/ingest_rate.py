@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from proxy_overhead import cpu_seconds  # noqa: E402
 from storage_growth import session  # noqa: E402  (bench scripts share generators)
 
 from tracetap.allocator import collect_less, keep_freed_memory  # noqa: E402
@@ -124,6 +126,7 @@ def main() -> None:
     p.start()
     keep_freed_memory()  # as the ingest process of `tracetap proxy` does (ingest/worker.py)
     collect_less()
+    cpu0 = cpu_seconds(os.getpid())
     t0 = time.perf_counter()
     for ex in items:
         p.submit(ex)
@@ -132,6 +135,9 @@ def main() -> None:
         if time.perf_counter() - t0 > 600:
             break
     burst = p.stats.rounds_recorded / (time.perf_counter() - t0)
+    cpu1 = cpu_seconds(os.getpid())
+    # CPU per round over the burst: this process (the pipeline) and its workers
+    cpu_ms = [(b - a) * 1000 / max(1, len(items)) for a, b in zip(cpu0, cpu1)]
     # Steady load: submit at a fixed rate and watch the queue.
     steady = exchanges(int(args.steady_rate * args.steady_seconds), seed=1,
                        same_content=args.same_content, interleave=interleave,
@@ -157,10 +163,12 @@ def main() -> None:
               "steady_queue_max_by_quarter": quarters, "steady_drain_s": drain,
               "same_content": args.same_content, "workers": args.workers,
               "interleaved": interleave, "spaced_json": args.spaced_json,
+              "burst_cpu_ms_per_round": {"pipeline": cpu_ms[0], "workers": cpu_ms[1]},
               "transforms": [type(t).__name__ for t in transforms]}
     order = "sessions interleaved" if interleave else "one session at a time"
     print(f"{result['db']}, {args.workers} worker(s), {order}: burst {burst:,.0f} rounds/s over "
-          f"{len(items)} rounds; steady "
+          f"{len(items)} rounds (CPU per round {sum(cpu_ms):.2f} ms: pipeline "
+          f"{cpu_ms[0]:.2f} + workers {cpu_ms[1]:.2f}); steady "
           f"{args.steady_rate:.0f}/s for {args.steady_seconds:.0f}s -> queue max "
           f"{max(depths)} (by quarter {'/'.join(map(str, quarters))}), last {depths[-1]}, "
           f"written {drain:.1f} s after the last; "
