@@ -3,8 +3,8 @@ ingest processes).
 
 Agent requests are 100 kB to MBs each; by default glibc returns such freed memory to the OS at
 once and page-faults it in again for the next body, which costs more than the copy itself.
-Ingest builds thousands of short-lived containers per round; Python's default collector
-thresholds make it rescan them, and its caches, every 700 allocations.
+Ingest keeps each round's parsed content in caches for the next rounds; with Python's default
+thresholds the collector runs every 700 containers kept, and its older passes rescan the caches.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ def keep_freed_memory(*, mmap_threshold: int = MMAP_THRESHOLD,
 def collect_less(young: int = YOUNG_OBJECTS) -> None:
     """Run the cyclic garbage collector less often in an ingest process: what exists at start
     (modules, compiled rules, the tokenizer) is frozen out of every collection, and a young
-    collection waits for `young` new containers instead of 700, by when a round's temporaries
-    have been freed by reference counting. Cycles are still collected (older generations keep
-    their default ratios). Measured: 0.4-0.5 ms of collection per agent-sized round -> 0.05."""
+    collection waits until `young` more containers are alive than at the last one, not 700.
+    Cycles are still collected (the older generations keep their ratios to the young one).
+    Measured: 0.4-0.5 ms of collection per agent-sized round -> 0.05."""
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(young, older, oldest)
