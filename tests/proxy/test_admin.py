@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import httpx
@@ -48,3 +49,6 @@ def test_ingest_process_yields_the_cpu_to_the_proxy(tracetap_proxy) -> None:
               if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
     assert len(ingest) == 1, children
     assert _niceness(ingest[0]) == min(19, _niceness(pid) + 19)
+    # and under SCHED_IDLE: a waking proxy thread takes its core at once
+    assert os.sched_getscheduler(ingest[0]) == os.SCHED_IDLE
+    assert os.sched_getscheduler(pid) == os.SCHED_OTHER

@@ -44,17 +44,31 @@ class WorkerConfig:
     # them and exchanges wait in the queue and the journal (at nice 10 the ingest process still
     # held its share of busy cores: 0.71-0.91x mitmproxy's throughput at 100 streams).
     nice: int = 19
+    sched_idle: bool = True
+
+
+def _lower_priority(cfg: WorkerConfig) -> None:
+    """Run (with every process started from here) below the proxy: nice `cfg.nice`, and with
+    `cfg.sched_idle` Linux's SCHED_IDLE policy, under which a proxy thread that wakes takes a
+    core from us at once rather than after its time slice. Where either is not permitted or not
+    there, run at the proxy's priority."""
+    if cfg.nice:
+        try:
+            os.nice(cfg.nice)
+        except OSError:
+            pass
+    if cfg.sched_idle and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError:
+            pass
 
 
 def _child(cfg: WorkerConfig, inbox: Any, outbox: Any, parent: int) -> None:
     """Build the pipeline, feed it from `inbox`, report stats to `outbox`, flush on stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the proxy, which stops us
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if cfg.nice:
-        try:
-            os.nice(cfg.nice)
-        except OSError:  # not permitted here: run at the proxy's priority
-            pass
+    _lower_priority(cfg)
     keep_freed_memory()  # parsing 100 kB+ bodies would otherwise page-fault on every one
     try:
         from tracetap.ingest.pipeline import Pipeline
