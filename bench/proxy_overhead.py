@@ -3,7 +3,8 @@
 Also plain mitmproxy with the allocator settings tracetap applies to itself ("mitm+malloc"), so
 the addon's own cost is visible apart from the allocator's gain.
 
-Run: python bench/proxy_overhead.py [--requests N]. Prints a table; writes bench/results/proxy_overhead.json.
+Run: python bench/proxy_overhead.py [--requests N --rounds N --throughput-rounds N]. Prints a
+table; writes bench/results/proxy_overhead.json. Ratios are medians of per-round ratios.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import operator
 import os
 import signal
 import socket
@@ -155,10 +157,12 @@ async def big_stream(url: str, pid: int, nbytes: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--requests", type=int, default=300)
-    ap.add_argument("--rounds", type=int, default=5,
+    ap.add_argument("--requests", type=int, default=600)
+    ap.add_argument("--rounds", type=int, default=10,
                     help="latency runs per target, interleaved (the median is reported)")
     ap.add_argument("--big-mb", type=int, default=100)
+    ap.add_argument("--throughput-rounds", type=int, default=3,
+                    help="throughput runs per target and concurrency, interleaved (medians)")
     ap.add_argument("--tracetap-args", default="",
                     help="extra `tracetap proxy` options, e.g. '--content full --tokenizer off'")
     args = ap.parse_args()
@@ -198,29 +202,43 @@ def main() -> None:
     try:
         # Interleave targets in rounds so machine noise hits all three alike.
         lat: dict[str, list[dict]] = {k: [] for k in targets}
-        for _ in range(args.rounds):
-            for name, url in targets.items():
+        for r in range(args.rounds):
+            for name in (list(targets) if r % 2 == 0 else list(reversed(targets))):
+                url = targets[name]
                 lat[name].append(asyncio.run(latency(url, max(1, args.requests // args.rounds))))
+        results["latency_runs"] = {name: [r["ttfb_p50"] for r in runs]
+                                   for name, runs in lat.items()}
         for name, runs in lat.items():
             results["latency"][name] = {k: statistics.median(r[k] for r in runs)
                                         for k in runs[0]}
         # Paced like fast real decoding (5 ms/event = 200 tok/s), then an unpaced stress run.
         # CPU per stream counts the proxy and its children (tracetap's ingest process), with
         # a pause after each run so deferred ingest work is included.
+        # Each concurrency runs in `--throughput-rounds` rounds, the targets' order reversed
+        # every other round; a target's figure is its median, a ratio the median of the
+        # rounds' ratios (one run per target swung by ±20 % between identical proxies).
         cpu: dict[str, list[float]] = {k: [0.0, 0.0, 0] for k in pids}
+        runs: dict[str, dict[str, list[float]]] = {}
+        n_rounds = max(1, args.throughput_rounds)
         for label, c, gap in (("1", 1, 5), ("10", 10, 5), ("100", 100, 5),
                               ("10-unpaced", 10, 0)):
-            for name, url in targets.items():
-                per = max(3, 60 // c) if gap else 20
-                before = cpu_seconds(pids[name]) if name in pids else (0.0, 0.0)
-                results["throughput"].setdefault(label, {})[name] = asyncio.run(
-                    throughput(url, c, per, gap))
-                if name in pids:
-                    time.sleep(2.0)
-                    after = cpu_seconds(pids[name])
-                    cpu[name][0] += after[0] - before[0]
-                    cpu[name][1] += after[1] - before[1]
-                    cpu[name][2] += c * per
+            per = max(3, 60 // c // n_rounds) if gap else max(3, 20 // n_rounds)
+            runs[label] = {name: [] for name in targets}
+            for r in range(n_rounds):
+                order = list(targets) if r % 2 == 0 else list(reversed(targets))
+                for name in order:
+                    before = cpu_seconds(pids[name]) if name in pids else (0.0, 0.0)
+                    runs[label][name].append(asyncio.run(
+                        throughput(targets[name], c, per, gap)))
+                    if name in pids:
+                        time.sleep(2.0)
+                        after = cpu_seconds(pids[name])
+                        cpu[name][0] += after[0] - before[0]
+                        cpu[name][1] += after[1] - before[1]
+                        cpu[name][2] += c * per
+            results["throughput"][label] = {name: statistics.median(v)
+                                             for name, v in runs[label].items()}
+        results["throughput_runs"] = runs
         results["cpu_ms_per_stream"] = {k: {"proxy": 1000 * v[0] / v[2],
                                             "children": 1000 * v[1] / v[2]}
                                         for k, v in cpu.items()}
@@ -237,15 +255,18 @@ def main() -> None:
                 p.kill()
     lat, thr = results["latency"], results["throughput"]
     results["ratios"] = {f"tracetap_over_{base}": {
-        "ttfb_p50": lat["tracetap"]["ttfb_p50"] / lat[base]["ttfb_p50"],
+        "ttfb_p50": statistics.median(map(operator.truediv, results["latency_runs"]["tracetap"],
+                                          results["latency_runs"][base])),
         "ttfb_p50_diff_ms": lat["tracetap"]["ttfb_p50"] - lat[base]["ttfb_p50"],
-        "throughput": {c: v["tracetap"] / v[base] for c, v in thr.items()},
+        "throughput": {c: statistics.median(map(operator.truediv, v["tracetap"], v[base]))
+                       for c, v in results["throughput_runs"].items()},
     } for base in ("mitmproxy", "mitm+malloc", "direct")}
     print(f"{'target':<12} {'TTFB p50':>9} {'TTFB p99':>9} {'TTLB p50':>9} {'TTLB p99':>9}  (ms)")
     for name, v in lat.items():
         print(f"{name:<12} {v['ttfb_p50']:9.2f} {v['ttfb_p99']:9.2f} {v['ttlb_p50']:9.2f} "
               f"{v['ttlb_p99']:9.2f}")
-    print("\nthroughput (streams/s; 100 events, 5 ms apart, except 'unpaced'):")
+    print(f"\nthroughput (streams/s, median of {n_rounds} rounds; 100 events, 5 ms apart, "
+          "except 'unpaced'):")
     for c, v in thr.items():
         print(f"  {c:>10} concurrent: " + ", ".join(f"{k} {x:.1f}" for k, x in v.items()))
     print("\nCPU per stream in the throughput runs (ms; proxy process + its children): " +
