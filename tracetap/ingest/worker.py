@@ -41,8 +41,10 @@ class WorkerConfig:
     retry_interval: float = 2.0
     workers: int = 1  # normalization processes under this one (tracetap.ingest.shards)
     # Background work at the lowest priority: when the cores are busy the proxy's streams get
-    # them and exchanges wait in the queue and the journal (at nice 10 the ingest process still
-    # held its share of busy cores: 0.71-0.91x mitmproxy's throughput at 100 streams).
+    # them and exchanges wait in the queue and the journal. At nice 10 the ingest process still
+    # held its share of busy cores (0.71-0.91x mitmproxy's throughput at 100 streams); at nice
+    # 19 alone its work on one exchange still delayed the next one's first byte (TTFB 1.08x
+    # mitmproxy; 0.96x under SCHED_IDLE too, 0.93x with ingest stopped).
     nice: int = 19
     sched_idle: bool = True
 
