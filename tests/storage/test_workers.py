@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import pickle
 import random
@@ -30,17 +29,6 @@ from tracetap.storage.db import ensure_schema, make_engine
 from tracetap.storage.models_tokens import RoundTokens
 
 
-def _in_claude_code_order(ex: Exchange) -> Exchange:
-    """The body's fields in the order Claude Code sends them (messages before the system
-    prompt, whose billing line changes every request; tests/e2e/WIRE_NOTES.md), compact."""
-    body = json.loads(ex.request_body)
-    order = ["model", "messages", "system", "tools"]
-    body = {**{k: body[k] for k in order if k in body},
-            **{k: v for k, v in body.items() if k not in order}}
-    return dataclasses.replace(ex, request_body=json.dumps(
-        body, separators=(",", ":"), ensure_ascii=False).encode())
-
-
 def _exchanges(claude_order: bool = False) -> list[Exchange]:
     """Four sessions of the scenario (same system prompt and tools, so blocks and content are
     shared across sessions), interleaved in time; a fifth session sending what a count_tokens
@@ -49,9 +37,7 @@ def _exchanges(claude_order: bool = False) -> list[Exchange]:
     out: list[Exchange] = []
     for s in range(4):
         out += scenario_exchanges(seed=s, t0=1_780_000_000.0 + s * 0.7, session_id=f"sess-{s}",
-                                  uid_prefix=f"s{s}")
-    if claude_order:
-        out = [_in_claude_code_order(ex) for ex in out]
+                                  uid_prefix=f"s{s}", claude_order=claude_order)
     counted, answered = out[10], out[11]  # a count_tokens request of session 0, then a round
     assert counted.path.endswith("count_tokens")
     headers = [(k, "sess-copy" if k == "x-claude-code-session-id" else v)

@@ -93,11 +93,16 @@ class _Line:
              "content": _text(self.rng, self.rng.randint(200, 1500))}]})
 
 
+_CLAUDE_ORDER = ("model", "messages", "system", "tools")  # tests/e2e/WIRE_NOTES.md
+
+
 def scenario_exchanges(seed: int = 7, t0: float = 1_780_000_000.0, *,
                        session_id: str = "sess-scn", uid_prefix: str = "scn",
-                       compact: bool = False) -> list[Exchange]:
+                       compact: bool = False, claude_order: bool = False) -> list[Exchange]:
     """`compact`: bodies as agents send them (JSON.stringify's form, which lets ingest take
-    re-sent history from earlier rounds without parsing it); else json.dumps's default."""
+    re-sent history from earlier rounds without parsing it); else json.dumps's default.
+    `claude_order`: compact, with the fields in the order Claude Code sends them (messages
+    before the system prompt, whose billing line changes every request; WIRE_NOTES.md)."""
     rng = random.Random(seed)
     main = _Line(rng, "You are Claude Code. " * 40 + "Primary working directory: /home/alice/app",
                  _tools(4), "Fix the failing test in path/to/test_x.py please")
@@ -122,6 +127,9 @@ def scenario_exchanges(seed: int = 7, t0: float = 1_780_000_000.0, *,
         if line is main and i == 18:
             line.tools = line.tools[:3]
         body = line.body(i, session)
+        if claude_order:
+            body = {**{k: body[k] for k in _CLAUDE_ORDER if k in body},
+                    **{k: v for k, v in body.items() if k not in _CLAUDE_ORDER}}
         call_id = f"toolu_{i:03d}"
         text = _text(rng, rng.randint(50, 300))
         tool_input = {"arg": f"step {i}", "n": 1, "flag": 1}
@@ -133,8 +141,9 @@ def scenario_exchanges(seed: int = 7, t0: float = 1_780_000_000.0, *,
         out.append(Exchange(
             uid=f"{uid_prefix}-{i:03d}", api="anthropic_messages", transport="sse", method="POST",
             scheme="https", host="api.anthropic.com", path=path, request_headers=headers,
-            request_body=(json.dumps(body, separators=(",", ":"), ensure_ascii=False) if compact
-                          else json.dumps(body)).encode(), request_at=t, status=200,
+            request_body=(json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+                          if compact or claude_order else json.dumps(body)).encode(),
+            request_at=t, status=200,
             upstream_first_byte_at=t + 0.2, end_at=t + 1.0,
             events=[StreamEvent(t + 0.2 + 0.01 * k, n, json.dumps(d))
                     for k, (n, d) in enumerate(evs)] if i != 10 else [],
