@@ -75,6 +75,12 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return one_pid(pid), sum(one_pid(k) for k in kids)
 
 
+def interleaved(targets: dict[str, str], r: int) -> list[str]:
+    """The targets in round `r`'s order: reversed every other round, so no target always
+    runs right after the same one."""
+    return list(targets) if r % 2 == 0 else list(reversed(targets))
+
+
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     k = (len(values) - 1) * p
@@ -203,7 +209,7 @@ def main() -> None:
         # Interleave targets in rounds so machine noise hits all three alike.
         lat: dict[str, list[dict]] = {k: [] for k in targets}
         for r in range(args.rounds):
-            for name in (list(targets) if r % 2 == 0 else list(reversed(targets))):
+            for name in interleaved(targets, r):
                 url = targets[name]
                 lat[name].append(asyncio.run(latency(url, max(1, args.requests // args.rounds))))
         results["latency_runs"] = {name: [r["ttfb_p50"] for r in runs]
@@ -225,8 +231,7 @@ def main() -> None:
             per = max(3, 60 // c // n_rounds) if gap else max(3, 20 // n_rounds)
             runs[label] = {name: [] for name in targets}
             for r in range(n_rounds):
-                order = list(targets) if r % 2 == 0 else list(reversed(targets))
-                for name in order:
+                for name in interleaved(targets, r):
                     before = cpu_seconds(pids[name]) if name in pids else (0.0, 0.0)
                     runs[label][name].append(asyncio.run(
                         throughput(targets[name], c, per, gap)))

@@ -47,6 +47,11 @@ class _Delta(NamedTuple):
     exchange: Exchange
 
 
+def _unwrapped(item: Any) -> Any:
+    """The exchange a delta carries, or the item itself."""
+    return item.exchange if isinstance(item, _Delta) else item
+
+
 class BodyDeltas:
     """Request bodies to a worker as the part that differs from the session's last one (agents
     re-send their whole history, so most of a body is the body before). The sending side
@@ -84,7 +89,7 @@ class BodyDeltas:
     def decode(self, item: Any) -> Any:
         """The exchange as it was sent; ValueError when its base body is not here (then the
         session's later deltas are refused too, never rebuilt on another body)."""
-        exchange = item.exchange if isinstance(item, _Delta) else item
+        exchange = _unwrapped(item)
         key = session_hint(exchange) if isinstance(exchange, Exchange) else None
         if isinstance(item, _Delta):
             prev = self._last.get(key)
@@ -136,8 +141,7 @@ def _worker(steps: Callable[[], Sequence[Transform]], reuse: bool, inbox: Any, o
             try:
                 rec = normalizer(bodies.decode(item))
             except Exception as exc:  # a step failed outside its own guard: keep the facts
-                log.exception("normalizing %s failed", getattr(
-                    item.exchange if isinstance(item, _Delta) else item, "uid", "?"))
+                log.exception("normalizing %s failed", getattr(_unwrapped(item), "uid", "?"))
                 rec = {"t": "failed", "error": f"{type(exc).__name__}: {exc}"}
             out.append((seq, rec, normalizer.adapter_errors - errors))
         outbox.put(("done", (batch, out)))

@@ -21,7 +21,6 @@ MIN_BODY = 4096  # below this, parsing the whole body is as cheap as looking for
 _NONCE = os.urandom(12).hex().encode()
 
 
-
 class Line:
     """An earlier request of a session: by part name, its elements' serializations (None
     where orjson refuses one) and the elements themselves."""
