@@ -172,7 +172,8 @@ class _Seen:
     uid: str
     request_at: float
     end_at: float | None
-    tokens: array
+    tokens: array  # its prompt's ids are tokens[:n_tokens] (a later round may grow the array)
+    n_tokens: int
     hashes: list[bytes]
     bounds: list[int]
     elems: list[Any]  # the prompt's elements (tools, system blocks, messages) in order
@@ -282,7 +283,10 @@ class TokenEnricher:
         """The prompt's token ids: the first `common` elements copied from `base`, the rest
         from the id cache (encoding what it lacks)."""
         if base is not None and common:
-            prompt = base.tokens[: base.ends[common - 1]]
+            cut = base.ends[common - 1]
+            # The base's whole prompt, its array not grown by another round since: grow it in
+            # place (its rounds keep their n_tokens) instead of copying the history's ids.
+            prompt = base.tokens if cut == len(base.tokens) else base.tokens[:cut]
             ends, digests = base.ends[:common], base.digests[:common]
             notes = base.notes[:common]
         else:
@@ -350,14 +354,15 @@ class TokenEnricher:
         reuse_prev = 0
         if parent is not None:
             reuse_prev = shared * self.block_size + _lcp(
-                parent.tokens, prompt, shared * self.block_size
+                parent.tokens, parent.n_tokens, prompt, shared * self.block_size
             )
         if self.defer_global:  # the pipeline runs it in order over every session's rounds
             reuse_any, any_uid = None, None
         else:
             reuse_any, any_uid = self._global.reuse(hashes, rnd.uid)
         seen = _Seen(
-            rnd.uid, rnd.request_at, rnd.end_at, prompt, hashes, bounds, elems, digests,
+            rnd.uid, rnd.request_at, rnd.end_at, prompt, len(prompt), hashes, bounds, elems,
+            digests,
             el_notes, ends,
         )
         self._recent.setdefault(sid, deque(maxlen=self._per_session)).append(seen)
@@ -390,7 +395,7 @@ class TokenEnricher:
             "prompt_tokens": len(prompt),
             "bounds": bounds,
             "parent_uid": parent.uid if parent else None,
-            "parent_prompt_tokens": len(parent.tokens) if parent else None,
+            "parent_prompt_tokens": parent.n_tokens if parent else None,
             "parent_bounds": parent.bounds if parent else None,
             "gap_s": (rnd.request_at - (parent.end_at or parent.request_at)) if parent else None,
             "reuse_prev_tokens": reuse_prev,
@@ -437,9 +442,9 @@ def _common(a: list[bytes], b: list[bytes]) -> int:
     return lo
 
 
-def _lcp(a: array, b: array, start: int) -> int:
-    """Extra common tokens after `start` (both agree before it)."""
-    n = min(len(a), len(b))
+def _lcp(a: array, a_len: int, b: array, start: int) -> int:
+    """Extra common tokens of a[:a_len] and b after `start` (both agree before it)."""
+    n = min(a_len, len(b))
     i = start
     while i < n and a[i] == b[i]:
         i += 1
