@@ -65,7 +65,10 @@ def test_keyword_set_equals_substring_tests() -> None:
 def test_b64_runs_and_phone_hints_equal_their_scans() -> None:
     runs = re.compile(r"[A-Za-z0-9+/_\-]{24,}")
     hint = re.compile(r"\d{3}[ .\-]\d{3}|\+\d{10}")
-    for text in TEXTS:
+    edges = ["", "a" * 23, "a" * 24, " " + "a" * 24, "a" * 24 + " ", "é" + "a" * 30 + " b",
+             "a" * 23 + " " + "b" * 25 + "=" + "c" * 24, "123 456", "123.45", "12 3456",
+             "+1234567890", "+123456789", "x+12345678901", "١٢٣ ٤٥٦", "123-456é"]
+    for text in TEXTS + edges:
         assert b64_runs(text) == [m.span() for m in runs.finditer(text)]
         assert may_have_phone(text) == (hint.search(text) is not None)
 

@@ -1,5 +1,5 @@
 """Cheap tests that let the detector skip regex scans that cannot match: keyword presence (one
-Aho-Corasick pass), base64 runs and phone-like digit groups (numpy passes over the text's bytes).
+Aho-Corasick pass), base64 runs and phone-like digit groups (C byte scans over ASCII text).
 """
 
 from __future__ import annotations
@@ -8,62 +8,60 @@ import re
 from collections.abc import Iterable
 
 import ahocorasick
-import numpy as np
 
 __all__ = ["KeywordSet", "b64_runs", "may_have_phone"]
 
-# Below these lengths the plain scans beat numpy's fixed costs (measured on code-like text).
-_B64_SCAN_MIN, _PHONE_SCAN_MIN = 1500, 400
-
-
-def _table(chars: str) -> np.ndarray:
-    t = np.zeros(256, bool)
-    t[list(chars.encode())] = True
-    return t
-
-
-_DIGIT = _table("0123456789")
-_SEP = _table(" .-")
-_B64_CLASS = _table("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
 _B64_MIN = 24
-_B64_RUN = re.compile(r"[A-Za-z0-9+/_\-]{24,}")
+# Non-ASCII text (character offsets differ from byte offsets): the plain scans; the look-behind
+# starts a match only where a run starts, not again at each of its characters.
+_B64_RUN = re.compile(r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{24,}")
 _PHONE_HINT = re.compile(r"\d{3}[ .\-]\d{3}|\+\d{10}")
 
 
-def _ascii_bytes(text: str, at_least: int) -> np.ndarray | None:
-    """The text's bytes when it is long enough and ASCII (byte offsets are character offsets)."""
-    if len(text) < at_least or not text.isascii():
-        return None
-    return np.frombuffer(text.encode("ascii"), np.uint8)
+def _classes(**groups: str) -> bytes:
+    """A bytes.translate table: each byte of a group's characters becomes the group's name,
+    every other byte " "."""
+    table = bytearray(b" " * 256)
+    for name, chars in groups.items():
+        for ch in chars.encode():
+            table[ch] = ord(name)
+    return bytes(table)
+
+
+_B64_TABLE = _classes(a="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
+_B64_NEEDLE = b"a" * _B64_MIN
+_PHONE_TABLE = _classes(d="0123456789", s=" .-", p="+")
+_PHONE_NEEDLES = (b"dddsddd", b"p" + b"d" * 10)  # \d{3}[ .-]\d{3} and \+\d{10}, as classes
 
 
 def b64_runs(text: str) -> list[tuple[int, int]]:
     """(start, end) of each maximal run of base64/base64url characters at least 24 long."""
-    a = _ascii_bytes(text, _B64_SCAN_MIN)
-    if a is None:
+    if len(text) < _B64_MIN:
+        return []
+    if not text.isascii():
         return [m.span() for m in _B64_RUN.finditer(text)]
-    edges = np.diff(np.concatenate(([False], _B64_CLASS[a], [False])).view(np.int8))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    keep = ends - starts >= _B64_MIN
-    return list(zip(starts[keep].tolist(), ends[keep].tolist()))
+    classes = text.encode("ascii").translate(_B64_TABLE)
+    out: list[tuple[int, int]] = []
+    find = classes.find
+    start = find(_B64_NEEDLE)
+    while start >= 0:  # searching from a run's end (or 0), the first hit is a run's start
+        end = find(b" ", start + _B64_MIN)
+        if end < 0:
+            end = len(classes)
+        out.append((start, end))
+        start = find(_B64_NEEDLE, end)
+    return out
 
 
 def may_have_phone(text: str) -> bool:
     """False only when no phone pattern can match: each needs `ddd[ .-]ddd` or `+` and ten
     digits."""
-    a = _ascii_bytes(text, _PHONE_SCAN_MIN)
-    if a is None:
-        return _PHONE_HINT.search(text) is not None
-    dig = _DIGIT[a]
-    d3 = dig[:-2] & dig[1:-1] & dig[2:]
-    if (d3[:-4] & _SEP[a][3:-3] & d3[4:]).any():
-        return True
-    plus = np.flatnonzero(a == ord("+"))
-    if not len(plus):
+    if len(text) < 7:
         return False
-    counts = np.concatenate(([0], np.cumsum(dig)))  # digits before each position
-    plus = plus[plus + 10 < len(a)]
-    return bool((counts[plus + 11] - counts[plus + 1] == 10).any())
+    if not text.isascii():  # \d is any Unicode digit there
+        return _PHONE_HINT.search(text) is not None
+    classes = text.encode("ascii").translate(_PHONE_TABLE)
+    return any(needle in classes for needle in _PHONE_NEEDLES)
 
 
 class KeywordSet:
