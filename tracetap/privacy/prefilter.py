@@ -1,5 +1,5 @@
 """Cheap tests that let the detector skip regex scans that cannot match: keyword presence (one
-Aho-Corasick pass), base64 runs and phone-like digit groups (C byte scans over ASCII text).
+Aho-Corasick pass, in Rust), base64 runs and phone-like digit groups (C byte scans over ASCII text).
 """
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-import ahocorasick
+import ahocorasick_rs
 
 __all__ = ["KeywordSet", "b64_runs", "may_have_phone"]
 
@@ -66,19 +66,21 @@ def may_have_phone(text: str) -> bool:
 
 class KeywordSet:
     """`present(text)` is exactly `{k for k in keywords if k in text}`, in one Aho-Corasick pass
-    over the text (pyahocorasick's automaton, in C)."""
+    over the text (ahocorasick_rs: the Rust aho-corasick crate's DFA, overlapping matches)."""
 
     def __init__(self, keywords: Iterable[str]) -> None:
         self.keywords = sorted(set(keywords))
         self._empty = {k for k in self.keywords if not k}  # in every text
-        self._automaton: ahocorasick.Automaton | None = None
-        if len(self.keywords) > len(self._empty):
-            self._automaton = ahocorasick.Automaton()
-            for k in self.keywords:
-                if k:
-                    self._automaton.add_word(k, k)
-            self._automaton.make_automaton()
+        words = [k for k in self.keywords if k]
+        self._automaton = ahocorasick_rs.AhoCorasick(
+            words, implementation=ahocorasick_rs.Implementation.DFA) if words else None
 
     def present(self, text: str) -> set[str]:
-        found = {k for _, k in self._automaton.iter(text)} if self._automaton else set()
+        if self._automaton is None:
+            found: set[str] = set()
+        else:
+            try:
+                found = set(self._automaton.find_matches_as_strings(text, overlapping=True))
+            except UnicodeEncodeError:  # lone surrogates have no UTF-8: the plain tests
+                found = {k for k in self.keywords if k and k in text}
         return found | self._empty if self._empty else found
