@@ -142,3 +142,85 @@ def test_an_element_that_only_starts_like_an_earlier_one_is_parsed() -> None:
         value, skipped = parse_resent(_compact(body), PARTS, lines)
         assert _exact(value) == _exact(body)
         assert skipped > MIN_BODY  # the two big strings were taken
+
+
+def _fresh_join(line: splice.Line, part: str) -> tuple[bytes, list[int]]:
+    keys = list(line.keys.get(part) or ())
+    run = keys[:keys.index(None)] if None in keys else keys
+    ends, pos = [], -1
+    for k in run:
+        pos += 1 + len(k)
+        ends.append(pos)
+    return b",".join(run), ends
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lines_kept_by_the_interner_join_as_from_scratch(seed: int) -> None:
+    """The interner's lines grow their joined bytes from the line they continue (one buffer,
+    in place) across a main agent and a subagent of one session, retries, edits deep in the
+    history and rounds parsed whole (spaced): each equals its own serializations joined."""
+    from tracetap.ingest.reuse import Interner
+    from tracetap.model import Round
+
+    rng = random.Random(seed)
+    main, sub = _session(rng, 30), _session(random.Random(seed + 100), 30)
+    tools = [dict(t, description=f"{t['name']} does this. " * 60) for t in main[0]["tools"]]
+    main = [dict(b, tools=tools) for b in main]  # big enough to be cut out of the subagent's
+    extra = {"name": "Extra", "input_schema": {"type": "object"}}
+    # the subagent has one more tool; later the main agent gains another (both grow the tools
+    # the main agent's line joined: only the first may grow its buffer in place)
+    sub = [dict(b, messages=[{"role": "user", "content": "subagent task"}, *b["messages"]],
+                tools=main[0]["tools"] + [extra]) for b in sub]
+    main = [dict(b, tools=b["tools"] + [dict(extra, name="Later")]) if i >= 15 else b
+            for i, b in enumerate(main)]
+    interner = Interner()
+    order = [(main, i) for i in range(30)] + [(sub, i) for i in range(30)]
+    rng.shuffle(order)
+    order.sort(key=lambda t: t[1])  # each conversation in order, the two interleaved
+    grown, buffers = 0, []  # buffers: of lines seen before
+    for bodies, i in order:
+        body = bodies[i]
+        for attempt in range(2 if rng.random() < 0.2 else 1):  # a retry re-sends the body
+            raw = json.dumps(body).encode() if rng.random() < 0.15 else _compact(body)
+            lines = interner.lines_for("hdr")
+            value, _ = parse_resent(raw, PARTS, lines)
+            assert _exact(value) == _exact(orjson.loads(raw))
+            for line in lines:
+                for part in PARTS.values():
+                    buf, size, ends = line.joined(part)
+                    assert (bytes(buf[:size]), ends) == _fresh_join(line, part)
+                    grown += any(buf is b and size > n for b, n in buffers)
+                    buffers.append((buf, size))
+            rnd = Round(uid=f"{i}-{attempt}", provider="claude", api="anthropic_messages",
+                        transport="sse", endpoint="/v1/messages", request_at=float(i),
+                        agent_session_id="s", system=value["system"], tools=value["tools"],
+                        messages=value["messages"])
+            interner(rnd, "hdr")
+    assert grown > 20  # lines grew the buffer of the line they continue
+
+
+def test_two_lines_continuing_one_never_share_what_they_add() -> None:
+    """The first line to continue another grows its buffer in place; a second one (a retry
+    with other input, a subagent) joins afresh, as does one while a view holds the buffer."""
+    elems = [{"role": "user", "content": f"m{i} " * 50} for i in range(6)]
+    keys = [orjson.dumps(e) for e in elems]
+
+    def line(idx: list[int], origin: splice.Line | None = None, n: int = 0) -> splice.Line:
+        return splice.Line({"messages": [keys[i] for i in idx]},
+                           {"messages": [elems[i] for i in idx]},
+                           {"messages": (origin, n)} if origin is not None else None)
+
+    base = line([0, 1, 2])
+    buf0 = base.joined("messages")[0]
+    first, second = line([0, 1, 2, 3], base, 3), line([0, 1, 2, 4, 5], base, 3)
+    shorter = line([0, 1, 5], base, 2)  # shares only part of the base's run
+    for ln in (first, second, shorter, base):
+        buf, size, ends = ln.joined("messages")
+        assert (bytes(buf[:size]), ends) == _fresh_join(ln, "messages")
+    assert first.joined("messages")[0] is buf0 and second.joined("messages")[0] is not buf0
+    held = line([0, 1, 2, 3], second, 3)
+    held.joined("messages")
+    nxt = line([0, 1, 2, 3, 4], held, 4)
+    with memoryview(held.joined("messages")[0]):  # exported: it cannot grow
+        buf, size, ends = nxt.joined("messages")
+    assert (bytes(buf[:size]), ends) == _fresh_join(nxt, "messages")

@@ -39,20 +39,21 @@ def _keys(objs: list[Any]) -> list[bytes | None]:
 
 
 def _keys_reusing(objs: list[Any], lines: Sequence[_Lineage], name: str,
-                  first: list[bytes | None] | None = None) -> list[bytes | None]:
-    """`_keys(objs)`, taking the serializations of a leading run of objects that a line
-    already holds (shared by `Interner` or `parse_resent`) from that line; `first`: the first
-    object's, when the caller has it."""
+                  first: list[bytes | None] | None = None
+                  ) -> tuple[list[bytes | None], tuple[_Lineage, int] | None]:
+    """(`_keys(objs)`, its origin): the serializations of a leading run of objects that a
+    line already holds (shared by `Interner` or `parse_resent`) are taken from that line, the
+    origin (line, run length); `first`: the first object's, when the caller has it."""
     best, best_n = None, 0
     for line in lines:
         n = _leading(list(map(operator.is_, objs, line.objs[name])))
         if n > best_n:
             best, best_n = line, n
     if best is not None:
-        return best.keys[name][:best_n] + _keys(objs[best_n:])
+        return best.keys[name][:best_n] + _keys(objs[best_n:]), (best, best_n)
     if first is not None and objs:
-        return first + _keys(objs[1:])
-    return _keys(objs)
+        return first + _keys(objs[1:]), None
+    return _keys(objs), None
 
 
 def _key(obj: Any) -> bytes | None:
@@ -70,8 +71,9 @@ def _leading(flags: list[bool]) -> int:
 class _Lineage(Line):
     __slots__ = ("size",)
 
-    def __init__(self, keys: dict[str, list[bytes | None]], objs: dict[str, list[Any]]) -> None:
-        super().__init__(keys, objs)
+    def __init__(self, keys: dict[str, list[bytes | None]], objs: dict[str, list[Any]],
+                 origins: dict[str, tuple[Line, int]] | None = None) -> None:
+        super().__init__(keys, objs, origins)
         self.size = sum(sum(map(len, filter(None, ks))) for ks in keys.values())
 
 
@@ -114,8 +116,12 @@ class Interner:
         head = None if rnd.agent_session_id else _keys(cur["messages"][:1])
         sid = (rnd.provider, rnd.agent_session_id or (head[0] if head else None))
         lines = self._sessions.get(sid, ())
-        keys = {name: _keys_reusing(objs, lines, name, head if name == "messages" else None)
-                for name, objs in cur.items()}
+        keys, origins = {}, {}
+        for name, objs in cur.items():
+            keys[name], origin = _keys_reusing(objs, lines, name,
+                                               head if name == "messages" else None)
+            if origin is not None:
+                origins[name] = origin
         msgs = keys["messages"]
         if hint is not None:
             self._hints[hint] = sid
@@ -148,7 +154,7 @@ class Interner:
             rnd.system = objs["system"]
         if isinstance(rnd.messages, list):
             rnd.messages = objs["messages"]
-        self._keep(sid, best, _Lineage(keys, objs))
+        self._keep(sid, best, _Lineage(keys, objs, origins))
 
     def _keep(self, sid: Hashable, replaced: _Lineage | None, line: _Lineage) -> None:
         lines = self._sessions.pop(sid, None) or []

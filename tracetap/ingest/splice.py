@@ -23,26 +23,55 @@ _NONCE = os.urandom(12).hex().encode()
 
 class Line:
     """An earlier request of a session: by part name, its elements' serializations (None
-    where orjson refuses one) and the elements themselves."""
+    where orjson refuses one) and the elements themselves. `origins`: by part name, an earlier
+    line and how many leading serializations this one shares with it (its joined bytes then
+    grow from that line's instead of being joined again)."""
 
-    __slots__ = ("_joined", "keys", "objs")
+    __slots__ = ("_joined", "_origins", "keys", "objs")
 
     def __init__(self, keys: Mapping[str, Sequence[bytes | None]],
-                 objs: Mapping[str, Sequence[Any]]) -> None:
+                 objs: Mapping[str, Sequence[Any]],
+                 origins: Mapping[str, tuple[Line, int]] | None = None) -> None:
         self.keys = keys
         self.objs = objs
-        self._joined: dict[str, tuple[bytes, list[int]]] = {}
+        # only what that line has joined already: no line keeps an earlier one alive
+        self._origins = {part: (line._joined[part], n) for part, (line, n)
+                         in (origins or {}).items() if part in line._joined}
+        self._joined: dict[str, tuple[bytearray, int, list[int]]] = {}
 
-    def joined(self, part: str) -> tuple[bytes, list[int]]:
-        """The part's leading serializable elements as the array would hold them (joined by
-        ","), and where each ends in that; made once, on first use."""
+    def joined(self, part: str) -> tuple[bytearray, int, list[int]]:
+        """(buffer, size, ends): the part's leading serializable elements as the array would
+        hold them (joined by ","), which are buffer[:size] (a later line may have grown the
+        buffer past it), and where each ends in that; made once, on first use."""
         got = self._joined.get(part)
         if got is None:
-            keys = list(self.keys.get(part) or ())
-            run = keys[:keys.index(None)] if None in keys else keys
-            ends = list(map(operator.add, accumulate(map(len, run)), range(len(run))))
-            got = self._joined[part] = (b",".join(run), ends)  # type: ignore[arg-type]
+            got = self._joined[part] = self._join(part)
         return got
+
+    def _join(self, part: str) -> tuple[bytearray, int, list[int]]:
+        keys = list(self.keys.get(part) or ())
+        n = keys.index(None) if None in keys else len(keys)
+        origin = self._origins.pop(part, None)
+        if origin is not None:
+            (buf, size, ends), shared = origin
+            # this line starts with all of that line's run, and no other line grew its buffer
+            if 0 < len(ends) <= min(shared, n) and size == len(buf):
+                new = keys[len(ends):n]
+                pos, grown = size, list(ends)
+                for k in new:
+                    pos += 1 + len(k)  # type: ignore[arg-type]
+                    grown.append(pos)
+                try:
+                    if new:
+                        buf += b"," + b",".join(new)  # type: ignore[arg-type]
+                except BufferError:  # still exported to a view: join afresh
+                    pass
+                else:
+                    return buf, pos, grown
+        run = keys[:n]
+        buf = bytearray(b",").join(run)  # type: ignore[arg-type]
+        return buf, len(buf), list(map(operator.add, accumulate(map(len, run)),  # type: ignore[arg-type]
+                                       range(len(run))))
 
 
 def parse_resent(body: bytes, parts: Mapping[str, str], lines: Sequence[Line]
@@ -115,31 +144,32 @@ def _cut(body: bytes, needle: bytes, part: str, lines: Sequence[Line],
     return None
 
 
-def common_prefix(a: bytes, start: int, b: bytes, n: int) -> int:
+def common_prefix(a: bytes, start: int, b: bytes | bytearray, n: int) -> int:
     """How many of the first `n` bytes of `b` `a` holds at `start`, by bisection (one C
     comparison a step)."""
-    view = memoryview(b)
-    if a.startswith(view[:n], start):
-        return n
-    same, differs = 0, n  # a holds b[:same] at start, not b[:differs]
-    while differs - same > 1:
-        mid = (same + differs) // 2
-        if a.startswith(view[same:mid], start + same):
-            same = mid
-        else:
-            differs = mid
-    return same
+    with memoryview(b) as view:  # released on return: a bytearray can grow again
+        if a.startswith(view[:n], start):
+            return n
+        same, differs = 0, n  # a holds b[:same] at start, not b[:differs]
+        while differs - same > 1:
+            mid = (same + differs) // 2
+            if a.startswith(view[same:mid], start + same):
+                same = mid
+            else:
+                differs = mid
+        return same
 
 
-def _leading(body: bytes, start: int, stop: int, joined: bytes, ends: list[int]
-             ) -> tuple[int, int]:
-    """(end offset, count) of the longest run of the elements in `joined` (ending at `ends`)
+def _leading(body: bytes, start: int, stop: int, joined: bytearray, size: int,
+             ends: list[int]) -> tuple[int, int]:
+    """(end offset, count) of the longest run of the elements in `joined[:size]` (ending at
+    `ends`)
     that `body` holds at `start` as complete array elements (each followed by "," or "]")
     before `stop`, its end before that "," or "]". The common prefix is found by bisection,
     each step one comparison in C."""
     if not ends:
         return start, 0
-    same = common_prefix(body, start, joined, min(len(joined), stop - start))
+    same = common_prefix(body, start, joined, min(size, stop - start))
     n = bisect_right(ends, same)
     while n:  # the last element must end where the body's does (not 1 of 12, say)
         end = start + ends[n - 1]
