@@ -38,7 +38,8 @@ class WriterExtension(Protocol):
     """Stores extra per-round data (e.g. token segments) in the same transaction."""
 
     def after_rounds(self, session: OrmSession, rounds: list[RoundRec],
-                     pks: list[int]) -> None: ...
+                     pks: list[int]) -> None:
+        """`rounds` were just inserted; `pks` are their ids, in the same order."""
 
 
 def _insert(dialect: str, table: Any) -> Any:
@@ -107,10 +108,7 @@ class Writer:
         if not pending:
             return
         hashes = list(pending)
-        existing: set[str] = set()
-        for i in range(0, len(hashes), 500):
-            chunk = hashes[i:i + 500]
-            existing.update(session.scalars(sa.select(m.Blob.hash).where(m.Blob.hash.in_(chunk))))
+        existing = stored_keys(session, m.Blob.__table__.c.hash, hashes)
         rows = []
         for h in sorted(hashes):  # one lock order for every writer: no deadlocks between proxies
             if h not in existing:
@@ -180,8 +178,7 @@ class Writer:
     def _write_rounds(self, session: OrmSession, rounds: list[RoundRec]) -> int:
         if not rounds:
             return 0
-        uids = [r.uid for r in rounds]
-        seen = set(session.scalars(sa.select(m.Round.uid).where(m.Round.uid.in_(uids))))
+        seen = stored_keys(session, m.Round.__table__.c.uid, [r.uid for r in rounds])
         rounds = [r for r in rounds if r.uid not in seen]
         if not rounds:
             return 0
@@ -208,8 +205,8 @@ class Writer:
             rnd.kind = kind
             if rnd.response_id:
                 self._responses.put(rnd.response_id, (rnd.system_key, rnd.thread_key))
-            hashes = [msg[BLOB_REF] if is_blob_ref(msg) else self._blob(pending, msg)
-                      for msg in rnd.messages]  # refs: most
+            hashes = [msg[BLOB_REF] if type(msg) is dict and len(msg) == 1 and BLOB_REF in msg
+                      else self._blob(pending, msg) for msg in rnd.messages]  # refs: most
             row = _round_row(rnd, session_pk)
             row.update(self._messages(session_pk, rnd, [h for h in hashes if h]))
             row["envelope_hash"] = self._blob(pending, rnd.envelope)
@@ -260,6 +257,30 @@ class Writer:
         self._flush_blobs(session, pending)
         stmt = _insert(self.dialect, m.SideRequest).on_conflict_do_nothing(index_elements=["uid"])
         session.execute(stmt, rows)
+
+
+def stored_keys(session: OrmSession, column: sa.Column[Any], keys: list[Any]) -> set[Any]:
+    """Which of `keys` the column (a unique key) holds, in the session's transaction."""
+    found: set[Any] = set()
+    raw = session.get_bind().dialect.name == "sqlite" and RAW_ON_SQLITE
+    if raw:
+        conn = session.connection()
+        quote = conn.dialect.identifier_preparer.quote
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            if raw:
+                cur.execute(f"SELECT {quote(column.name)} FROM {quote(column.table.name)} "
+                            f"WHERE {quote(column.name)} IN ({', '.join('?' * len(chunk))})",
+                            chunk)
+                found.update(k for (k,) in cur.fetchall())
+            else:
+                found.update(session.scalars(sa.select(column).where(column.in_(chunk))))
+    finally:
+        if raw:
+            cur.close()
+    return found
 
 
 def insert_rows(session: OrmSession, table: sa.Table, rows: list[dict[str, Any]], *,
@@ -384,7 +405,6 @@ def _round_row(rnd: RoundRec, session_pk: int) -> dict[str, Any]:
     u = rnd.usage
     users = [e for e in rnd.inputs if e.type == "user_message"]
     results = [e for e in rnd.inputs if e.type == "tool_result"]
-    t0 = rnd.request_at
     return {
         "uid": rnd.uid, "session_pk": session_pk, "kind": rnd.kind, "provider": rnd.provider,
         "api": rnd.api, "transport": rnd.transport, "endpoint": rnd.endpoint,

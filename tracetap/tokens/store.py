@@ -7,11 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session as OrmSession
 
 from tracetap.model import Round
-from tracetap.storage import models as m
 from tracetap.storage.models_tokens import RoundTokens
 from tracetap.storage.writer import insert_rows
 
@@ -36,17 +34,12 @@ class TokenStore:
     def after_rounds(self, session: OrmSession, rounds: list[Round], pks: list[int]) -> None:
         if not pks:
             return
-        by_uid: dict[str, int] = {
-            uid: pk
-            for uid, pk in session.execute(
-                sa.select(m.Round.uid, m.Round.id).where(m.Round.id.in_(pks))
-            )
-        }
+        if len(pks) != len(rounds):
+            raise ValueError("after_rounds: one id per round, in order")
         rows: list[dict[str, Any]] = []
-        for rnd in rounds:
+        for rnd, pk in zip(rounds, pks):  # the writer's ids, in the rounds' order
             t = rnd.annotations.get("tokens")
-            pk = by_uid.get(rnd.uid)
-            if pk is None or not t or "error" in t:
+            if not t or "error" in t:
                 continue
             rows.append(
                 {
