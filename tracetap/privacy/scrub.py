@@ -173,6 +173,7 @@ class ContentPolicy:
         # its earlier output instead of a walk over all its text. False: walk everything.
         self._recent = {part: Recent() for part in ("system", "tools", "messages")} \
             if reuse else None
+        self._user_ids: OrderedDict[str, str] = OrderedDict()  # a session sends one each round
 
     def _each(self, rnd: Round, part: str, items: Any, fn: Any) -> Any:
         """`fn` applied to each element of a list part (the earlier output where there is one)."""
@@ -228,7 +229,18 @@ class ContentPolicy:
         rnd.error_message, rnd.project = error, project
 
     def _user_id(self, value: str) -> str:
-        """Claude Code's metadata.user_id: pseudonymize the user and account, keep the session."""
+        """Claude Code's metadata.user_id: pseudonymize the user and account, keep the session
+        (remembered for the last 1,024 values: the pseudonyms are keyed hashes)."""
+        done = self._user_ids.get(value)
+        if done is None:
+            done = self._user_ids[value] = self._pseudonymize_user_id(value)
+            if len(self._user_ids) > 1024:
+                self._user_ids.popitem(last=False)
+        else:
+            self._user_ids.move_to_end(value)
+        return done
+
+    def _pseudonymize_user_id(self, value: str) -> str:
         try:
             data = json.loads(value)
         except ValueError:
