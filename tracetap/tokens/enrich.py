@@ -175,6 +175,7 @@ class _Seen:
     tokens: array  # its prompt's ids are tokens[:n_tokens] (a later round may grow the array)
     n_tokens: int
     hashes: list[bytes]
+    chain: bytes  # the hashes joined
     bounds: list[int]
     elems: list[Any]  # the prompt's elements (tools, system blocks, messages) in order
     digests: list[str]  # of each element's text (the token-id cache key)
@@ -337,9 +338,11 @@ class TokenEnricher:
             segments[name] = sum(len(self._encode(t)) for t in texts if t)
         start = ends[common - 1] // self.block_size if base is not None and common else 0
         hashes = base.hashes[:start] if base is not None else []
-        hashes += block_hashes(
+        new = block_hashes(
             prompt, self.block_size, self.key, start=start, parent=hashes[-1] if hashes else None
         )
+        hashes += new
+        chain = (base.chain[: start * HASH_BYTES] if base is not None else b"") + b"".join(new)
         parent = None
         shared = 0
         if recent:
@@ -361,8 +364,8 @@ class TokenEnricher:
         else:
             reuse_any, any_uid = self._global.reuse(hashes, rnd.uid)
         seen = _Seen(
-            rnd.uid, rnd.request_at, rnd.end_at, prompt, len(prompt), hashes, bounds, elems,
-            digests,
+            rnd.uid, rnd.request_at, rnd.end_at, prompt, len(prompt), hashes, chain, bounds,
+            elems, digests,
             el_notes, ends,
         )
         self._recent.setdefault(sid, deque(maxlen=self._per_session)).append(seen)
@@ -401,14 +404,14 @@ class TokenEnricher:
             "reuse_prev_tokens": reuse_prev,
             "shared_blocks": shared,
             "n_blocks": len(hashes),
-            "new_hashes": b"".join(hashes[shared:]).hex(),
+            "new_hashes": chain[shared * HASH_BYTES :].hex(),
             "reuse_any_blocks": reuse_any,
             "reuse_any_uid": any_uid,
             "elapsed_ms": round(elapsed * 1000, 3),
             "tokens_s": round(len(prompt) / elapsed) if elapsed > 0 else None,
         }
         if self.defer_global:
-            info[CHAIN] = b"".join(hashes)
+            info[CHAIN] = chain
         return info
 
 
