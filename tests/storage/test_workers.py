@@ -99,20 +99,30 @@ def test_two_workers_store_what_one_process_stores(tmp_path: Path, claude_order:
     assert spared and (spared[0] > 100_000 or not claude_order)  # history not sent again
 
 
-def test_body_deltas_give_back_every_body() -> None:
+@pytest.mark.parametrize("shape", ["history last", "claude code"])
+def test_body_deltas_give_back_every_body(shape: str) -> None:
     """Sessions growing, edited, interleaved, more of them than fit; what the worker decodes
-    is byte for byte what was encoded, and most of it was not sent."""
+    is byte for byte what was encoded, and most of it was not sent. "claude code": after the
+    history come a line that changes every request and a tail (system prompt, tools) that
+    sometimes changes too."""
     rng = random.Random(4)
-    sender, worker = shards.BodyDeltas(max_bytes=200_000), shards.BodyDeltas(max_bytes=200_000)
+    room = 200_000 if shape == "history last" else 2_000_000  # the first evicts often
+    sender, worker = shards.BodyDeltas(max_bytes=room), shards.BodyDeltas(max_bytes=room)
     bodies: dict[str, bytes] = {}
+    tails: dict[str, bytes] = {}
     sent = total = 0
     for i in range(600):
         sid = f"s{rng.randrange(12)}"
-        body = bodies.get(sid, b"")
+        history = bodies.get(sid, b"")
         if rng.random() < 0.1:  # an edit (or a compaction) somewhere in the history
-            body = body[: rng.randrange(len(body) + 1)]
-        body += rng.randbytes(rng.randint(100, 3000))
-        bodies[sid] = body
+            history = history[: rng.randrange(len(history) + 1)]
+        history += rng.randbytes(rng.randint(100, 3000))
+        bodies[sid] = history
+        body = history
+        if shape == "claude code":
+            if sid not in tails or rng.random() < 0.1:
+                tails[sid] = rng.randbytes(rng.randint(0, 8000))
+            body = history + b"billing=%d" % rng.randrange(10**6) + tails[sid]
         ex = Exchange(uid=f"u{i}", api="anthropic_messages", transport="sse", method="POST",
                       scheme="https", host="h", path="/v1/messages",
                       request_headers=[("X-Claude-Code-Session-Id", sid)], request_body=body,
@@ -124,6 +134,7 @@ def test_body_deltas_give_back_every_body() -> None:
         assert got.request_body == body and got.uid == ex.uid
         assert ex.request_body is body  # the sender's exchange is left as it was
     assert sent < total / 3
+    assert shape != "claude code" or sent < total / 6  # neither history nor tail sent again
     with pytest.raises(ValueError):  # a delta whose base the worker lacks is refused
         shards.BodyDeltas().decode(sender.encode(ex))
     # One whose base differs from the sender's is refused too, and so are the next ones.
@@ -134,6 +145,17 @@ def test_body_deltas_give_back_every_body() -> None:
         assert isinstance(wire, tuple)
         with pytest.raises(ValueError):
             other.decode(wire)
+
+
+def test_common_suffix_is_the_longest_shared_end() -> None:
+    rng = random.Random(7)
+    for _ in range(500):
+        end = rng.randbytes(rng.randint(0, 40))
+        a = rng.randbytes(rng.randint(0, 30)) + end
+        b = rng.choice([b"", b"x", rng.randbytes(rng.randint(0, 30))]) + end
+        n = rng.randint(0, min(len(a), len(b)))
+        want = next(k for k in range(n, -1, -1) if k == 0 or a[-k:] == b[-k:])
+        assert shards.common_suffix(a, b, n) == want
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["dead", "stuck"])

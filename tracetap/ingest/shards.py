@@ -24,7 +24,7 @@ from tracetap.ingest.normalize import Normalizer, Transform, session_hint
 from tracetap.ingest.splice import common_prefix
 from tracetap.model import Exchange
 
-__all__ = ["BodyDeltas", "Shards", "defer_global", "shard_of"]
+__all__ = ["BodyDeltas", "Shards", "common_suffix", "defer_global", "shard_of"]
 
 log = logging.getLogger("tracetap.ingest")
 
@@ -39,12 +39,14 @@ def shard_of(item: Any, n: int) -> int:
 
 
 class _Delta(NamedTuple):
-    """An exchange whose request body is sent as what follows the first `base` bytes of the
-    last body its session sent to that worker (`after` bytes long, a check)."""
+    """An exchange whose request body is sent as what lies between the first `base` and the
+    last `tail` bytes of the last body its session sent to that worker (`after` bytes long, a
+    check)."""
 
     base: int
     after: int
     exchange: Exchange
+    tail: int = 0
 
 
 def _unwrapped(item: Any) -> Any:
@@ -54,7 +56,9 @@ def _unwrapped(item: Any) -> Any:
 
 class BodyDeltas:
     """Request bodies to a worker as the part that differs from the session's last one (agents
-    re-send their whole history, so most of a body is the body before). The sending side
+    re-send their whole history, so most of a body is the body before; Claude Code sends its
+    system prompt and tools after it, with a line that changes every request at their start,
+    so the end of a body is mostly the end of the one before). The sending side
     `encode`s, the worker `decode`s, both in the same order; each keeps the last body of the
     sessions seen last, up to `max_bytes` of them."""
 
@@ -80,11 +84,15 @@ class BodyDeltas:
             return item
         body = item.request_body
         prev = self._swap(key, body)
-        base = common_prefix(prev, 0, body, min(len(prev), len(body))) if prev is not None else 0
-        if base < self.MIN:
+        if prev is None:
             return item
-        self.spared += base
-        return _Delta(base, len(prev), dataclasses.replace(item, request_body=body[base:]))
+        base = common_prefix(prev, 0, body, min(len(prev), len(body)))
+        tail = common_suffix(prev, body, min(len(prev), len(body)) - base)
+        if base + tail < self.MIN:
+            return item
+        self.spared += base + tail
+        return _Delta(base, len(prev), dataclasses.replace(
+            item, request_body=body[base:len(body) - tail]), tail)
 
     def decode(self, item: Any) -> Any:
         """The exchange as it was sent; ValueError when its base body is not here (then the
@@ -96,10 +104,28 @@ class BodyDeltas:
             if prev is None or len(prev) != item.after:
                 self._last.pop(key, None)
                 raise ValueError("the body this request continues is not known here")
-            exchange.request_body = prev[:item.base] + exchange.request_body
+            exchange.request_body = b"".join(
+                (prev[:item.base], exchange.request_body, prev[len(prev) - item.tail:]))
         if key is not None:
             self._swap(key, exchange.request_body)
         return exchange
+
+
+def common_suffix(a: bytes, b: bytes, n: int) -> int:
+    """How many of the last `n` bytes of `b` `a` ends with, by bisection (one C comparison a
+    step)."""
+    end_a, end_b = len(a), len(b)
+    with memoryview(b) as view:
+        if a.endswith(view[end_b - n:]):
+            return n
+        same, differs = 0, n  # a ends with b's last `same` bytes, not with its last `differs`
+        while differs - same > 1:
+            mid = (same + differs) // 2
+            if a.startswith(view[end_b - mid:end_b - same], end_a - mid):
+                same = mid
+            else:
+                differs = mid
+        return same
 
 
 def defer_global(transforms: Sequence[Transform]) -> list[Transform]:
