@@ -163,10 +163,9 @@ def common_prefix(a: bytes, start: int, b: bytes | bytearray, n: int) -> int:
 def _leading(body: bytes, start: int, stop: int, joined: bytearray, size: int,
              ends: list[int]) -> tuple[int, int]:
     """(end offset, count) of the longest run of the elements in `joined[:size]` (ending at
-    `ends`)
-    that `body` holds at `start` as complete array elements (each followed by "," or "]")
-    before `stop`, its end before that "," or "]". The common prefix is found by bisection,
-    each step one comparison in C."""
+    `ends`) that `body` holds at `start` as complete array elements (each followed by "," or
+    "]") before `stop`, its end before that "," or "]". The common prefix is found by
+    bisection, each step one comparison in C."""
     if not ends:
         return start, 0
     same = common_prefix(body, start, joined, min(size, stop - start))

@@ -261,25 +261,22 @@ class Writer:
 
 def stored_keys(session: OrmSession, column: sa.Column[Any], keys: list[Any]) -> set[Any]:
     """Which of `keys` the column (a unique key) holds, in the session's transaction."""
+    chunks = [keys[i:i + 500] for i in range(0, len(keys), 500)]
+    if session.get_bind().dialect.name != "sqlite" or not RAW_ON_SQLITE:
+        return {k for chunk in chunks
+                for k in session.scalars(sa.select(column).where(column.in_(chunk)))}
+    conn = session.connection()
+    quote = conn.dialect.identifier_preparer.quote
+    name, table = quote(column.name), quote(column.table.name)
     found: set[Any] = set()
-    raw = session.get_bind().dialect.name == "sqlite" and RAW_ON_SQLITE
-    if raw:
-        conn = session.connection()
-        quote = conn.dialect.identifier_preparer.quote
-        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            if raw:
-                cur.execute(f"SELECT {quote(column.name)} FROM {quote(column.table.name)} "
-                            f"WHERE {quote(column.name)} IN ({', '.join('?' * len(chunk))})",
-                            chunk)
-                found.update(k for (k,) in cur.fetchall())
-            else:
-                found.update(session.scalars(sa.select(column).where(column.in_(chunk))))
+        for chunk in chunks:
+            cur.execute(f"SELECT {name} FROM {table} WHERE {name} IN "
+                        f"({', '.join('?' * len(chunk))})", chunk)
+            found.update(k for (k,) in cur.fetchall())
     finally:
-        if raw:
-            cur.close()
+        cur.close()
     return found
 
 
@@ -317,7 +314,7 @@ def insert_rows(session: OrmSession, table: sa.Table, rows: list[dict[str, Any]]
 
 _MISSING = object()
 COPY_ON_POSTGRESQL = True  # tests compare both ways
-RAW_ON_SQLITE = True
+RAW_ON_SQLITE = True  # likewise
 
 
 def _default(column: sa.Column[Any]) -> Any:

@@ -365,8 +365,7 @@ class TokenEnricher:
             reuse_any, any_uid = self._global.reuse(hashes, rnd.uid)
         seen = _Seen(
             rnd.uid, rnd.request_at, rnd.end_at, prompt, len(prompt), hashes, chain, bounds,
-            elems, digests,
-            el_notes, ends,
+            elems, digests, el_notes, ends,
         )
         self._recent.setdefault(sid, deque(maxlen=self._per_session)).append(seen)
         self._recent.move_to_end(sid)
