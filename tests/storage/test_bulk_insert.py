@@ -1,5 +1,6 @@
 """Bulk inserts: COPY on PostgreSQL and executemany on SQLite store exactly what INSERT stores
-(defaults, JSON null vs SQL NULL), and one batch may mix rounds with block and text system prompts, and kinds of side rows.
+(defaults, JSON null vs SQL NULL), and one batch may mix rounds with block and text system
+prompts, and kinds of side rows.
 """
 
 from __future__ import annotations
