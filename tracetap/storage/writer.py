@@ -205,8 +205,8 @@ class Writer:
             rnd.kind = kind
             if rnd.response_id:
                 self._responses.put(rnd.response_id, (rnd.system_key, rnd.thread_key))
-            hashes = [msg[BLOB_REF] if type(msg) is dict and len(msg) == 1 and BLOB_REF in msg
-                      else self._blob(pending, msg) for msg in rnd.messages]  # refs: most
+            hashes = [msg[BLOB_REF] if is_blob_ref(msg) else self._blob(pending, msg)
+                      for msg in rnd.messages]  # refs: most
             row = _round_row(rnd, session_pk)
             row.update(self._messages(session_pk, rnd, [h for h in hashes if h]))
             row["envelope_hash"] = self._blob(pending, rnd.envelope)
