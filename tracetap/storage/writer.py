@@ -293,23 +293,23 @@ def insert_rows(session: OrmSession, table: sa.Table, rows: list[dict[str, Any]]
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite" and RAW_ON_SQLITE:
         return _sqlite_insert(session, table, rows, ids_by, conflict)
-    if dialect != "postgresql" or not COPY_ON_POSTGRESQL or conflict:
-        if conflict:
-            stmt = _insert(dialect, table).on_conflict_do_nothing(index_elements=list(conflict))
-            session.execute(stmt, rows)
-            return []
-        if ids_by is None:
-            session.execute(table.insert(), rows)
-            return []
-        stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True)
-        return list(session.execute(stmt, rows).scalars())
-    _copy(session, table, rows)
-    if ids_by is None:
+    if conflict:
+        stmt = _insert(dialect, table).on_conflict_do_nothing(index_elements=list(conflict))
+        session.execute(stmt, rows)
         return []
-    keys = [r[ids_by] for r in rows]
-    found = dict(session.execute(sa.select(table.c[ids_by], table.c.id)
-                                 .where(table.c[ids_by].in_(keys))).all())
-    return [found[k] for k in keys]
+    if dialect == "postgresql" and COPY_ON_POSTGRESQL:
+        _copy(session, table, rows)
+        if ids_by is None:
+            return []
+        keys = [r[ids_by] for r in rows]
+        found = dict(session.execute(sa.select(table.c[ids_by], table.c.id)
+                                     .where(table.c[ids_by].in_(keys))).all())
+        return [found[k] for k in keys]
+    if ids_by is None:
+        session.execute(table.insert(), rows)
+        return []
+    stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+    return list(session.execute(stmt, rows).scalars())
 
 
 _MISSING = object()
