@@ -5,6 +5,7 @@ Runs in the ingest pipeline before the journal, so nothing it removes ever reach
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import OrderedDict
 from typing import Any
@@ -173,7 +174,8 @@ class ContentPolicy:
         # its earlier output instead of a walk over all its text. False: walk everything.
         self._recent = {part: Recent() for part in ("system", "tools", "messages")} \
             if reuse else None
-        self._user_ids: OrderedDict[str, str] = OrderedDict()  # a session sends one each round
+        # a session sends the same metadata.user_id every round; its pseudonyms are keyed hashes
+        self._user_id = functools.lru_cache(maxsize=1024)(self._pseudonymize_user_id)
 
     def _each(self, rnd: Round, part: str, items: Any, fn: Any) -> Any:
         """`fn` applied to each element of a list part (the earlier output where there is one)."""
@@ -228,19 +230,9 @@ class ContentPolicy:
             call.arguments = args
         rnd.error_message, rnd.project = error, project
 
-    def _user_id(self, value: str) -> str:
-        """Claude Code's metadata.user_id: pseudonymize the user and account, keep the session
-        (remembered for the last 1,024 values: the pseudonyms are keyed hashes)."""
-        done = self._user_ids.get(value)
-        if done is None:
-            done = self._user_ids[value] = self._pseudonymize_user_id(value)
-            if len(self._user_ids) > 1024:
-                self._user_ids.popitem(last=False)
-        else:
-            self._user_ids.move_to_end(value)
-        return done
-
     def _pseudonymize_user_id(self, value: str) -> str:
+        """Claude Code's metadata.user_id: pseudonymize the user and account, keep the session
+        (through `_user_id`, which remembers the last 1,024 values)."""
         try:
             data = json.loads(value)
         except ValueError:
