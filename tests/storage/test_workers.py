@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from tests.storage.test_reuse import _dump
 from tests.tokens.scenario import scenario_exchanges
-from tracetap.ingest import shards
+from tracetap.ingest import shards, splice
 from tracetap.ingest.pipeline import Pipeline
 from tracetap.ingest.shards import shard_of
 from tracetap.model import Exchange
@@ -155,7 +155,7 @@ def test_common_suffix_is_the_longest_shared_end() -> None:
         b = rng.choice([b"", b"x", rng.randbytes(rng.randint(0, 30))]) + end
         n = rng.randint(0, min(len(a), len(b)))
         want = next(k for k in range(n, -1, -1) if k == 0 or a[-k:] == b[-k:])
-        assert shards.common_suffix(a, b, n) == want
+        assert splice.common_suffix(a, b, n) == want
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["dead", "stuck"])

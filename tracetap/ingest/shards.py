@@ -21,10 +21,10 @@ from typing import Any, NamedTuple
 
 from tracetap.allocator import collect_less, keep_freed_memory
 from tracetap.ingest.normalize import Normalizer, Transform, session_hint
-from tracetap.ingest.splice import common_prefix
+from tracetap.ingest.splice import common_prefix, common_suffix
 from tracetap.model import Exchange
 
-__all__ = ["BodyDeltas", "Shards", "common_suffix", "defer_global", "shard_of"]
+__all__ = ["BodyDeltas", "Shards", "defer_global", "shard_of"]
 
 log = logging.getLogger("tracetap.ingest")
 
@@ -109,23 +109,6 @@ class BodyDeltas:
         if key is not None:
             self._swap(key, exchange.request_body)
         return exchange
-
-
-def common_suffix(a: bytes, b: bytes, n: int) -> int:
-    """How many of the last `n` bytes of `b` `a` ends with, by bisection (one C comparison a
-    step)."""
-    end_a, end_b = len(a), len(b)
-    with memoryview(b) as view:
-        if a.endswith(view[end_b - n:]):
-            return n
-        same, differs = 0, n  # a ends with b's last `same` bytes, not with its last `differs`
-        while differs - same > 1:
-            mid = (same + differs) // 2
-            if a.startswith(view[end_b - mid:end_b - same], end_a - mid):
-                same = mid
-            else:
-                differs = mid
-        return same
 
 
 def defer_global(transforms: Sequence[Transform]) -> list[Transform]:

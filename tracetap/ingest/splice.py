@@ -13,7 +13,7 @@ from typing import Any
 
 from tracetap.proxy.adapters.base import loads
 
-__all__ = ["MIN_BODY", "Line", "common_prefix", "parse_resent"]
+__all__ = ["MIN_BODY", "Line", "common_prefix", "common_suffix", "parse_resent"]
 
 MIN_BODY = 4096  # below this, parsing the whole body is as cheap as looking for history
 
@@ -154,6 +154,23 @@ def common_prefix(a: bytes, start: int, b: bytes | bytearray, n: int) -> int:
         while differs - same > 1:
             mid = (same + differs) // 2
             if a.startswith(view[same:mid], start + same):
+                same = mid
+            else:
+                differs = mid
+        return same
+
+
+def common_suffix(a: bytes, b: bytes, n: int) -> int:
+    """How many of the last `n` bytes of `b` `a` ends with, by bisection (one C comparison a
+    step)."""
+    end_a, end_b = len(a), len(b)
+    with memoryview(b) as view:
+        if a.endswith(view[end_b - n:]):
+            return n
+        same, differs = 0, n  # a ends with b's last `same` bytes, not with its last `differs`
+        while differs - same > 1:
+            mid = (same + differs) // 2
+            if a.startswith(view[end_b - mid:end_b - same], end_a - mid):
                 same = mid
             else:
                 differs = mid
