@@ -181,11 +181,9 @@ class Pipeline:
                 if stopping:
                     self._sent.put(None)
                 continue
-            records = []
-            for item in items:
+            if items:
                 with self._normalize_lock:
-                    records.append(self._local(item))
-            if records:
+                    records = [self._finish(rec) for rec in self._normalized_here(items)]
                 self._db_queue.put((records, self._journal_records(records)))
 
     def _take(self) -> list[Any]:
@@ -238,25 +236,29 @@ class Pipeline:
 
     def _local(self, item: Exchange | SideRecord, *, dedupe: bool = True) -> dict[str, Any]:
         """Normalize and finish in this process (the caller holds the normalize lock)."""
-        return self._finish(self._normalized_here(item), dedupe=dedupe)
+        return self._finish(self._normalized_here([item])[0], dedupe=dedupe)
 
     def _fallback(self, item: Exchange | SideRecord) -> dict[str, Any]:
         """For Shards: an exchange its worker could not take (the worker died)."""
         with self._normalize_lock:
-            return self._normalized_here(item)
+            return self._normalized_here([item])[0]
 
-    def _normalized_here(self, item: Exchange | SideRecord) -> dict[str, Any]:
-        """This process's normalizer: always without workers; with them, only for an exchange
-        a worker could not take or one journaled synchronously on overload (its round then
-        lacks its session's earlier rounds for token reuse)."""
+    def _normalized_here(self, items: list[Exchange | SideRecord]) -> list[dict[str, Any]]:
+        """This process's normalizer (a batch at once, see `Normalizer.batch`): always without
+        workers; with them, only for an exchange a worker could not take or one journaled
+        synchronously on overload (its round then lacks its session's earlier rounds for token
+        reuse). Raises what a step raised outside its own guard."""
         if not self._local_steps:  # workers' steps, built here on first need
             assert self.worker_steps is not None
             self.normalizer.transforms = defer_global(self.worker_steps())
             self._local_steps = True
         errors = self.normalizer.adapter_errors
-        rec = self.normalizer(item)
+        records = self.normalizer.batch(items)
         self.stats.adapter_errors += self.normalizer.adapter_errors - errors
-        return rec
+        for rec in records:
+            if isinstance(rec, Exception):
+                raise rec
+        return records  # type: ignore[return-value]
 
     def _finish(self, rec: dict[str, Any], *, dedupe: bool = True) -> dict[str, Any]:
         """The steps that need every session: reuse across sessions (block index), content

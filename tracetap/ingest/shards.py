@@ -144,16 +144,22 @@ def _worker(steps: Callable[[], Sequence[Transform]], reuse: bool, inbox: Any, o
         if task is None:
             return
         batch, part = task
-        out = []
-        for seq, item in part:
-            errors = normalizer.adapter_errors
+        errors = normalizer.adapter_errors
+        decoded: list[Any] = []
+        for _, item in part:
             try:
-                rec = normalizer(bodies.decode(item))
-            except Exception as exc:  # a step failed outside its own guard: keep the facts
-                log.exception("normalizing %s failed", getattr(_unwrapped(item), "uid", "?"))
-                rec = {"t": "failed", "error": f"{type(exc).__name__}: {exc}"}
-            out.append((seq, rec, normalizer.adapter_errors - errors))
-        outbox.put(("done", (batch, out)))
+                decoded.append(bodies.decode(item))
+            except Exception as exc:  # its base body is not here
+                decoded.append(exc)
+        records = iter(normalizer.batch([x for x in decoded if not isinstance(x, Exception)]))
+        out = [x if isinstance(x, Exception) else next(records) for x in decoded]
+        for i, rec in enumerate(out):
+            if isinstance(rec, Exception):  # the pipeline's process normalizes it again
+                log.error("normalizing %s failed", getattr(_unwrapped(part[i][1]), "uid", "?"),
+                          exc_info=rec)
+                out[i] = {"t": "failed", "error": f"{type(rec).__name__}: {rec}"}
+        outbox.put(("done", (batch, [(seq, rec) for (seq, _), rec in zip(part, out)],
+                             normalizer.adapter_errors - errors)))
 
 
 class Shards:
@@ -231,7 +237,7 @@ class Shards:
                 if not waiting:
                     break
             try:
-                _, (number, done) = self._outbox.get(timeout=_POLL)
+                _, (number, done, errors) = self._outbox.get(timeout=_POLL)
             except queue.Empty:
                 with self._state:
                     if time.monotonic() - self._sent_at[batch] > STUCK_AFTER:
@@ -248,9 +254,9 @@ class Shards:
                 if entry is None or shard not in entry[2]:  # from a worker given up on earlier
                     continue
                 del entry[2][shard]
-                for seq, rec, errors in done:
+                for seq, rec in done:
                     entry[1][seq] = rec
-                    self.adapter_errors += errors
+                self.adapter_errors += errors
         with self._state:
             del self._pending[batch], self._sent_at[batch]
             for seq, rec in enumerate(out):
