@@ -163,8 +163,11 @@ def _session_exchanges(n: int) -> list[Exchange]:
     return out
 
 
-def test_deduplicated_journal_replays_in_a_new_process(tmp_path: Path) -> None:
-    """The journal stores repeated history as references; a fresh process resolves them."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_deduplicated_journal_replays_in_a_new_process(tmp_path: Path, workers: int) -> None:
+    """The journal stores repeated history as references (with workers, a round's re-sent
+    messages as one reference to an earlier round's); a fresh process resolves them, also
+    against rounds that an earlier process stored before the database went down."""
     from sqlalchemy.orm import Session
 
     from tracetap.storage.reconstruct import request_body
@@ -174,18 +177,35 @@ def test_deduplicated_journal_replays_in_a_new_process(tmp_path: Path) -> None:
     ensure_schema(engine)
     exchanges = _session_exchanges(12)
     expected = [json.loads(ex.request_body) for ex in exchanges]
-    p = Pipeline(engine, tmp_path / "j", linger=0.01, retry_interval=30)
+    p = Pipeline(engine, tmp_path / "j", linger=0.01, retry_interval=30, workers=workers,
+                 worker_steps=list if workers > 1 else None)
     p.start()
-    with engine.connect() as lock:  # the database is down for the whole run
+    for ex in exchanges[:5]:
+        p.submit(ex)
+    deadline = time.time() + 60
+    while p.stats.rounds_recorded < 5 and time.time() < deadline:
+        time.sleep(0.05)
+    assert _count(url) == 5
+    journaled = (tmp_path / "j" / "journal.bin").stat().st_size
+    with engine.connect() as lock:  # then the database is down for the rest of the run
         lock.exec_driver_sql("BEGIN EXCLUSIVE")
-        for ex in exchanges:
+        for ex in exchanges[5:]:
             p.submit(ex)
         p.stop()
         lock.exec_driver_sql("ROLLBACK")
-    assert _count(url) == 0
-    journal_bytes = (tmp_path / "j" / "journal.bin").stat().st_size
-    raw_bytes = sum(len(ex.request_body) for ex in exchanges)
+    assert _count(url) == 5
+    journal_bytes = (tmp_path / "j" / "journal.bin").stat().st_size - journaled
+    raw_bytes = sum(len(ex.request_body) for ex in exchanges[5:])
     assert journal_bytes < raw_bytes / 3  # history is journaled once, not once per request
+    left = Journal(tmp_path / "j")
+    records = [rec for chunk in left.pending() for rec in chunk]
+    left.close()
+    assert len(records) == 7
+    continued = [rec["r"]["messages"][0].get("$prefix") for rec in records]
+    if workers > 1:  # each continues the one before, the first one a round stored already
+        assert continued == [[ex.uid, 1 + 2 * i] for i, ex in enumerate(exchanges[4:11], 4)]
+    else:
+        assert continued == [None] * 7
     fresh = Pipeline(make_engine(url), tmp_path / "j")
     fresh.start()
     fresh.stop()

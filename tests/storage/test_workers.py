@@ -5,8 +5,11 @@ that does not parse; and nothing is lost when a worker dies or hangs.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
+import json
+import logging
 import os
 import pickle
 import random
@@ -188,3 +191,81 @@ def test_a_dead_or_stuck_worker_loses_nothing(tmp_path: Path, sig: int,
         uids = set(c.scalars(sa.select(m.Round.uid)))
         sides = set(c.scalars(sa.select(m.SideRequest.uid)))
     assert uids | sides == {ex.uid for ex in items}
+
+
+def _pipeline_run(url: str, journal: Path, workers: int, items: list[Exchange]) -> sa.Engine:
+    """All of `items` queued before the pipeline starts: one batch for the workers and one
+    write, whatever the machine's speed."""
+    engine = make_engine(url)
+    ensure_schema(engine)
+    p = Pipeline(engine, journal, workers=workers, worker_steps=list if workers > 1 else None)
+    for ex in items:
+        p.submit(ex)
+    p.start()
+    p.stop()
+    assert p.stats.rounds_recorded == len(items)
+    return engine
+
+
+@pytest.mark.parametrize("shape", ["overlapping", "null-message"])
+def test_rounds_continuing_others_store_their_messages_whole(
+        tmp_path: Path, shape: str, caplog: pytest.LogCaptureFixture) -> None:
+    """With workers, the messages a round re-sends are journaled as one reference to an
+    earlier round's; stored, they are the messages it sent: also when it was sent before the
+    round it continues (overlapping requests: their order in time is not the journal's), and
+    when its history also holds a null message (which the store leaves out)."""
+    from sqlalchemy.orm import Session
+
+    from tests.storage.test_journal import _session_exchanges
+    from tracetap.storage.reconstruct import request_body
+
+    def items() -> list[Exchange]:
+        out = _session_exchanges(8)
+        for i, ex in enumerate(out):
+            ex.request_at, ex.end_at = 1_780_000_000.0 + 10 * i, 1_780_000_005.0 + 10 * i
+        if shape == "null-message":
+            for ex in out:
+                body = json.loads(ex.request_body)
+                body["messages"].insert(1, None)
+                ex.request_body = json.dumps(body).encode()
+        b = out[5]  # another request with b's history but its last message, sent before b
+        body = json.loads(b.request_body)
+        body["messages"][-1] = {"role": "user", "content": "something else"}
+        a = dataclasses.replace(b, uid="sent-first", request_body=json.dumps(body).encode(),
+                                request_at=b.request_at - 1, end_at=b.end_at + 1)
+        return [*out[:6], a, *out[6:]]
+
+    sent_items = items()
+    one = _pipeline_run(f"sqlite:///{tmp_path / 'one.db'}", tmp_path / "j1", 1,
+                        copy.deepcopy(sent_items))
+    two = _pipeline_run(f"sqlite:///{tmp_path / 'two.db'}", tmp_path / "j2", 2,
+                        copy.deepcopy(sent_items))
+    assert _dump(two) == _dump(one)
+    with Session(two) as s:
+        by_uid = {r.uid: request_body(s, r)["messages"] for r in s.scalars(sa.select(m.Round))}
+    sent = {ex.uid: [msg for msg in json.loads(ex.request_body)["messages"] if msg is not None]
+            for ex in sent_items}
+    assert by_uid == sent
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_round_continuing_an_unknown_one_is_stored_with_what_it_has(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A journal someone altered (a round naming messages of a round never stored): the
+    round is stored with the messages it carries, and the loss is logged."""
+    from sqlalchemy.orm import Session
+
+    from tests.storage.rounds import claude_session
+    from tracetap.storage.reconstruct import message_hashes
+    from tracetap.storage.writer import PREFIX_REF, Writer
+
+    engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
+    ensure_schema(engine)
+    rnd = claude_session(3)[2]
+    last = rnd.messages[-1]
+    rnd.messages = [{PREFIX_REF: ["never-stored", 4]}, last]
+    assert Writer(engine).write([rnd]) == 1
+    assert "its first 4 messages are lost" in caplog.text
+    with Session(engine) as s:
+        stored = s.scalars(sa.select(m.Round)).one()
+        assert len(message_hashes(s, stored)) == 1

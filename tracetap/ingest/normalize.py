@@ -18,7 +18,7 @@ from tracetap.proxy.adapters import by_name
 from tracetap.proxy.decoding import decode_body
 from tracetap.proxy.frames import frame_exchange
 from tracetap.storage.content import canonical, digest
-from tracetap.storage.writer import BLOB_REF
+from tracetap.storage.writer import BLOB_REF, PREFIX_REF
 from tracetap.tokens.enrich import CHAIN
 
 __all__ = ["CREDENTIAL_HEADERS", "SESSION_HEADERS", "Normalizer", "Transform",
@@ -60,8 +60,9 @@ class Normalizer:
     `{"t": "side", "s": side record}`, keeping a few rounds of each session to reuse work.
 
     With `resent_refs`, an element the session re-sent (the very object of a record this
-    normalizer returned before) comes back as a `{"$blob": hash}` reference at once: that
-    record is journaled first, so its content is in the journal or the database.
+    normalizer returned before) comes back as a `{"$blob": hash}` reference at once, and
+    the messages a round begins with as an earlier round did as one `{"$prefix": [uid, n]}`:
+    that record is journaled first, so its content is in the journal or the database.
     """
 
     def __init__(self, transforms: Sequence[Transform] = (), *, reuse: bool = True,
@@ -179,7 +180,7 @@ class Normalizer:
         session = (r["provider"], r["agent_session_id"])
         hashes: dict[str, Any] = {"system": None, "tools": None}
         hashes["messages"], r["messages"] = self._content_hashes(
-            "messages", session, r["messages"])
+            "messages", session, r["messages"], r["uid"])
         if isinstance(r["system"], list):
             hashes["system"], r["system"] = self._content_hashes("system", session, r["system"])
         if r["tools"]:
@@ -188,21 +189,29 @@ class Normalizer:
                 r["tools"] = {BLOB_REF: hashes["tools"]}
         return {"t": "round", "r": r, "h": hashes}
 
-    def _content_hashes(self, part: str, session: Any, items: list[Any]
+    def _content_hashes(self, part: str, session: Any, items: list[Any], uid: str | None = None
                         ) -> tuple[list[str | None], list[Any]]:
         """(content address of each element, the elements): the session's re-sent ones keep
-        their address (by identity) and, with `resent_refs`, become references. The lists the
-        round shares with the interner and the steps' caches are never modified."""
+        their address (by identity) and, with `resent_refs`, become references; messages
+        that begin as an earlier round's (`uid` names each round) become one reference to
+        that round's first n, {"$prefix": [its uid, n]}. The lists the round shares with the
+        interner and the steps' caches are never modified."""
         if self._hashes is None:
             return [None if p is None else digest(canonical(p)) for p in items], items
         recent = self._hashes[part]
-        done = recent.match(session, items)
+        done, origin, lead = recent.match_from(session, items)
         out = [(None if p is None else digest(canonical(p))) if h is MISS else h
                for p, h in zip(items, done)]
-        recent.keep(session, items, out)
+        recent.keep(session, items, out, uid)
         if self.resent_refs:
-            items = [p if d is MISS or p is None else {BLOB_REF: h}
-                     for p, d, h in zip(items, done, out)]
+            # the writer keeps a round's message hashes without those of null messages
+            head: list[Any] = []
+            if origin is not None and lead and None not in out[:lead]:
+                head = [{PREFIX_REF: [origin, lead]}]
+            else:
+                lead = 0
+            items = head + [p if d is MISS or p is None else {BLOB_REF: h}
+                            for p, d, h in zip(items[lead:], done[lead:], out[lead:])]
         return out, items
 
     def _tools_hash(self, session: Any, tools: Any) -> tuple[str, bool]:

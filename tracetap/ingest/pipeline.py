@@ -20,7 +20,8 @@ from tracetap.ingest.normalize import CREDENTIAL_HEADERS, Normalizer, Transform,
 from tracetap.ingest.shards import Shards, defer_global
 from tracetap.model import Exchange, Round
 from tracetap.storage.journal import Journal
-from tracetap.storage.writer import BLOB_REF, SideRecord, Writer, WriterExtension, is_blob_ref
+from tracetap.storage.writer import (BLOB_REF, PREFIX_REF, SideRecord, Writer, WriterExtension,
+                                     is_blob_ref, is_prefix_ref)
 from tracetap.tokens.enrich import CHAIN, GlobalReuse
 
 __all__ = ["CREDENTIAL_HEADERS", "Pipeline", "PipelineStats", "Transform", "drop_credentials"]
@@ -296,8 +297,13 @@ class Pipeline:
             return obj
 
         journaled = self._journaled  # the common case inline: re-sent, journaled already
-        r["messages"] = [{BLOB_REF: h} if h in journaled else ref(obj, h)
-                         for obj, h in zip(r["messages"], hashes["messages"])]
+        messages, message_hashes = r["messages"], hashes["messages"]
+        head = []
+        if messages and is_prefix_ref(messages[0]):  # an earlier round's messages, journaled
+            head, messages = messages[:1], messages[1:]
+            message_hashes = message_hashes[head[0][PREFIX_REF][1]:]
+        r["messages"] = head + [{BLOB_REF: h} if h in journaled else ref(obj, h)
+                                for obj, h in zip(messages, message_hashes)]
         if isinstance(r["system"], list):
             r["system"] = list(map(ref, r["system"], hashes["system"]))
         if r["tools"]:

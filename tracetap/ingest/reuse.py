@@ -178,35 +178,42 @@ class Recent:
     def __init__(self, *, sessions: int = 64, per_session: int = 3) -> None:
         self.sessions = sessions
         self.per_session = per_session
-        self._by: OrderedDict[Hashable, list[tuple[list[Any], list[Any]]]] = OrderedDict()
+        self._by: OrderedDict[Hashable, list[tuple[list[Any], list[Any], Any]]] = OrderedDict()
 
     def match(self, key: Hashable, objs: Sequence[Any]) -> list[Any]:
         """Earlier results for `objs` (MISS where there is none), from the recent round sharing
         the longest run of leading elements."""
+        return self.match_from(key, objs)[0]
+
+    def match_from(self, key: Hashable, objs: Sequence[Any]) -> tuple[list[Any], Any, int]:
+        """`match`'s results, the tag that round was kept with (None when there is none) and
+        how many leading elements it shares."""
         out = [MISS] * len(objs)
-        best: tuple[list[Any], list[Any]] | None = None
+        best: tuple[list[Any], list[Any], Any] | None = None
         best_n = 0
         for prev in self._by.get(key, ()):
             n = _leading(list(map(operator.is_, prev[0], objs)))
             if best is None or n >= best_n:  # ties: the most recent
                 best, best_n = prev, n
-        if best is not None:
-            prev_objs, prev_results = best
-            out[:best_n] = prev_results[:best_n]
-            for i in range(best_n, min(len(objs), len(prev_objs))):
-                if objs[i] is prev_objs[i]:  # the same object further on (a system block)
-                    out[i] = prev_results[i]
-        return out
+        if best is None:
+            return out, None, 0
+        prev_objs, prev_results, tag = best
+        out[:best_n] = prev_results[:best_n]
+        for i in range(best_n, min(len(objs), len(prev_objs))):
+            if objs[i] is prev_objs[i]:  # the same object further on (a system block)
+                out[i] = prev_results[i]
+        return out, tag, best_n
 
-    def keep(self, key: Hashable, objs: Sequence[Any], results: Sequence[Any]) -> None:
+    def keep(self, key: Hashable, objs: Sequence[Any], results: Sequence[Any],
+             tag: Any = None) -> None:
         """Remember this round's results (replacing the round it continued, if any)."""
         rounds = self._by.pop(key, None) or []
         objs, results = list(objs), list(results)
-        for j, (prev_objs, _) in enumerate(rounds):
+        for j, (prev_objs, _, _) in enumerate(rounds):
             if prev_objs and objs and prev_objs[0] is objs[0]:
                 del rounds[j]  # this round continues that one: keep only the newer
                 break
-        rounds.append((objs, results))
+        rounds.append((objs, results, tag))
         del rounds[:-self.per_session]
         self._by[key] = rounds
         while len(self._by) > self.sessions:

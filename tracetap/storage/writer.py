@@ -6,6 +6,7 @@ One transaction per batch; content goes to `blobs` once per hash; rounds already
 from __future__ import annotations
 
 import json
+import logging
 import operator
 from collections import OrderedDict, deque
 from collections.abc import Iterable
@@ -20,15 +21,28 @@ from tracetap.ingest.sessions import assign_identity, classify
 from tracetap.model import Round as RoundRec
 from tracetap.storage import models as m
 from tracetap.storage.content import canonical, digest, encode
+from tracetap.storage.reconstruct import message_hashes
 
-__all__ = ["BLOB_REF", "SideRecord", "Writer", "WriterExtension", "insert_rows", "is_blob_ref"]
+__all__ = ["BLOB_REF", "PREFIX_REF", "SideRecord", "Writer", "WriterExtension", "insert_rows",
+           "is_blob_ref", "is_prefix_ref"]
+
+log = logging.getLogger("tracetap.storage")
 
 # {"$blob": hash} stands for content already journaled or stored (see ingest.pipeline).
 BLOB_REF = "$blob"
+# {"$prefix": [uid, n]}, only as a round's first message, stands for the first n messages of
+# round `uid`, journaled earlier or stored (see ingest.normalize).
+PREFIX_REF = "$prefix"
+
 
 def is_blob_ref(obj: Any) -> bool:
     """True for {"$blob": hash}, content journaled or stored earlier."""
     return type(obj) is dict and len(obj) == 1 and BLOB_REF in obj
+
+
+def is_prefix_ref(obj: Any) -> bool:
+    """True for {"$prefix": [uid, n]}, an earlier round's first n messages."""
+    return type(obj) is dict and len(obj) == 1 and PREFIX_REF in obj
 
 
 SideRecord = dict[str, Any]  # {"uid", "kind", "method", "host", "path", ...}
@@ -68,6 +82,7 @@ class Writer:
         self._blobs = _LRU(200_000)
         self._sessions = _LRU(10_000)  # (provider, sid) -> [pk, main_system_key]
         self._histories: dict[int, deque[tuple[str, list[str]]]] = {}
+        self._message_hashes = _LRU(4096)  # round uid -> its message hashes (for "$prefix")
         self._uncommitted: list[str] = []
         # response id -> (system_key, thread_key) of its round, for continuations
         self._responses = _LRU(50_000)
@@ -175,18 +190,47 @@ class Writer:
         return {"msg_parent_uid": best_uid, "msg_prefix_len": best_len,
                 "msg_new": hashes[best_len:], "msg_count": len(hashes)}
 
+    def _hashes_of_messages(self, session: OrmSession, pending: dict[str, bytes],
+                            rnd: RoundRec) -> list[str]:
+        """The round's message hashes as stored (null messages left out), its leading
+        {"$prefix": [uid, n]} resolved from the rounds written before (kept here, else read
+        back from the store)."""
+        messages = rnd.messages
+        hashes: list[str] = []
+        if messages and is_prefix_ref(messages[0]):
+            uid, n = messages[0][PREFIX_REF]
+            messages = messages[1:]
+            earlier = self._message_hashes.get(uid)
+            if earlier is None:
+                row = session.scalar(sa.select(m.Round).where(m.Round.uid == uid))
+                try:
+                    earlier = message_hashes(session, row) if row is not None else []
+                except LookupError:
+                    earlier = []
+            if len(earlier) < n:  # never journaled after its round: the journal was altered
+                log.error("round %s continues the messages of round %s, which is not stored; "
+                          "its first %d messages are lost", rnd.uid, uid, n)
+            hashes = earlier[:n]
+        hashes += [h for h in (msg[BLOB_REF] if is_blob_ref(msg) else self._blob(pending, msg)
+                               for msg in messages) if h]  # refs: most
+        self._message_hashes.put(rnd.uid, hashes)
+        return hashes
+
     def _write_rounds(self, session: OrmSession, rounds: list[RoundRec]) -> int:
         if not rounds:
             return 0
-        seen = stored_keys(session, m.Round.__table__.c.uid, [r.uid for r in rounds])
-        rounds = [r for r in rounds if r.uid not in seen]
-        if not rounds:
-            return 0
         pending: dict[str, bytes] = {}
+        # in the journal's order, which a "$prefix" follows: the round it names comes first
+        resolved = [self._hashes_of_messages(session, pending, r) for r in rounds]
+        seen = stored_keys(session, m.Round.__table__.c.uid, [r.uid for r in rounds])
+        todo = sorted(((r, h) for r, h in zip(rounds, resolved) if r.uid not in seen),
+                      key=lambda pair: pair[0].request_at)
+        if not todo:
+            return 0
+        rounds = [r for r, _ in todo]
         round_rows: list[dict[str, Any]] = []
         children: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
-        rounds = sorted(rounds, key=lambda r: r.request_at)
-        for rnd in rounds:
+        for rnd, hashes in todo:
             if rnd.system_key is None:
                 assign_identity(rnd)
             origin = "proxy" if rnd.transport != "log" else "import"
@@ -205,10 +249,8 @@ class Writer:
             rnd.kind = kind
             if rnd.response_id:
                 self._responses.put(rnd.response_id, (rnd.system_key, rnd.thread_key))
-            hashes = [msg[BLOB_REF] if is_blob_ref(msg) else self._blob(pending, msg)
-                      for msg in rnd.messages]  # refs: most
             row = _round_row(rnd, session_pk)
-            row.update(self._messages(session_pk, rnd, [h for h in hashes if h]))
+            row.update(self._messages(session_pk, rnd, hashes))
             row["envelope_hash"] = self._blob(pending, rnd.envelope)
             if isinstance(rnd.system, list):  # every row names both (one executemany)
                 row["system_blocks"] = [self._blob(pending, b) for b in rnd.system]
