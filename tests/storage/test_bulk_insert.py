@@ -156,5 +156,28 @@ def test_bulk_paths_store_defaults_nulls_and_types_alike(tmp_path: Path,
     assert ids == [[1, 2, 3], [1, 2, 3]]
     assert dumps[0] == dumps[1]
     assert [r[1] for r in dumps[0]] == ["a", "b", "c", "d"]  # "a" kept, not replaced
-    assert dumps[0][0][2:] == ('{"k": [1, "\\u00e9"]}', "null", False, False, 7, "00FF", 1.5)
+    # JSON as make_engine's serializer writes it: compact, UTF-8 (content.json_text)
+    assert dumps[0][0][2:] == ('{"k":[1,"é"]}', "null", False, False, 7, "00FF", 1.5)
     assert dumps[0][1][2:5] == ("{}", None, True) and dumps[0][1][5:7] == (True, 7)
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["driver", "sqlalchemy"])
+def test_json_orjson_refuses_is_stored_too(tmp_path: Path, raw: bool,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """JSON columns are written by orjson; what it refuses (a lone surrogate, an integer
+    beyond 64 bits, a non-string key) is written by json.dumps and reads back the same."""
+    monkeypatch.setattr(writer_mod, "RAW_ON_SQLITE", raw)
+    meta = sa.MetaData()
+    table = sa.Table("t", meta, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("doc", sa.JSON))
+    engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
+    meta.create_all(engine)
+    docs = [{"s": "half a pair \udc80"}, {"n": 2**70}, {1: "one"}, {"ok": ["é", 1.5]}]
+    with OrmSession(engine) as session, session.begin():
+        for doc in docs:
+            writer_mod.insert_rows(session, table, [{"doc": doc}])
+    with engine.connect() as c:
+        got = c.scalars(sa.select(table.c.doc).order_by(table.c.id)).all()
+        text = c.scalars(sa.select(sa.cast(table.c.doc, sa.Text)).order_by(table.c.id)).all()
+    assert got == [{"s": "half a pair \udc80"}, {"n": 2**70}, {"1": "one"}, {"ok": ["é", 1.5]}]
+    assert text[3] == '{"ok":["é",1.5]}'

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import zstandard
 
-__all__ = ["canonical", "decode", "digest", "dumps", "encode", "load_json", "loads"]
+__all__ = ["canonical", "decode", "digest", "dumps", "encode", "json_text", "load_json", "loads"]
 
 _ZC = zstandard.ZstdCompressor(level=3)
 _ZD = zstandard.ZstdDecompressor()
@@ -33,6 +33,16 @@ def dumps(obj: Any) -> bytes:
         return orjson.dumps(obj)
     except (TypeError, orjson.JSONEncodeError):
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def json_text(obj: Any) -> str:
+    """Compact JSON text for the store's JSON columns (orjson: one C call, not json.dumps);
+    what orjson refuses (lone surrogates, integers beyond 64 bits, non-string keys) goes
+    through json.dumps, whose ASCII escapes any database takes."""
+    try:
+        return orjson.dumps(obj).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(obj, separators=(",", ":"))
 
 
 def loads(data: bytes | str) -> Any:

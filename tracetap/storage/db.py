@@ -16,6 +16,7 @@ from alembic.script import ScriptDirectory
 from platformdirs import user_data_dir
 from sqlalchemy.engine import Engine
 
+from tracetap.storage.content import json_text
 from tracetap.storage.models import SCHEMA_VERSION
 
 __all__ = ["SchemaError", "check_schema", "default_url", "ensure_schema", "make_engine",
@@ -49,8 +50,10 @@ def _sqlite_pragmas(busy_ms: int):  # type: ignore[no-untyped-def]
 
 
 def make_engine(url: str, *, sqlite_busy_ms: int = 30_000, **kwargs) -> Engine:  # type: ignore[no-untyped-def]
-    """An engine for `url`; SQLite gets WAL mode, a busy timeout and its parent directory."""
+    """An engine for `url`; SQLite gets WAL mode, a busy timeout and its parent directory.
+    JSON columns are written as compact JSON by orjson."""
     u = sa.engine.make_url(url)
+    kwargs.setdefault("json_serializer", json_text)
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
             Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
