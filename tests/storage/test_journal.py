@@ -215,3 +215,33 @@ def test_deduplicated_journal_replays_in_a_new_process(tmp_path: Path, workers: 
         bodies = [request_body(s, r) for r in rounds]
     assert [b["messages"] for b in bodies] == [e["messages"] for e in expected]
     assert [b["system"] for b in bodies] == [e["system"] for e in expected]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_lone_surrogate_is_recorded_not_fatal(tmp_path: Path, workers: int) -> None:
+    """JSON.stringify sends a broken emoji (a lone surrogate) as a \\u escape, which is valid
+    JSON with no UTF-8: its round is hashed, journaled and stored, and the ingest goes on."""
+    from sqlalchemy.orm import Session
+
+    from tracetap.proxy.runner import default_steps, default_transforms
+    from tracetap.storage.reconstruct import request_body
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    engine = make_engine(url)
+    ensure_schema(engine)
+    exchanges = _session_exchanges(4)
+    exchanges[1].request_body = exchanges[1].request_body.replace(b'"start ',
+                                                                  b'"start \\ud83d ')
+    expected = [json.loads(ex.request_body)["messages"] for ex in exchanges]
+    assert "\ud83d" in expected[1][0]["content"]
+    transforms, extensions = default_transforms()
+    p = Pipeline(engine, tmp_path / "j", transforms=transforms, extensions=extensions,
+                 workers=workers, worker_steps=default_steps if workers > 1 else None)
+    p.start()
+    for ex in exchanges:
+        p.submit(ex)
+    p.stop()
+    assert _count(url) == 4 and p.stats.rounds_recorded == 4
+    with Session(engine) as s:
+        rounds = list(s.scalars(sa.select(m.Round).order_by(m.Round.request_at)))
+        assert [request_body(s, r)["messages"] for r in rounds] == expected

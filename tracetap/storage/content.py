@@ -23,8 +23,7 @@ def canonical(obj: Any) -> bytes:
     try:
         return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
     except (TypeError, orjson.JSONEncodeError):  # e.g. integers beyond 64 bits
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=False).encode()
+        return _stdlib_json(obj, sort_keys=True)
 
 
 def dumps(obj: Any) -> bytes:
@@ -32,17 +31,23 @@ def dumps(obj: Any) -> bytes:
     try:
         return orjson.dumps(obj)
     except (TypeError, orjson.JSONEncodeError):
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+        return _stdlib_json(obj)
 
 
 def json_text(obj: Any) -> str:
-    """Compact JSON text for the store's JSON columns (orjson: one C call, not json.dumps);
-    what orjson refuses (lone surrogates, integers beyond 64 bits, non-string keys) goes
-    through json.dumps, whose ASCII escapes any database takes."""
+    """Compact JSON text for the store's JSON columns (orjson: one C call, not json.dumps)."""
+    return dumps(obj).decode()
+
+
+def _stdlib_json(obj: Any, *, sort_keys: bool = False) -> bytes:
+    """json.dumps for what orjson refuses (integers beyond 64 bits, non-string keys, lone
+    surrogates): UTF-8 like orjson's, but with \\u escapes when a lone surrogate (a broken
+    emoji in a tool's output, which JSON.stringify sends escaped) has no UTF-8."""
+    text = json.dumps(obj, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False)
     try:
-        return orjson.dumps(obj).decode()
-    except (TypeError, orjson.JSONEncodeError):
-        return json.dumps(obj, separators=(",", ":"))
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(obj, sort_keys=sort_keys, separators=(",", ":")).encode()
 
 
 def loads(data: bytes | str) -> Any:
