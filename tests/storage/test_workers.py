@@ -150,6 +150,11 @@ def test_body_deltas_give_back_every_body(shape: str) -> None:
             other.decode(wire)
 
 
+def _guesses(rng: random.Random, want: int, n: int) -> list[int]:
+    """No guess, the answer, guesses either side of it, and anything up to past n."""
+    return [0, want, max(0, want - 1), want + 1, want + 2, rng.randint(0, n + 3)]
+
+
 def test_common_suffix_is_the_longest_shared_end() -> None:
     rng = random.Random(7)
     for _ in range(500):
@@ -158,7 +163,21 @@ def test_common_suffix_is_the_longest_shared_end() -> None:
         b = rng.choice([b"", b"x", rng.randbytes(rng.randint(0, 30))]) + end
         n = rng.randint(0, min(len(a), len(b)))
         want = next(k for k in range(n, -1, -1) if k == 0 or a[-k:] == b[-k:])
-        assert splice.common_suffix(a, b, n) == want
+        for hint in _guesses(rng, want, n):  # a guess, right or wrong, never changes it
+            assert splice.common_suffix(a, b, n, hint) == want, hint
+
+
+def test_common_prefix_is_the_longest_shared_start() -> None:
+    rng = random.Random(8)
+    for _ in range(500):
+        head = rng.randbytes(rng.randint(0, 40))
+        start = rng.randint(0, 5)
+        a = rng.randbytes(start) + head + rng.choice([b"", rng.randbytes(rng.randint(0, 30))])
+        b = bytearray(head + rng.randbytes(rng.randint(0, 30)))
+        n = rng.randint(0, len(b))
+        want = next(k for k in range(n, -1, -1) if a[start:start + k] == b[:k])
+        for hint in _guesses(rng, want, n):
+            assert splice.common_prefix(a, start, b, n, hint) == want, hint
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["dead", "stuck"])

@@ -69,13 +69,19 @@ class BodyDeltas:
         self.spared = 0  # request bytes not sent
         self._last: OrderedDict[Hashable, bytes] = OrderedDict()
         self._bytes = 0
+        # by session, where its last delta's body differed: (bytes after the shared start,
+        # length of the shared end). The next body, one more round of history, most likely
+        # differs at the same distance from its end (what follows the history barely changes).
+        self._hints: dict[Hashable, tuple[int, int]] = {}
 
     def _swap(self, key: Hashable, body: bytes) -> bytes | None:
         prev = self._last.pop(key, None)
         self._bytes += len(body) - (len(prev) if prev is not None else 0)
         self._last[key] = body
         while self._bytes > self.max_bytes and len(self._last) > 1:
-            self._bytes -= len(self._last.popitem(last=False)[1])
+            old, dropped = self._last.popitem(last=False)
+            self._bytes -= len(dropped)
+            self._hints.pop(old, None)
         return prev
 
     def encode(self, item: Any) -> Any:
@@ -86,8 +92,11 @@ class BodyDeltas:
         prev = self._swap(key, body)
         if prev is None:
             return item
-        base = common_prefix(prev, 0, body, min(len(prev), len(body)))
-        tail = common_suffix(prev, body, min(len(prev), len(body)) - base)
+        after, ends = self._hints.get(key, (0, 0))
+        n = min(len(prev), len(body))
+        base = common_prefix(prev, 0, body, n, len(prev) - after if after else 0)
+        tail = common_suffix(prev, body, n - base, ends)
+        self._hints[key] = (len(prev) - base, tail)
         if base + tail < self.MIN:
             return item
         self.spared += base + tail
@@ -104,8 +113,9 @@ class BodyDeltas:
             if prev is None or len(prev) != item.after:
                 self._last.pop(key, None)
                 raise ValueError("the body this request continues is not known here")
-            exchange.request_body = b"".join(
-                (prev[:item.base], exchange.request_body, prev[len(prev) - item.tail:]))
+            with memoryview(prev) as view:  # one copy, not one per slice
+                exchange.request_body = b"".join(
+                    (view[:item.base], exchange.request_body, view[len(prev) - item.tail:]))
         if key is not None:
             self._swap(key, exchange.request_body)
         return exchange

@@ -144,13 +144,20 @@ def _cut(body: bytes, needle: bytes, part: str, lines: Sequence[Line],
     return None
 
 
-def common_prefix(a: bytes, start: int, b: bytes | bytearray, n: int) -> int:
+def common_prefix(a: bytes, start: int, b: bytes | bytearray, n: int, hint: int = 0) -> int:
     """How many of the first `n` bytes of `b` `a` holds at `start`, by bisection (one C
-    comparison a step)."""
+    comparison a step); `hint`, a guess, is tried first (exact: no bisection)."""
     with memoryview(b) as view:  # released on return: a bytearray can grow again
-        if a.startswith(view[:n], start):
-            return n
         same, differs = 0, n  # a holds b[:same] at start, not b[:differs]
+        if 0 < hint < n:
+            if not a.startswith(view[:hint], start):
+                differs = hint
+            elif start + hint >= len(a) or a[start + hint] != b[hint]:
+                return hint
+            else:
+                same = hint + 1
+        if differs == n and a.startswith(view[same:n], start + same):
+            return n
         while differs - same > 1:
             mid = (same + differs) // 2
             if a.startswith(view[same:mid], start + same):
@@ -160,14 +167,21 @@ def common_prefix(a: bytes, start: int, b: bytes | bytearray, n: int) -> int:
         return same
 
 
-def common_suffix(a: bytes, b: bytes, n: int) -> int:
-    """How many of the last `n` bytes of `b` `a` ends with, by bisection (one C comparison a
-    step)."""
+def common_suffix(a: bytes, b: bytes, n: int, hint: int = 0) -> int:
+    """How many of the last `n` bytes of `b` `a` ends with (n ≤ len(a), len(b)), by bisection (one C
+    comparison a step); `hint`, a guess, is tried first (exact: no bisection)."""
     end_a, end_b = len(a), len(b)
     with memoryview(b) as view:
-        if a.endswith(view[end_b - n:]):
-            return n
         same, differs = 0, n  # a ends with b's last `same` bytes, not with its last `differs`
+        if 0 < hint < n:
+            if not a.endswith(view[end_b - hint:]):
+                differs = hint
+            elif a[end_a - hint - 1] != b[end_b - hint - 1]:
+                return hint
+            else:
+                same = hint + 1
+        if differs == n and a.startswith(view[end_b - n:end_b - same], end_a - n):
+            return n
         while differs - same > 1:
             mid = (same + differs) // 2
             if a.startswith(view[end_b - mid:end_b - same], end_a - mid):
@@ -183,8 +197,8 @@ def _leading(body: bytes, start: int, stop: int, joined: bytearray, size: int,
     `ends`) that `body` holds at `start` as complete array elements (each followed by "," or
     "]") before `stop`, its end before that "," or "]". The common prefix is found by
     bisection, each step one comparison in C."""
-    if not ends:
-        return start, 0
+    if not ends or not body.startswith(joined[:ends[0]], start, stop):
+        return start, 0  # not even the first element (Claude Code's billing line in system)
     same = common_prefix(body, start, joined, min(size, stop - start))
     n = bisect_right(ends, same)
     while n:  # the last element must end where the body's does (not 1 of 12, say)
