@@ -200,6 +200,7 @@ class TokenEnricher:
         reuse: bool = True,
     ) -> None:
         self.tokenizer = get_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
+        self._ids_of = getattr(self.tokenizer, "encode_array", None) or self._as_array
         self.key = key
         self.block_size = block_size
         self._ids: OrderedDict[str, array] = OrderedDict()
@@ -216,11 +217,14 @@ class TokenEnricher:
         self.seconds_total = 0.0
 
     # -- tokenizing ---------------------------------------------------------------------------
+    def _as_array(self, text: str) -> array:
+        return array("I", self.tokenizer.encode(text))
+
     def _encode(self, text: str) -> array:
         h = digest(text.encode("utf-8", "surrogatepass"))
         ids = self._ids.get(h)
         if ids is None:
-            ids = array("I", self.tokenizer.encode(text))
+            ids = self._ids_of(text)
             self._ids[h] = ids
             if len(self._ids) > self._cache_elements:
                 self._ids.popitem(last=False)
@@ -234,7 +238,7 @@ class TokenEnricher:
         if ids is None:
             if text is None:
                 text = _element_text(elem, set())
-            ids = array("I", self.tokenizer.encode(text))
+            ids = self._ids_of(text)
             self._ids[h] = ids
             if len(self._ids) > self._cache_elements:
                 self._ids.popitem(last=False)
@@ -333,7 +337,7 @@ class TokenEnricher:
             after = ends[at - 1] if at else 0
             segments[name] = after - before
             bounds.append(after)
-        notes = {n for ns in el_notes for n in ns}
+        notes = set().union(*el_notes)
         for name, texts in _outputs(rnd).items():
             segments[name] = sum(len(self._encode(t)) for t in texts if t)
         start = ends[common - 1] // self.block_size if base is not None and common else 0
