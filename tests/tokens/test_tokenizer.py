@@ -46,20 +46,6 @@ def test_special_token_strings_in_a_prompt_are_text() -> None:
         tok.encode("|>")
 
 
-@pytest.mark.parametrize("text", [
-    "", "a", "hello world", "see <|endoftext|> and <|fim_prefix|> here", "<|endoftext|>",
-    "naïve café 日本語 🙂", "broken emoji \ud83d here", "\udc80",
-    '{"content":[{"content":"def f(x):\\n    return x","type":"tool_result"}]}' * 40,
-    "<|endoftext|> x <|fim_prefix|> " * 40, "broken emoji \ud83d here " * 40,
-])
-def test_array_ids_are_the_ids(text: str) -> None:
-    """What the enricher reads (encode_array) is exactly encode's ids, special-token strings
-    and lone surrogates (a broken emoji sent as a \\u escape) included, short and long."""
-    tok = get_tokenizer()
-    got = tok.encode_array(text)
-    assert got.typecode == "I" and got.tolist() == tok.encode(text)
-
-
 def test_hf_tokenizer_from_a_local_file(tmp_path: Path) -> None:
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel

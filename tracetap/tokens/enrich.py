@@ -200,7 +200,6 @@ class TokenEnricher:
         reuse: bool = True,
     ) -> None:
         self.tokenizer = get_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
-        self._ids_of = getattr(self.tokenizer, "encode_array", None) or self._as_array
         self.key = key
         self.block_size = block_size
         self._ids: OrderedDict[str, array] = OrderedDict()
@@ -217,14 +216,11 @@ class TokenEnricher:
         self.seconds_total = 0.0
 
     # -- tokenizing ---------------------------------------------------------------------------
-    def _as_array(self, text: str) -> array:
-        return array("I", self.tokenizer.encode(text))
-
     def _encode(self, text: str) -> array:
         h = digest(text.encode("utf-8", "surrogatepass"))
         ids = self._ids.get(h)
         if ids is None:
-            ids = self._ids_of(text)
+            ids = array("I", self.tokenizer.encode(text))
             self._ids[h] = ids
             if len(self._ids) > self._cache_elements:
                 self._ids.popitem(last=False)
@@ -238,7 +234,7 @@ class TokenEnricher:
         if ids is None:
             if text is None:
                 text = _element_text(elem, set())
-            ids = self._ids_of(text)
+            ids = array("I", self.tokenizer.encode(text))
             self._ids[h] = ids
             if len(self._ids) > self._cache_elements:
                 self._ids.popitem(last=False)
