@@ -1,9 +1,10 @@
 """Ingest rate: rounds/s the background writer sustains, and its queue under a steady load.
 
-Run: python bench/ingest_rate.py [--db URL] [--workers N] [--rounds N] [--steady-rate 200
---steady-seconds 20]. Writes bench/results/ingest_rate_<db>_w<N>.json. Transforms (scrubbing,
-tokenization) are what `tracetap.proxy.runner.default_transforms()` enables, i.e. what
-`tracetap proxy` runs; `--workers` runs them in worker processes as `--ingest-workers` does.
+Run: python bench/ingest_rate.py [--db URL] [--workers N] [--rounds N] [--repeat N]
+[--steady-rate 200 --steady-seconds 20]. Writes bench/results/ingest_rate_<db>_w<N>.json.
+Transforms (scrubbing, tokenization) are what `tracetap.proxy.runner.default_transforms()`
+enables, i.e. what `tracetap proxy` runs; `--workers` runs them in worker processes as
+`--ingest-workers` does.
 """
 
 from __future__ import annotations
@@ -109,6 +110,9 @@ def main() -> None:
                          "agent sends that; the figures before 2026-12-01)")
     ap.add_argument("--workers", type=int, default=1,
                     help="ingest worker processes (`tracetap proxy --ingest-workers`)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="bursts to run, each of new sessions; the figure is their median (the "
+                         "host's speed drifts by 20-30 %% over minutes)")
     ap.add_argument("--same-content", action="store_true",
                     help="every session re-sends one template (new text is cached across "
                          "sessions; how the figures before 2026-11-25 were measured)")
@@ -126,18 +130,28 @@ def main() -> None:
     p.start()
     keep_freed_memory()  # as the ingest process of `tracetap proxy` does (ingest/worker.py)
     collect_less()
-    cpu0 = cpu_seconds(os.getpid())
-    t0 = time.perf_counter()
-    for ex in items:
-        p.submit(ex)
-    while p.queue_depth or p.stats.rounds_recorded < len(items):
-        time.sleep(0.01)
-        if time.perf_counter() - t0 > 600:
-            break
-    burst = p.stats.rounds_recorded / (time.perf_counter() - t0)
-    cpu1 = cpu_seconds(os.getpid())
-    # CPU per round over the burst: this process (the pipeline) and its workers
-    cpu_ms = [(b - a) * 1000 / max(1, len(items)) for a, b in zip(cpu0, cpu1)]
+    bursts: list[tuple[float, list[float]]] = []
+    for k in range(max(1, args.repeat)):
+        if k:  # new sessions (seed 1 is the steady phase's)
+            items = exchanges(args.rounds, seed=10 + k, same_content=args.same_content,
+                              interleave=interleave, spaced=args.spaced_json)
+        done = p.stats.rounds_recorded
+        cpu0 = cpu_seconds(os.getpid())
+        t0 = time.perf_counter()
+        for ex in items:
+            p.submit(ex)
+        while p.queue_depth or p.stats.rounds_recorded - done < len(items):
+            time.sleep(0.01)
+            if time.perf_counter() - t0 > 600:
+                break
+        rate = (p.stats.rounds_recorded - done) / (time.perf_counter() - t0)
+        cpu1 = cpu_seconds(os.getpid())
+        # CPU per round over the burst: this process (the pipeline) and its workers
+        bursts.append((rate, [(b - a) * 1000 / max(1, len(items)) for a, b in zip(cpu0, cpu1)]))
+        if args.repeat > 1:
+            print(f"burst {k + 1}: {rate:,.0f} rounds/s, CPU per round "
+                  f"{sum(bursts[-1][1]):.2f} ms", flush=True)
+    burst, cpu_ms = sorted(bursts)[len(bursts) // 2]  # the median burst (upper, when even)
     # Steady load: submit at a fixed rate and watch the queue.
     steady = exchanges(int(args.steady_rate * args.steady_seconds), seed=1,
                        same_content=args.same_content, interleave=interleave,
@@ -164,10 +178,15 @@ def main() -> None:
               "same_content": args.same_content, "workers": args.workers,
               "interleaved": interleave, "spaced_json": args.spaced_json,
               "burst_cpu_ms_per_round": {"pipeline": cpu_ms[0], "workers": cpu_ms[1]},
+              "bursts": [{"rounds_per_s": r, "cpu_ms_per_round": {"pipeline": c[0],
+                                                                  "workers": c[1]}}
+                         for r, c in bursts],
               "transforms": [type(t).__name__ for t in transforms]}
     order = "sessions interleaved" if interleave else "one session at a time"
-    print(f"{result['db']}, {args.workers} worker(s), {order}: burst {burst:,.0f} rounds/s over "
-          f"{len(items)} rounds (CPU per round {sum(cpu_ms):.2f} ms: pipeline "
+    spread = (f" (median of {len(bursts)}: {min(r for r, _ in bursts):,.0f}-"
+              f"{max(r for r, _ in bursts):,.0f})" if len(bursts) > 1 else "")
+    print(f"{result['db']}, {args.workers} worker(s), {order}: burst {burst:,.0f} rounds/s"
+          f"{spread} over {len(items)} rounds (CPU per round {sum(cpu_ms):.2f} ms: pipeline "
           f"{cpu_ms[0]:.2f} + workers {cpu_ms[1]:.2f}); steady "
           f"{args.steady_rate:.0f}/s for {args.steady_seconds:.0f}s -> queue max "
           f"{max(depths)} (by quarter {'/'.join(map(str, quarters))}), last {depths[-1]}, "
