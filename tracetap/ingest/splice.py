@@ -168,8 +168,8 @@ def common_prefix(a: bytes, start: int, b: bytes | bytearray, n: int, hint: int 
 
 
 def common_suffix(a: bytes, b: bytes, n: int, hint: int = 0) -> int:
-    """How many of the last `n` bytes of `b` `a` ends with (n ≤ len(a), len(b)), by bisection (one C
-    comparison a step); `hint`, a guess, is tried first (exact: no bisection)."""
+    """How many of the last `n` bytes of `b` `a` ends with (n ≤ len(a), len(b)), by bisection
+    (one C comparison a step); `hint`, a guess, is tried first (exact: no bisection)."""
     end_a, end_b = len(a), len(b)
     with memoryview(b) as view:
         same, differs = 0, n  # a ends with b's last `same` bytes, not with its last `differs`
