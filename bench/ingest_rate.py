@@ -10,6 +10,7 @@ enables, i.e. what `tracetap proxy` runs; `--workers` runs them in worker proces
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -89,8 +90,6 @@ def transforms_and_extensions() -> tuple[list, list]:
 
 def worker_steps() -> object:
     """What each ingest worker builds: the same steps `tracetap proxy` runs."""
-    import functools
-
     from tracetap.proxy.runner import default_steps
 
     return functools.partial(default_steps)
@@ -123,8 +122,10 @@ def main() -> None:
     ensure_schema(engine)
     transforms, extensions = transforms_and_extensions()
     interleave = not args.one_session_at_a_time
-    items = exchanges(args.rounds, same_content=args.same_content, interleave=interleave,
-                      spaced=args.spaced_json)
+    # every burst and the steady phase: the same shape of work, each of its own sessions
+    workload = functools.partial(exchanges, same_content=args.same_content,
+                                 interleave=interleave, spaced=args.spaced_json)
+    items = workload(args.rounds)
     p = Pipeline(engine, tmp / "journal", transforms=transforms, extensions=extensions,
                  workers=args.workers, worker_steps=worker_steps() if args.workers > 1 else None)
     p.start()
@@ -133,8 +134,7 @@ def main() -> None:
     bursts: list[tuple[float, list[float]]] = []
     for k in range(max(1, args.repeat)):
         if k:  # new sessions (seed 1 is the steady phase's)
-            items = exchanges(args.rounds, seed=10 + k, same_content=args.same_content,
-                              interleave=interleave, spaced=args.spaced_json)
+            items = workload(args.rounds, seed=10 + k)
         done = p.stats.rounds_recorded
         cpu0 = cpu_seconds(os.getpid())
         t0 = time.perf_counter()
@@ -153,9 +153,7 @@ def main() -> None:
                   f"{sum(bursts[-1][1]):.2f} ms", flush=True)
     burst, cpu_ms = sorted(bursts)[len(bursts) // 2]  # the median burst (upper, when even)
     # Steady load: submit at a fixed rate and watch the queue.
-    steady = exchanges(int(args.steady_rate * args.steady_seconds), seed=1,
-                       same_content=args.same_content, interleave=interleave,
-                       spaced=args.spaced_json)
+    steady = workload(int(args.steady_rate * args.steady_seconds), seed=1)
     depths: list[int] = []
     start = time.perf_counter()
     for i, ex in enumerate(steady):
