@@ -76,8 +76,12 @@ def test_equals_parsing_the_whole_body(seed: int) -> None:
         value, skipped = parse_resent(raw, PARTS, lines)
         assert _exact(value) == _exact(orjson.loads(raw))
         skipped_any += skipped
-        if skipped:  # the re-sent elements are the earlier objects themselves
-            assert value["messages"][0] is lines[-1].objs["messages"][0]
+        if skipped:  # the re-sent elements are the earlier objects themselves: the first
+            # message's (or the second's, when an edit changed the first), and the system
+            # block after the billing line, which changes every round
+            assert any(value["messages"][i] is m
+                       for line in lines for i, m in enumerate(line.objs["messages"][:2]))
+            assert any(value["system"][1] is line.objs["system"][1] for line in lines)
         lines = (lines + [_line(value)])[-3:]
     assert skipped_any > 40 * MIN_BODY
 
@@ -187,6 +191,8 @@ def test_lines_kept_by_the_interner_join_as_from_scratch(seed: int) -> None:
             assert _exact(value) == _exact(orjson.loads(raw))
             for line in lines:
                 for part in PARTS.values():
+                    # keys taken from an earlier line (after the billing line, too) are exact
+                    assert line.keys[part] == [orjson.dumps(o) for o in line.objs[part]]
                     buf, size, ends = line.joined(part)
                     assert (bytes(buf[:size]), ends) == _fresh_join(line, part)
                     grown += any(buf is b and size > n for b, n in buffers)
@@ -224,3 +230,32 @@ def test_two_lines_continuing_one_never_share_what_they_add() -> None:
     with memoryview(held.joined("messages")[0]):  # exported: it cannot grow
         buf, size, ends = nxt.joined("messages")
     assert (bytes(buf[:size]), ends) == _fresh_join(nxt, "messages")
+
+
+def test_after_a_changed_first_element_only_whole_elements_of_that_array_are_taken() -> None:
+    """The elements after a first one that differs are looked for right after the body's first
+    ","; where that is inside the first element, or further on than the second place, the
+    body is parsed whole."""
+    prompt = {"type": "text", "text": "You are. " * 600}
+    later = {"type": "text", "text": "Then. " * 10}
+    lines = [_line({"system": [{"type": "text", "text": "billing 0"}, prompt, later]})]
+    key = orjson.dumps(prompt).decode()
+    cases = {
+        "billing line changed": [{"type": "text", "text": "billing 1"}, prompt, later],
+        "inside the first": [{"type": "text", "text": "b", "copy": [1, prompt]}, prompt],
+        "in the first's text": [{"type": "text", "text": "," + key}, prompt, later],
+        "third place": [{"type": "text", "text": "b"}, {"type": "text", "text": "c"}, prompt],
+        "only starts alike": [{"type": "text", "text": "b"}, dict(prompt, text=prompt["text"] + "!")],
+        "first only": [{"type": "text", "text": "billing 2"}],
+        "nested system": [{"type": "text", "text": "b", "system": [{"x": 1}, prompt]}],
+    }
+    for name, system in cases.items():
+        body = {"model": "m", "system": system, "messages": [{"role": "user", "content": "hi"}]}
+        value, skipped = parse_resent(_compact(body), PARTS, lines)
+        assert _exact(value) == _exact(body), name
+        taken = [e for e in value["system"] if any(e is o for o in lines[0].objs["system"])]
+        if name == "billing line changed":
+            assert skipped > MIN_BODY and taken == [prompt, later]
+            assert taken[0] is lines[0].objs["system"][1]
+        else:
+            assert not taken, name

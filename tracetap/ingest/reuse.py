@@ -43,7 +43,9 @@ def _keys_reusing(objs: list[Any], lines: Sequence[_Lineage], name: str,
                   ) -> tuple[list[bytes | None], tuple[_Lineage, int] | None]:
     """(`_keys(objs)`, its origin): the serializations of a leading run of objects that a
     line already holds (shared by `Interner` or `parse_resent`) are taken from that line, the
-    origin (line, run length); `first`: the first object's, when the caller has it."""
+    origin (line, run length); so are those of a run after a first object of its own (Claude
+    Code's billing line in `system`), without an origin; `first`: the first object's, when
+    the caller has it."""
     best, best_n = None, 0
     for line in lines:
         n = _leading(list(map(operator.is_, objs, line.objs[name])))
@@ -51,9 +53,12 @@ def _keys_reusing(objs: list[Any], lines: Sequence[_Lineage], name: str,
             best, best_n = line, n
     if best is not None:
         return best.keys[name][:best_n] + _keys(objs[best_n:]), (best, best_n)
-    if first is not None and objs:
-        return first + _keys(objs[1:]), None
-    return _keys(objs), None
+    head = first if first is not None and objs else _keys(objs[:1])
+    for line in lines:
+        n = _leading(list(map(operator.is_, objs[1:], line.objs[name][1:])))
+        if n:
+            return head + line.keys[name][1:1 + n] + _keys(objs[1 + n:]), None
+    return head + _keys(objs[1:]), None
 
 
 def _key(obj: Any) -> bytes | None:

@@ -79,28 +79,30 @@ def parse_resent(body: bytes, parts: Mapping[str, str], lines: Sequence[Line]
     """(a value equal to `loads(body)`, the bytes not parsed): the leading elements of each
     array field in `parts` (body field -> part name) that one of `lines` had, serialized
     exactly as there (orjson's compact form, as JavaScript's JSON.stringify and httpx write
-    it), are those objects.
+    it), are those objects; so are the elements after the first when only the first differs
+    (Claude Code's `system`, whose first block is a billing line that changes every request).
 
     Exact by construction: the cut-out bytes are complete JSON values, each the serialization
     of the object put in its place, and the marker standing for them must come back as the
-    first element of an array, so the array began right before the cut in the body itself.
+    element of an array at the index the cut began at (the first, or the second), so the cut
+    began right after the array's "[" or its first element's "," in the body itself.
     Whenever anything is not so, the whole body is parsed.
     """
     if not lines or len(body) < MIN_BODY or _spaced(body):
         return loads(body), 0
-    cuts: list[tuple[int, int, list[Any]]] = []
+    cuts: list[tuple[int, int, list[Any], int]] = []
     free = [(0, len(body))]  # where no cut is: the other fields are looked for only there
     for field, part in sorted(parts.items(), key=lambda fp: fp[1] != "messages"):
         needle = b'"' + field.encode() + b'":['
         cut = _cut(body, needle, part, lines, free)
         if cut is not None:
             cuts.append(cut)
-    skipped = sum(end - start for start, end, _ in cuts)
+    skipped = sum(end - start for start, end, _, _ in cuts)
     if skipped < MIN_BODY:
         return loads(body), 0
     cuts.sort(key=lambda c: c[0])
     pieces, pos = [], 0
-    for i, (start, end, _) in enumerate(cuts):
+    for i, (start, end, _, _) in enumerate(cuts):
         pieces += [body[pos:start], b'"', _NONCE, b"%d" % i, b'"']
         pos = end
     pieces.append(body[pos:])
@@ -108,7 +110,8 @@ def parse_resent(body: bytes, parts: Mapping[str, str], lines: Sequence[Line]
     if doc.count(_NONCE) != len(cuts):  # the body itself has the marker: never guess
         return loads(body), 0
     value = loads(doc)
-    markers = {(_NONCE + b"%d" % i).decode(): objs for i, (_, _, objs) in enumerate(cuts)}
+    markers = {(_NONCE + b"%d" % i).decode(): (objs, at)
+               for i, (_, _, objs, at) in enumerate(cuts)}
     if value is None or _splice(value, markers, 3) != len(cuts):
         return loads(body), 0
     return value, skipped
@@ -122,24 +125,32 @@ def _spaced(body: bytes) -> bool:
 
 
 def _cut(body: bytes, needle: bytes, part: str, lines: Sequence[Line],
-         free: list[tuple[int, int]]) -> tuple[int, int, list[Any]] | None:
+         free: list[tuple[int, int]]) -> tuple[int, int, list[Any], int] | None:
     """The longest run of a line's leading `part` elements right after an occurrence of
-    `needle` in a free region (the first few occurrences are tried), as (start, end, objects);
-    `free` loses what is cut."""
+    `needle` in a free region (the first few occurrences are tried), or of the elements after
+    its first when the body's first differs (Claude Code's billing line in `system`), as
+    (start, end, objects, index of the first in the array); `free` loses what is cut."""
     tries = 0
     for r, (lo, hi) in enumerate(free):
         at = body.find(needle, lo, hi)
         while at >= 0 and tries < 4:
             tries += 1
             start = at + len(needle)
-            best_end, best_objs = start, []
+            best: tuple[int, int, list[Any], int] = (start, start, [], 0)
             for line in lines:
-                end, n = _leading(body, start, hi, *line.joined(part))
-                if end > best_end:
-                    best_end, best_objs = end, list(line.objs[part][:n])
-            if best_objs:
-                free[r:r + 1] = [(lo, start), (best_end, hi)]
-                return start, best_end, best_objs
+                joined = line.joined(part)
+                end, n = _leading(body, start, hi, *joined)
+                if end - start > best[1] - best[0]:
+                    best = (start, end, list(line.objs[part][:n]), 0)
+                elif not n:
+                    begin = _second(body, start, hi, *joined)
+                    if begin >= 0:
+                        end, n = _leading(body, begin, hi, *joined, skip=1)
+                        if end - begin > best[1] - best[0]:
+                            best = (begin, end, list(line.objs[part][1:1 + n]), 1)
+            if best[2]:
+                free[r:r + 1] = [(lo, best[0]), (best[1], hi)]
+                return best
             at = body.find(needle, start, hi)  # perhaps a nested field of that name
     return None
 
@@ -192,32 +203,55 @@ def common_suffix(a: bytes, b: bytes, n: int, hint: int = 0) -> int:
 
 
 def _leading(body: bytes, start: int, stop: int, joined: bytearray, size: int,
-             ends: list[int]) -> tuple[int, int]:
+             ends: list[int], skip: int = 0) -> tuple[int, int]:
     """(end offset, count) of the longest run of the elements in `joined[:size]` (ending at
-    `ends`) that `body` holds at `start` as complete array elements (each followed by "," or
-    "]") before `stop`, its end before that "," or "]". The common prefix is found by
-    bisection, each step one comparison in C."""
-    if not ends or not body.startswith(joined[:ends[0]], start, stop):
+    `ends`), from element `skip` on, that `body` holds at `start` as complete array elements
+    (each followed by "," or "]") before `stop`, its end before that "," or "]". The common
+    prefix is found by bisection, each step one comparison in C."""
+    if len(ends) <= skip:
+        return start, 0
+    base = ends[skip - 1] + 1 if skip else 0  # where element `skip` starts in joined
+    if not body.startswith(joined[base:ends[skip]], start, stop):
         return start, 0  # not even the first element (Claude Code's billing line in system)
-    same = common_prefix(body, start, joined, min(size, stop - start))
-    n = bisect_right(ends, same)
-    while n:  # the last element must end where the body's does (not 1 of 12, say)
-        end = start + ends[n - 1]
+    with memoryview(joined) as view, view[base:size] as rest:  # released: joined may grow
+        same = common_prefix(body, start, rest, min(size - base, stop - start))
+    n = bisect_right(ends, base + same)
+    while n > skip:  # the last element must end where the body's does (not 1 of 12, say)
+        end = start + ends[n - 1] - base
         if end < stop and body[end:end + 1] in (b",", b"]"):
-            return end, n
+            return end, n - skip
         n -= 1
     return start, 0
 
 
-def _splice(value: Any, markers: dict[str, list[Any]], depth: int) -> int:
-    """Put each marker's objects where the marker is (the first element of an array, within
-    `depth` levels of objects); returns how many markers were found."""
+def _second(body: bytes, start: int, stop: int, joined: bytearray, size: int,
+            ends: list[int]) -> int:
+    """Where the body's array, begun at `start` with a first element other than the one in
+    `joined`, may go on with the second element there: right after the first "," followed by
+    that element's first bytes within reach of `start` (-1: none). A guess; `parse_resent`'s
+    marker proves it or the body is parsed whole."""
+    if len(ends) < 2:
+        return -1
+    first = ends[0] + 1
+    probe = b"," + joined[first:min(ends[1], first + 64)]
+    at = body.find(probe, start, min(stop, start + 4096 + 2 * first))
+    return at + 1 if at >= 0 else -1
+
+
+def _splice(value: Any, markers: dict[str, tuple[list[Any], int]], depth: int) -> int:
+    """Put each marker's objects where the marker is: the element of an array (within `depth`
+    levels of objects) at the index its cut began at (the first, or the second after a first
+    element of the body's own); returns how many markers were found."""
     done = 0
     if isinstance(value, dict):
         for v in value.values():
-            if isinstance(v, list) and v and isinstance(v[0], str) and v[0] in markers:
-                v[0:1] = markers.pop(v[0])
-                done += 1
+            if isinstance(v, list):
+                for at in (0, 1):
+                    m = v[at] if len(v) > at else None
+                    if isinstance(m, str) and m in markers and markers[m][1] == at:
+                        v[at:at + 1] = markers.pop(m)[0]
+                        done += 1
+                        break
             elif depth > 1 and isinstance(v, dict):
                 done += _splice(v, markers, depth - 1)
             if not markers:
