@@ -18,7 +18,7 @@ from tracetap.proxy.adapters import by_name
 from tracetap.proxy.decoding import decode_body
 from tracetap.proxy.frames import frame_exchange
 from tracetap.storage.content import canonical, digest
-from tracetap.storage.writer import BLOB_REF, PREFIX_REF
+from tracetap.storage.writer import BLOB_REF, PREFIX_REF, is_prefix_ref
 from tracetap.tokens.enrich import CHAIN
 
 __all__ = ["CREDENTIAL_HEADERS", "SESSION_HEADERS", "Normalizer", "Transform",
@@ -56,7 +56,8 @@ def drop_credentials(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]
 
 
 class Normalizer:
-    """Turns exchanges into records `{"t": "round", "r": round dict, "h": element hashes}` or
+    """Turns exchanges into records `{"t": "round", "r": round dict, "h": element hashes (of
+    the messages after a leading "$prefix" only)}` or
     `{"t": "side", "s": side record}`, keeping a few rounds of each session to reuse work.
 
     With `resent_refs`, an element the session re-sent (the very object of a record this
@@ -179,8 +180,11 @@ class Normalizer:
     def _with_hashes(self, r: dict[str, Any]) -> dict[str, Any]:
         session = (r["provider"], r["agent_session_id"])
         hashes: dict[str, Any] = {"system": None, "tools": None}
-        hashes["messages"], r["messages"] = self._content_hashes(
+        message_hashes, r["messages"] = self._content_hashes(
             "messages", session, r["messages"], r["uid"])
+        head = r["messages"][:1]  # the pipeline needs the hashes after a "$prefix" only
+        hashes["messages"] = message_hashes[head[0][PREFIX_REF][1]:] \
+            if head and is_prefix_ref(head[0]) else message_hashes
         if isinstance(r["system"], list):
             hashes["system"], r["system"] = self._content_hashes("system", session, r["system"])
         if r["tools"]:

@@ -20,8 +20,14 @@ from tracetap.ingest.normalize import CREDENTIAL_HEADERS, Normalizer, Transform,
 from tracetap.ingest.shards import Shards, defer_global
 from tracetap.model import Exchange, Round
 from tracetap.storage.journal import Journal
-from tracetap.storage.writer import (BLOB_REF, PREFIX_REF, SideRecord, Writer, WriterExtension,
-                                     is_blob_ref, is_prefix_ref)
+from tracetap.storage.writer import (
+    BLOB_REF,
+    SideRecord,
+    Writer,
+    WriterExtension,
+    is_blob_ref,
+    is_prefix_ref,
+)
 from tracetap.tokens.enrich import CHAIN, GlobalReuse
 
 __all__ = ["CREDENTIAL_HEADERS", "Pipeline", "PipelineStats", "Transform", "drop_credentials"]
@@ -297,11 +303,10 @@ class Pipeline:
             return obj
 
         journaled = self._journaled  # the common case inline: re-sent, journaled already
-        messages, message_hashes = r["messages"], hashes["messages"]
+        messages, message_hashes = r["messages"], hashes["messages"]  # after a "$prefix"
         head = []
         if messages and is_prefix_ref(messages[0]):  # an earlier round's messages, journaled
             head, messages = messages[:1], messages[1:]
-            message_hashes = message_hashes[head[0][PREFIX_REF][1]:]
         r["messages"] = head + [{BLOB_REF: h} if h in journaled else ref(obj, h)
                                 for obj, h in zip(messages, message_hashes)]
         if isinstance(r["system"], list):
