@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import zstandard
 
 from tests.storage.rounds import claude_session
 from tracetap.ingest.pipeline import Pipeline
 from tracetap.model import Exchange, StreamEvent
+from tracetap.storage import journal as journal_module
 from tracetap.storage import models as m
 from tracetap.storage.db import ensure_schema, make_engine
 from tracetap.storage.journal import Journal, JournalLockedError
@@ -33,16 +35,57 @@ def test_append_pending_commit(tmp_path: Path) -> None:
 
 
 def test_torn_tail_is_dropped(tmp_path: Path) -> None:
+    """An append is one frame: torn by a crash before its fsync, it is dropped whole (it was
+    never durable); the appends before it are intact and later ones readable."""
     j = Journal(tmp_path)
-    j.append([{"n": 1}, {"n": 2}])
+    j.append([{"n": 1}])
+    j.append([{"n": 2}, {"n": 3}])
     j.close()
     path = tmp_path / "journal.bin"
     path.write_bytes(path.read_bytes()[:-3])  # killed in the middle of the last write
     j2 = Journal(tmp_path)
     assert [r["n"] for batch in j2.pending() for r in batch] == [1]
-    j2.append([{"n": 3}])
-    assert [r["n"] for batch in j2.pending() for r in batch] == [1, 3]
+    j2.append([{"n": 4}])
+    assert [r["n"] for batch in j2.pending() for r in batch] == [1, 4]
     j2.close()
+
+
+def test_a_big_append_spans_frames_and_tears_from_the_frame_torn(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal_module, "FRAME_BYTES", 100)
+    j = Journal(tmp_path)
+    j.append([{"n": i, "text": "x" * 40} for i in range(6)])  # 2 records a frame
+    j.close()
+    path = tmp_path / "journal.bin"
+    raw = path.read_bytes()
+    frames = []
+    pos = 0
+    while pos < len(raw):
+        size = int.from_bytes(raw[pos:pos + 4], "big")
+        frames.append(raw[pos:pos + 4 + size])
+        pos += 4 + size
+    assert len(frames) == 3
+    # the last frame complete in length but not zstd (a crash left zeros): cut, with it
+    path.write_bytes(b"".join(frames[:2]) + frames[2][:4] + bytes(len(frames[2]) - 4))
+    j2 = Journal(tmp_path)
+    assert [r["n"] for batch in j2.pending() for r in batch] == [0, 1, 2, 3]
+    j2.append([{"n": 9}])
+    assert [r["n"] for batch in j2.pending() for r in batch] == [0, 1, 2, 3, 9]
+    j2.close()
+
+
+def test_a_journal_of_one_record_a_frame_is_replayed(tmp_path: Path) -> None:
+    """Journals written before 2026-12-02 hold one record per frame."""
+    frames = b""
+    for rec in ({"n": 1}, {"n": 2, "text": "line\nbreak"}):
+        data = zstandard.ZstdCompressor(level=1).compress(json.dumps(rec).encode())
+        frames += len(data).to_bytes(4, "big") + data
+    (tmp_path / "journal.bin").write_bytes(frames)
+    j = Journal(tmp_path)
+    j.recover()
+    assert [r for batch in j.pending() for r in batch] == [
+        {"n": 1}, {"n": 2, "text": "line\nbreak"}]
+    j.close()
 
 
 def test_one_process_per_journal(tmp_path: Path) -> None:

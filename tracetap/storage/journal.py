@@ -1,6 +1,7 @@
 """Write-ahead journal: records reach disk before the database, and are replayed after a crash.
 
-Length-prefixed zstd JSON records in one file; a checkpoint file holds the committed offset.
+Length-prefixed zstd frames of JSON records in one file; a checkpoint file holds the committed
+offset.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tracetap.storage.content import dumps, loads
 __all__ = ["Journal", "JournalLockedError"]
 
 _HEADER = struct.Struct(">I")
+FRAME_BYTES = 16 * 1024 * 1024  # of JSON per frame at most (one record may be bigger)
 _ZC = zstandard.ZstdCompressor(level=1)
 _ZD = zstandard.ZstdDecompressor()
 
@@ -81,13 +83,23 @@ class Journal:
         return self._end == self._committed
 
     def append(self, records: list[dict[str, Any]]) -> None:
+        """Write the records and fsync: one zstd frame of JSON lines (JSON never holds a raw
+        newline) per `FRAME_BYTES` of them, each length-prefixed. A frame is read back whole
+        or not at all, so an append torn by a crash is dropped from the first frame it tore."""
         if not records:
             return
         buf = bytearray()
-        for rec in records:
-            data = _ZC.compress(dumps(rec))
-            buf += _HEADER.pack(len(data))
-            buf += data
+        lines: list[bytes] = []
+        size = 0
+        for i, rec in enumerate(records):
+            line = dumps(rec)
+            lines.append(line)
+            size += len(line) + 1
+            if size >= FRAME_BYTES or i == len(records) - 1:
+                data = _ZC.compress(b"\n".join(lines))
+                buf += _HEADER.pack(len(data))
+                buf += data
+                lines, size = [], 0
         self._fh.write(buf)
         self._fh.flush()
         os.fsync(self._fh.fileno())
@@ -127,11 +139,11 @@ class Journal:
                 data = fh.read(size)
                 if len(data) < size:
                     break
-                pos += _HEADER.size + size
-                try:
-                    out.append(loads(_ZD.decompress(data)))
+                try:  # a frame of JSON lines (before 2026-12-02: one record a frame)
+                    out.extend([loads(line) for line in _ZD.decompress(data).split(b"\n")])
                 except (zstandard.ZstdError, ValueError):
                     break
+                pos += _HEADER.size + size
                 if len(out) >= batch:
                     yield out
                     out = []
