@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import struct
 from array import array
 from collections import OrderedDict
 from typing import Any
@@ -18,7 +19,15 @@ from tracetap.ingest.reuse import Interner
 from tracetap.model import Round
 from tracetap.proxy.adapters import by_name
 from tracetap.proxy.frames import frame_exchange
-from tracetap.tokens.enrich import TokenEnricher, _element_text, block_hashes, prompt_parts
+from tracetap.tokens.enrich import (
+    CHAIN,
+    GlobalReuse,
+    TokenEnricher,
+    _element_text,
+    _Hashes,
+    block_hashes,
+    prompt_parts,
+)
 from tracetap.tokens.index import BlockIndex
 from tracetap.tokens.tokenizer import get_tokenizer
 
@@ -174,3 +183,29 @@ def test_block_index_keeps_what_was_used_within_half_its_limit() -> None:
             assert len(index) <= limit + 2 * widest
         evicted += len({h for p in prompts for h in p}) > len(index)
     assert evicted >= 20  # the limits chosen do make it evict
+
+
+def test_global_reuse_reads_chains_as_their_hashes_would_answer() -> None:
+    """GlobalReuse reads a chain's hashes as integers unpacked on access: the same answers,
+    evicting too, as the list of all of them; and the view reads as that list does."""
+    rng = random.Random(11)
+    prompts = _chained_prompts(rng, 400)
+    limit = 3 * max(map(len, prompts))  # small enough to turn over
+    lazy, ref = GlobalReuse(limit), BlockIndex(limit)
+    for r, hashes in enumerate(prompts):
+        chain = b"".join(hashes)
+        info = {CHAIN: chain}
+        lazy(info, f"u{r}")
+        ints = list(struct.unpack(f"<{len(hashes)}Q", chain))
+        assert (info["reuse_any_blocks"], info["reuse_any_uid"]) == ref.reuse(ints, f"u{r}")
+        view = _Hashes(chain)
+        assert len(view) == len(ints) and list(view) == ints
+        for s in (slice(None), slice(2, 5), slice(-3, None), slice(5, 2), slice(1, None, 2)):
+            assert view[s] == ints[s]
+        for i in (0, -1, len(ints) - 1, len(ints), -len(ints) - 1):
+            if -len(ints) <= i < len(ints):
+                assert view[i] == ints[i]
+            else:
+                with pytest.raises(IndexError):
+                    view[i]
+    assert len(lazy.index) < len({h for p in prompts for h in p})  # it did evict

@@ -13,9 +13,10 @@ import struct
 import time
 from array import array
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, overload
 
 from tracetap.model import Round
 from tracetap.storage.content import canonical, digest
@@ -423,11 +424,45 @@ class GlobalReuse:
 
     def __call__(self, info: dict[str, Any], uid: str) -> None:
         chain = info.pop(CHAIN)
-        # 8-byte hashes as integers: one C call to split, cheaper keys (same answers)
-        hashes = list(struct.unpack(f"<{len(chain) // HASH_BYTES}Q", chain)) \
-            if HASH_BYTES == 8 else [chain[i:i + HASH_BYTES]
-                                     for i in range(0, len(chain), HASH_BYTES)]
+        hashes: Sequence[Any] = _Hashes(chain) if HASH_BYTES == 8 else [
+            chain[i:i + HASH_BYTES] for i in range(0, len(chain), HASH_BYTES)]
         info["reuse_any_blocks"], info["reuse_any_uid"] = self.index.reuse(hashes, uid)
+
+
+class _Hashes(Sequence[int]):
+    """A chain's 8-byte block hashes as integers (cheaper keys, same answers), unpacked when
+    read: of a round's hundreds of blocks, the index reads a few to find the known prefix,
+    and the new ones."""
+
+    __slots__ = ("_chain", "_n")
+
+    def __init__(self, chain: bytes) -> None:
+        self._chain = chain
+        self._n = len(chain) // HASH_BYTES
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, i: int) -> int: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[int]: ...
+
+    def __getitem__(self, i: int | slice) -> int | list[int]:
+        if isinstance(i, slice):
+            start, stop, step = i.indices(self._n)
+            if step != 1:
+                return self[start:stop][::step]
+            return list(struct.unpack_from(f"<{max(0, stop - start)}Q", self._chain,
+                                           start * HASH_BYTES))
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError("block index out of range")
+        return _U64.unpack_from(self._chain, i * HASH_BYTES)[0]
+
+
+_U64 = struct.Struct("<Q")
 
 
 def _common(a: list[bytes], b: list[bytes]) -> int:

@@ -37,8 +37,8 @@ class BlockIndex:
         """(leading blocks already known, the uid that first had the last of them); keeps
         those in the young generation and records the rest as first seen in `uid`."""
         young, old = self._young, self._old
-        n = _leading(hashes, lambda h: h in young or h in old)
-        y = _leading(hashes[:n], young.__contains__)
+        n = _leading(hashes, lambda h: h in young or h in old, len(hashes))
+        y = _leading(hashes, young.__contains__, n)
         first = [young.get(h) or old.get(h) or uid for h in hashes[y:n]]
         any_uid = (first[-1] if y < n else young[hashes[n - 1]]) if n else None
         if len(young) + len(hashes) - y > self.limit // 2:  # turn over: young becomes old
@@ -50,9 +50,10 @@ class BlockIndex:
         return n, any_uid
 
 
-def _leading(hashes: Sequence[Hashable], known: object) -> int:
-    """How many leading hashes are `known`, by bisection (the known ones form a prefix)."""
-    lo, hi = 0, len(hashes)
+def _leading(hashes: Sequence[Hashable], known: object, hi: int) -> int:
+    """How many of the first `hi` hashes are `known`, by bisection (the known ones form a
+    prefix)."""
+    lo = 0
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if known(hashes[mid - 1]):  # type: ignore[operator]
