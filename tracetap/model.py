@@ -218,10 +218,29 @@ class Round:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Round:
         data = dict(data)
-        data["usage"] = Usage(**data.get("usage") or {})
-        data["inputs"] = [InputEvent(**e) for e in data.get("inputs") or []]
-        data["outputs"] = [OutputEvent(**e) for e in data.get("outputs") or []]
-        data["tool_calls"] = [ToolCall(**t) for t in data.get("tool_calls") or []]
+        data["usage"] = _build(Usage, data.get("usage") or {})
+        data["inputs"] = [_build(InputEvent, e) for e in data.get("inputs") or []]
+        data["outputs"] = [_build(OutputEvent, e) for e in data.get("outputs") or []]
+        data["tool_calls"] = [_build(ToolCall, t) for t in data.get("tool_calls") or []]
         data["request_headers"] = [tuple(h) for h in data.get("request_headers") or []]
         data["stream_timeline"] = [tuple(t) for t in data.get("stream_timeline") or []]
-        return cls(**data)
+        return _build(cls, data)
+
+
+def _build(cls: Any, data: dict[str, Any]) -> Any:
+    """`cls(**data)`, but positional when `data` names every field: the keys of a dict that
+    was unpickled or parsed are not the interned names of the parameters, so matching them as
+    keywords compares strings (16 µs for a Round). Missing fields (a record journaled by an
+    earlier version) get their defaults; an unknown one raises TypeError, as `cls(**data)`."""
+    if len(data) == len(cls.__slots__):
+        try:
+            return cls(*_item_getter(cls)(data))
+        except KeyError:  # as many keys, not the same ones
+            pass
+    return cls(**data)
+
+
+@functools.cache
+def _item_getter(cls: type) -> Any:
+    names = cls.__slots__
+    return operator.itemgetter(*names) if len(names) > 1 else lambda d: (d[names[0]],)
