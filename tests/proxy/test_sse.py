@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -55,3 +56,38 @@ def test_events_are_returned_as_soon_as_complete() -> None:
     parser = SSEParser()
     assert parser.feed(b"event: a\ndata: 1\n") == []
     assert parser.feed(b"\n") == [("a", "1")]
+
+
+def _reference(stream: bytes) -> list[tuple[str, str]]:
+    """The spec applied to the whole stream at once, line by line."""
+    events, event, data = [], None, []
+    for raw in re.split(rb"\r\n|\r|\n", stream) + [b""]:
+        line = raw.decode("utf-8", "replace")
+        if not line:
+            if data or event is not None:
+                events.append((event or "message", "\n".join(data)))
+            event, data = None, []
+        elif not line.startswith(":"):
+            name, sep, value = line.partition(":")
+            value = value[1:] if sep and value.startswith(" ") else value
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                event = value
+    return events
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_lf_streams_split_anywhere_frame_as_the_spec_says(seed: int) -> None:
+    """Streams whose lines end in LF alone (as the model APIs send them) are framed a chunk's
+    complete lines at once: the same events, whatever the splits, with UTF-8 sequences split
+    across chunks, invalid bytes, comments, several data lines and fields without a colon."""
+    rng = random.Random(seed)
+    pieces = [b"event: content_block_delta\ndata: {\"text\":\"\xc3\xa9t\xc3\xa9 \xe2\x9c\x93\"}\n\n",
+              b": ping\n\n", b"data: a\ndata:b\ndata\n\n", b"event: x\n\n", b"event\n\n",
+              b"data: \xff\xfe broken \xe2\x82\n\n", b"id: 3\nretry: 9\ndata: {}\n\n",
+              b"data:  two spaces\n\n", b"\n\n", b"event: last\ndata: no blank line"]
+    stream = b"".join(rng.choice(pieces) for _ in range(30))
+    cuts = sorted(rng.sample(range(1, len(stream)), 25))
+    chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)])]
+    assert _run(chunks) == _reference(stream) == _run([stream])

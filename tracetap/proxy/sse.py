@@ -34,6 +34,15 @@ class SSEParser:
         self._pending_cr = chunk[-1:] == b"\r"
         buf = self._buf
         buf += chunk
+        if b"\r" not in buf:  # lines end in LF alone, as the model APIs send them
+            last = buf.rfind(b"\n")
+            if last >= 0:
+                # the complete lines at once: no LF is inside a UTF-8 sequence, so decoding
+                # them together replaces what decoding each would
+                lines = buf[:last].decode("utf-8", "replace").split("\n")
+                del buf[:last + 1]
+                self._lines(lines, out)
+            return out
         start = 0
         n = len(buf)
         while start < n:
@@ -60,6 +69,27 @@ class SSEParser:
             self._buf.clear()
         self._line(b"", out)
         return out
+
+    def _lines(self, lines: list[str], out: list[tuple[str, str]]) -> None:
+        """`_line` for each of `lines`, decoded already (inlined: a stream has three lines an
+        event, an agent's response hundreds of events)."""
+        event, data = self._event, self._data
+        for line in lines:
+            if not line:
+                if data or event is not None:
+                    out.append((event or "message", "\n".join(data)))
+                event, data = None, []
+                continue
+            name, sep, value = line.partition(":")
+            if not name:  # a comment
+                continue
+            if sep and value.startswith(" "):
+                value = value[1:]
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                event = value
+        self._event, self._data = event, data
 
     def _line(self, raw: bytes, out: list[tuple[str, str]]) -> None:
         if not raw:
