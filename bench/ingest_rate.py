@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -47,15 +49,64 @@ def wire_json(body: dict, *, spaced: bool = False) -> bytes:
     return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+# What Claude Code sends with every request, and what the API answers with (WIRE_NOTES.md).
+REQUEST_HEADERS = [
+    ("Accept", "application/json"), ("Content-Type", "application/json"),
+    ("User-Agent", "claude-cli/2.1.328 (external, sdk-cli)"),
+    ("X-Stainless-Arch", "x64"), ("X-Stainless-Lang", "js"), ("X-Stainless-OS", "Linux"),
+    ("X-Stainless-Package-Version", "0.128.0"), ("X-Stainless-Runtime", "node"),
+    ("X-Stainless-Runtime-Version", "v26.12.1"), ("X-Stainless-Retry-Count", "0"),
+    ("X-Stainless-Timeout", "600"),
+    ("anthropic-beta", ("claude-code-20250219,interleaved-thinking-2025-05-14,"
+                        "context-management-2025-06-27,fine-grained-tool-streaming-2025-05-14")),
+    ("anthropic-dangerous-direct-browser-access", "true"), ("anthropic-version", "2023-06-01"),
+    ("x-api-key", "sk-ant-api03-bench-not-a-key"), ("x-app", "cli"),
+    ("Connection", "keep-alive"), ("Accept-Encoding", "gzip, deflate, br, zstd"),
+]
+RESPONSE_HEADERS = [
+    ("date", "Tue, 01 Dec 2026 12:00:00 GMT"),
+    ("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache"),
+    ("request-id", "req_011CBench"), ("anthropic-organization-id", "00000000-bench"),
+    ("via", "1.1 google"), ("server", "cloudflare"),
+]
+
+
+def streamed(events: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The events as the API streams them: a `ping` after the first block starts, text one
+    word a delta, tool input as an empty delta then three pieces (WIRE_NOTES.md)."""
+    out: list[tuple[str, dict]] = []
+    for name, data in events:
+        delta = data.get("delta", {}) if name == "content_block_delta" else {}
+        if delta.get("type") == "text_delta":
+            words = re.findall(r"\s*\S+\s*", delta["text"]) or [delta["text"]]
+            out += [(name, dict(data, delta={"type": "text_delta", "text": w})) for w in words]
+        elif delta.get("type") == "input_json_delta":
+            js = delta["partial_json"]
+            cuts = [0, 0, len(js) // 3, 2 * len(js) // 3, len(js)]
+            out += [(name, dict(data, delta={"type": "input_json_delta",
+                                             "partial_json": js[a:b]}))
+                    for a, b in itertools.pairwise(cuts)]
+        else:
+            out.append((name, data))
+        if name == "content_block_start" and data.get("index") == 0:
+            out.append(("ping", {"type": "ping"}))
+    return out
+
+
 def exchanges(n: int, sessions: int = 20, *, seed: int = 0, prefix: str = "",
               same_content: bool = False, interleave: bool = True,
-              spaced: bool = False) -> list[Exchange]:
+              spaced: bool = False, pre_framed: bool = False) -> list[Exchange]:
     """`sessions` concurrent agent sessions of n/sessions rounds each, their rounds interleaved
     in time (round i of every session, then round i+1), every one with its own content (no
     session's new text was seen in another: tokenizer and scrubber caches help as in real use).
+    Each exchange is what the proxy captures: Claude Code's request headers, the API's
+    response headers, and the response as the raw SSE chunks that arrived, one per event
+    (text a word at a time), framed off the proxy's hot path as in real use.
     `same_content`: every session re-sends one template (the figures before 2026-11-25);
     `interleave=False`: one session after the other (the figures before 2026-12-01);
-    `spaced`: bodies as Python's json.dumps writes them (see `wire_json`)."""
+    `spaced`: bodies as Python's json.dumps writes them (see `wire_json`);
+    `pre_framed`: one session header, no response headers, the response as nine events
+    framed already (the figures before 2026-12-02)."""
     per = max(1, n // sessions)
     by_session: list[list[Exchange]] = []
     t = time.time()
@@ -66,15 +117,27 @@ def exchanges(n: int, sessions: int = 20, *, seed: int = 0, prefix: str = "",
         for i, (body, events) in enumerate(content):
             sid = f"{prefix}s{seed}-{s}"
             body = dict(body, metadata={"user_id": json.dumps({"session_id": sid})})
-            headers = [("x-claude-code-session-id", sid)]  # as Claude Code sends it
-            evs = [StreamEvent(t + i + k * 0.01, name, json.dumps(d))
-                   for k, (name, d) in enumerate(events)]
-            out.append(Exchange(
+            session_header = ("X-Claude-Code-Session-Id", sid)  # as Claude Code sends it
+            ex = Exchange(
                 uid=f"{prefix}ingest-{seed}-{s}-{i}-{time.time_ns()}", api="anthropic_messages",
                 transport="sse", method="POST", scheme="https", host="api.anthropic.com",
-                path="/v1/messages", request_headers=headers,
+                path="/v1/messages", request_headers=[session_header],
                 request_body=wire_json(body, spaced=spaced),
-                request_at=t + i, status=200, end_at=t + i + 1, events=evs))
+                request_at=t + i, status=200, end_at=t + i + 1)
+            if pre_framed:
+                ex.events = [StreamEvent(t + i + k * 0.01, name, json.dumps(d))
+                             for k, (name, d) in enumerate(events)]
+            else:
+                ex.request_headers = [*REQUEST_HEADERS[:3], session_header,
+                                      *REQUEST_HEADERS[3:]]
+                ex.response_headers = list(RESPONSE_HEADERS)
+                ex.upstream_first_byte_at = t + i + 0.3
+                ex.wire_chunks = [
+                    (t + i + 0.3 + k * 0.02, f"event: {name}\ndata: "
+                     f"{json.dumps(d, separators=(',', ':'))}\n\n".encode())
+                    for k, (name, d) in enumerate(streamed(events))]
+                ex.response_bytes = sum(len(c) for _, c in ex.wire_chunks)
+            out.append(ex)
     if not interleave:
         return [ex for rounds in by_session for ex in rounds][:n]
     return [ex for rounds in zip(*by_session) for ex in rounds][:n]
@@ -107,6 +170,10 @@ def main() -> None:
     ap.add_argument("--spaced-json", action="store_true",
                     help="request bodies as Python's json.dumps writes them, with spaces (no "
                          "agent sends that; the figures before 2026-12-01)")
+    ap.add_argument("--pre-framed", action="store_true",
+                    help="exchanges without the headers agents and the API send, their "
+                         "responses as nine events framed already (the figures before "
+                         "2026-12-02)")
     ap.add_argument("--workers", type=int, default=1,
                     help="ingest worker processes (`tracetap proxy --ingest-workers`)")
     ap.add_argument("--repeat", type=int, default=1,
@@ -124,7 +191,8 @@ def main() -> None:
     interleave = not args.one_session_at_a_time
     # every burst and the steady phase: the same shape of work, each of its own sessions
     workload = functools.partial(exchanges, same_content=args.same_content,
-                                 interleave=interleave, spaced=args.spaced_json)
+                                 interleave=interleave, spaced=args.spaced_json,
+                                 pre_framed=args.pre_framed)
     items = workload(args.rounds)
     p = Pipeline(engine, tmp / "journal", transforms=transforms, extensions=extensions,
                  workers=args.workers, worker_steps=worker_steps() if args.workers > 1 else None)
@@ -175,6 +243,7 @@ def main() -> None:
               "steady_queue_max_by_quarter": quarters, "steady_drain_s": drain,
               "same_content": args.same_content, "workers": args.workers,
               "interleaved": interleave, "spaced_json": args.spaced_json,
+              "pre_framed": args.pre_framed,
               "burst_cpu_ms_per_round": {"pipeline": cpu_ms[0], "workers": cpu_ms[1]},
               "bursts": [{"rounds_per_s": r, "cpu_ms_per_round": {"pipeline": c[0],
                                                                   "workers": c[1]}}
