@@ -1,6 +1,7 @@
 """Incremental Server-Sent Events framing over arbitrary byte chunks.
 
-Feeds on the proxy's hot path: it only splits events; JSON decoding happens later, off the path.
+Runs in the ingest step on the chunks the proxy kept (tracetap.proxy.frames), off its hot path;
+it only splits events, the adapters decode their JSON.
 """
 
 from __future__ import annotations
