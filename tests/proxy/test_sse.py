@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tracetap.proxy.sse import SSEParser
+from tracetap.proxy.sse import SSEParser, frame_whole
 
 STREAM = (
     b"event: message_start\r\ndata: {\"a\":1}\r\n\r\n"
@@ -91,3 +91,28 @@ def test_lf_streams_split_anywhere_frame_as_the_spec_says(seed: int) -> None:
     cuts = sorted(rng.sample(range(1, len(stream)), 25))
     chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)])]
     assert _run(chunks) == _reference(stream) == _run([stream])
+
+
+def _chunk_by_chunk(chunks: list[tuple[float, bytes]]) -> list[tuple[float, str, str]]:
+    parser, out = SSEParser(), []
+    for at, chunk in chunks:
+        out += [(at, name, data) for name, data in parser.feed(chunk)]
+    return out + [(chunks[-1][0], name, data) for name, data in parser.flush()]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_whole_stream_frames_as_chunk_by_chunk_with_the_same_times(seed: int) -> None:
+    """frame_whole gives every event, with the arrival of the chunk that completed it, as
+    feeding the chunks one by one does; with a CR in the stream it leaves it to the parser."""
+    rng = random.Random(seed)
+    pieces = [b"event: content_block_delta\ndata: {\"text\":\"\xc3\xa9t\xc3\xa9 \xe2\x9c\x93\"}\n\n",
+              b": ping\n\n", b"data: a\ndata:b\ndata\n\n", b"event: x\n\n", b"event\n\n",
+              b"data: \xff\xfe broken \xe2\x82\n\n", b"id: 3\ndata: {}\n\n", b"\n",
+              b"event: last\ndata: no blank line", b"data: 1\n"]
+    stream = b"".join(rng.choice(pieces) for _ in range(30))
+    cuts = sorted(rng.sample(range(1, len(stream)), 25))
+    chunks = [(float(i), stream[a:b]) for i, (a, b) in
+              enumerate(zip([0, *cuts], [*cuts, len(stream)]))]
+    assert frame_whole(chunks) == _chunk_by_chunk(chunks)
+    assert [(n, d) for _, n, d in frame_whole(chunks)] == _reference(stream)
+    assert frame_whole([(0.0, b"data: 1\r\n\r\n")]) is None

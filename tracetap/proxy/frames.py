@@ -6,9 +6,11 @@ An SSE event is timestamped with the arrival of the chunk that completed it.
 
 from __future__ import annotations
 
+from itertools import starmap
+
 from tracetap.model import Exchange, StreamEvent
 from tracetap.proxy.decoding import decompressor
-from tracetap.proxy.sse import SSEParser
+from tracetap.proxy.sse import SSEParser, frame_whole
 
 __all__ = ["DEFAULT_MAX_BODY", "frame_exchange"]
 
@@ -34,8 +36,20 @@ def frame_exchange(ex: Exchange, max_body: int | None = None) -> None:
         ex.error = ex.error or f"unsupported response content-encoding {encoding!r}"
         return
     parser = SSEParser() if ex.transport == "sse" else None
-    body = bytearray()
     kept = 0
+    whole = frame_whole(chunks) if parser is not None and decoder is None else None
+    if whole is not None:  # the common case at once (see frame_whole)
+        if sum(len(payload) + 64 for _, _, payload in whole) <= max_body:  # none cut below
+            ex.events += starmap(StreamEvent, whole)
+            return
+        for at, name, payload in whole:
+            if kept + len(payload) > max_body:
+                ex.truncated = True
+                continue
+            kept += len(payload) + 64
+            ex.events.append(StreamEvent(at, name, payload))
+        return
+    body = bytearray()
     last_at = chunks[-1][0]
     for at, chunk in chunks + [(last_at, b"")]:
         try:

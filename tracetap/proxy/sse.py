@@ -6,7 +6,11 @@ it only splits events, the adapters decode their JSON.
 
 from __future__ import annotations
 
-__all__ = ["SSEParser"]
+from bisect import bisect_right
+from collections.abc import Sequence
+from itertools import accumulate
+
+__all__ = ["SSEParser", "frame_whole"]
 
 
 class SSEParser:
@@ -109,3 +113,40 @@ class SSEParser:
             self._data.append(value)
         elif name == "event":
             self._event = value
+
+
+def frame_whole(chunks: Sequence[tuple[float, bytes]]) -> list[tuple[float, str, str]] | None:
+    """The events of a whole stream at once, as `SSEParser` fed the chunks one by one (then
+    flushed) gives them, each with the arrival time of the chunk that completed it; None when
+    a CR is in the stream (feed it chunk by chunk). One pass over the lines, not one call per
+    chunk: an agent's response arrives in hundreds of chunks."""
+    raw = b"".join([c for _, c in chunks])
+    if b"\r" in raw or not chunks:
+        return None
+    ends = list(accumulate(len(c) for _, c in chunks))  # where each chunk ends in `raw`
+    out: list[tuple[float, str, str]] = []
+    event: str | None = None
+    data: list[str] = []
+    lines = raw.split(b"\n")
+    pos = 0  # where the line starts in `raw`
+    for i, line in enumerate(lines):
+        final = i == len(lines) - 1  # no LF after it: the end of the stream completes it
+        if line:
+            name, sep, value = line.decode("utf-8", "replace").partition(":")
+            if name:  # else a comment
+                if sep and value.startswith(" "):
+                    value = value[1:]
+                if name == "data":
+                    data.append(value)
+                elif name == "event":
+                    event = value
+            pos += len(line)
+            if not final:
+                pos += 1
+                continue
+        if data or event is not None:  # a blank line, or the end of the stream
+            at = chunks[-1][0] if final else chunks[bisect_right(ends, pos)][0]
+            out.append((at, event or "message", "\n".join(data)))
+        event, data = None, []
+        pos += 1
+    return out
