@@ -76,43 +76,37 @@ class SSEParser:
         return out
 
     def _lines(self, lines: list[str], out: list[tuple[str, str]]) -> None:
-        """`_line` for each of `lines`, decoded already (inlined: a stream has three lines an
-        event, an agent's response hundreds of events)."""
-        event, data = self._event, self._data
-        for line in lines:
-            if not line:
-                if data or event is not None:
-                    out.append((event or "message", "\n".join(data)))
-                event, data = None, []
-                continue
-            name, sep, value = line.partition(":")
-            if not name:  # a comment
-                continue
-            if sep and value.startswith(" "):
-                value = value[1:]
-            if name == "data":
-                data.append(value)
-            elif name == "event":
-                event = value
-        self._event, self._data = event, data
+        """`_line` for each of `lines`, decoded already."""
+        events, self._event, self._data = _dispatch(lines, self._event, self._data)
+        out += [(name, data) for _, name, data in events]
 
     def _line(self, raw: bytes, out: list[tuple[str, str]]) -> None:
-        if not raw:
-            if self._data or self._event is not None:
-                out.append((self._event or "message", "\n".join(self._data)))
-            self._event = None
-            self._data = []
-            return
-        line = raw.decode("utf-8", "replace")
-        if line.startswith(":"):
-            return
+        self._lines([raw.decode("utf-8", "replace")], out)
+
+
+def _dispatch(lines: list[str], event: str | None, data: list[str]
+              ) -> tuple[list[tuple[int, str, str]], str | None, list[str]]:
+    """The events `lines` complete by the SSE rules, each as (the index of the blank line that
+    completes it, its name, its data), and the event still open after them (its name and data
+    lines so far, given as `event` and `data` for the lines before). One loop for a chunk's or a
+    stream's lines: an event is three lines, an agent's response hundreds of events."""
+    out: list[tuple[int, str, str]] = []
+    for i, line in enumerate(lines):
+        if not line:
+            if data or event is not None:
+                out.append((i, event or "message", "\n".join(data)))
+            event, data = None, []
+            continue
         name, sep, value = line.partition(":")
+        if not name:  # a comment
+            continue
         if sep and value.startswith(" "):
             value = value[1:]
         if name == "data":
-            self._data.append(value)
+            data.append(value)
         elif name == "event":
-            self._event = value
+            event = value
+    return out, event, data
 
 
 def frame_whole(chunks: Sequence[tuple[float, bytes]]) -> list[tuple[float, str, str]] | None:
@@ -123,30 +117,11 @@ def frame_whole(chunks: Sequence[tuple[float, bytes]]) -> list[tuple[float, str,
     raw = b"".join([c for _, c in chunks])
     if b"\r" in raw or not chunks:
         return None
+    # the same lines decoded at once: no LF is inside a UTF-8 sequence
+    lines = raw.decode("utf-8", "replace").split("\n")
+    starts = list(accumulate((len(line) + 1 for line in raw.split(b"\n")), initial=0))
     ends = list(accumulate(len(c) for _, c in chunks))  # where each chunk ends in `raw`
-    out: list[tuple[float, str, str]] = []
-    event: str | None = None
-    data: list[str] = []
-    lines = raw.split(b"\n")
-    pos = 0  # where the line starts in `raw`
-    for i, line in enumerate(lines):
-        final = i == len(lines) - 1  # no LF after it: the end of the stream completes it
-        if line:
-            name, sep, value = line.decode("utf-8", "replace").partition(":")
-            if name:  # else a comment
-                if sep and value.startswith(" "):
-                    value = value[1:]
-                if name == "data":
-                    data.append(value)
-                elif name == "event":
-                    event = value
-            pos += len(line)
-            if not final:
-                pos += 1
-                continue
-        if data or event is not None:  # a blank line, or the end of the stream
-            at = chunks[-1][0] if final else chunks[bisect_right(ends, pos)][0]
-            out.append((at, event or "message", "\n".join(data)))
-        event, data = None, []
-        pos += 1
-    return out
+    last = len(lines) - 1  # the line after the last LF: the end of the stream completes it
+    events, _, _ = _dispatch([*lines, ""], None, [])  # "": the end of the stream
+    return [(chunks[-1][0] if i >= last else chunks[bisect_right(ends, starts[i])][0], name, data)
+            for i, name, data in events]
