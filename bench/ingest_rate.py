@@ -1,6 +1,6 @@
 """Ingest rate: rounds/s the background writer sustains, and its queue under a steady load.
 
-Run: python bench/ingest_rate.py [--db URL] [--workers N] [--rounds N] [--repeat N]
+Run: python bench/ingest_rate.py [--db URL] [--workers N] [--rounds N] [--repeat N] [--pre-framed]
 [--steady-rate 200 --steady-seconds 20]. Writes bench/results/ingest_rate_<db>_w<N>.json.
 Transforms (scrubbing, tokenization) are what `tracetap.proxy.runner.default_transforms()`
 enables, i.e. what `tracetap proxy` runs; `--workers` runs them in worker processes as
