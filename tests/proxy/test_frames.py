@@ -74,3 +74,9 @@ def test_decoded_size_is_capped() -> None:
     sse = _ex([(1.0, b"data: " + b"x" * 650 + b"\n\n" + b"data: y\n\n")])
     frame_exchange(sse, max_body=700)
     assert sse.truncated and [e.data for e in sse.events] == ["x" * 650]
+    stream = b"data: " + b"x" * 650 + b"\n\n" + b"data: y\n\n"
+    for chunks, encoding in (([(1.0, gzip.compress(stream))], "gzip"),  # framed chunk by chunk
+                             ([(1.0, stream[:300]), (2.0, stream[300:])], None)):
+        sse = _ex(chunks, encoding=encoding)
+        frame_exchange(sse, max_body=700)
+        assert sse.truncated and [e.data for e in sse.events] == ["x" * 650]

@@ -39,15 +39,7 @@ def frame_exchange(ex: Exchange, max_body: int | None = None) -> None:
     kept = 0
     whole = frame_whole(chunks) if parser is not None and decoder is None else None
     if whole is not None:  # the common case at once (see frame_whole)
-        if sum(len(payload) + 64 for _, _, payload in whole) <= max_body:  # none cut below
-            ex.events += starmap(StreamEvent, whole)
-            return
-        for at, name, payload in whole:
-            if kept + len(payload) > max_body:
-                ex.truncated = True
-                continue
-            kept += len(payload) + 64
-            ex.events.append(StreamEvent(at, name, payload))
+        _keep(ex, whole, kept, max_body)
         return
     body = bytearray()
     last_at = chunks[-1][0]
@@ -73,13 +65,25 @@ def frame_exchange(ex: Exchange, max_body: int | None = None) -> None:
         events = parser.feed(data) if data else []
         if not chunk:
             events += parser.flush()
-        for name, payload in events:
-            if kept + len(payload) > max_body:
-                ex.truncated = True
-                continue
-            kept += len(payload) + 64
-            ex.events.append(StreamEvent(at, name, payload))
+        kept = _keep(ex, [(at, name, payload) for name, payload in events], kept, max_body)
         if not chunk:
             break
     if parser is None:
         ex.response_body = bytes(body)
+
+
+def _keep(ex: Exchange, events: list[tuple[float, str, str]], kept: int, max_body: int) -> int:
+    """Append the events (arrival, name, data) to `ex.events` while their data fits in
+    `max_body` with the `kept` bytes before them (64 more an event); the round is truncated
+    where one does not. Returns the bytes kept."""
+    size = sum(len(payload) + 64 for _, _, payload in events)
+    if kept + size <= max_body:  # none is cut: made in one C loop
+        ex.events += starmap(StreamEvent, events)
+        return kept + size
+    for at, name, payload in events:
+        if kept + len(payload) > max_body:
+            ex.truncated = True
+            continue
+        kept += len(payload) + 64
+        ex.events.append(StreamEvent(at, name, payload))
+    return kept
