@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from itertools import accumulate
 import re
 
 import pytest
@@ -116,3 +117,31 @@ def test_a_whole_stream_frames_as_chunk_by_chunk_with_the_same_times(seed: int) 
     assert frame_whole(chunks) == _chunk_by_chunk(chunks)
     assert [(n, d) for _, n, d in frame_whole(chunks)] == _reference(stream)
     assert frame_whole([(0.0, b"data: 1\r\n\r\n")]) is None
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_stream_in_the_apis_form_frames_as_chunk_by_chunk(seed: int) -> None:
+    """A stream in the form the APIs send (an optional event line, one data line, a blank
+    line) takes frame_whole's regex path: the same events and times as the parser gives, with
+    chunks holding several events, events split anywhere (between an event's two LFs too),
+    empty names and data, and invalid UTF-8."""
+    rng = random.Random(seed)
+    pieces = [b"event: content_block_delta\ndata: {\"text\":\"\xc3\xa9t\xc3\xa9 \xe2\x9c\x93\"}\n\n",
+              b"data: {\"choices\":[]}\n\n", b"event: \ndata: \n\n", b"data: \n\n",
+              b"event: a:b\ndata:  two: spaces\n\n", b"data: \xff\xfe broken \xe2\x82\n\n",
+              b"event: ping\ndata: {}\n\n"]
+    events = [rng.choice(pieces) for _ in range(30)]
+    stream = b"".join(events)
+    if seed % 2:  # chunks end where events do, as the APIs flush them
+        bounds = list(accumulate(len(e) for e in events))
+        cuts = sorted(rng.sample(bounds[:-1], 12))
+    else:
+        cuts = sorted(rng.sample(range(1, len(stream)), 25))
+    chunks = [(float(i), stream[a:b]) for i, (a, b) in
+              enumerate(zip([0, *cuts], [*cuts, len(stream)]))]
+    assert frame_whole(chunks) == _chunk_by_chunk(chunks)
+    assert [(n, d) for _, n, d in frame_whole(chunks)] == _reference(stream)
+    split = stream.index(b"\n\n") + 1  # a boundary between an event's two LFs
+    halves = [(0.0, stream[:split]), (1.0, stream[split:])]
+    assert frame_whole(halves) == _chunk_by_chunk(halves)
+    assert frame_whole(halves)[0][0] == 1.0

@@ -6,11 +6,18 @@ it only splits events, the adapters decode their JSON.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections.abc import Sequence
-from itertools import accumulate
+from itertools import accumulate, chain, repeat
 
 __all__ = ["SSEParser", "frame_whole"]
+
+# The form the model APIs send: each event an optional `event: ` line and one `data: ` line,
+# then a blank line. A stream in this form (and only then) is framed by two regex passes.
+_EVENT = r"(?:event: ([^\n]*)\n)?data: ([^\n]*)\n\n"
+_EVENTS = re.compile(_EVENT)
+_PLAIN = re.compile(f"(?:{_EVENT})*")
 
 
 class SSEParser:
@@ -118,10 +125,27 @@ def frame_whole(chunks: Sequence[tuple[float, bytes]]) -> list[tuple[float, str,
     if b"\r" in raw or not chunks:
         return None
     # the same lines decoded at once: no LF is inside a UTF-8 sequence
-    lines = raw.decode("utf-8", "replace").split("\n")
+    text = raw.decode("utf-8", "replace")
+    if _PLAIN.fullmatch(text):
+        whole = _plain(chunks, text)
+        if whole is not None:
+            return whole
+    lines = text.split("\n")
     starts = list(accumulate((len(line) + 1 for line in raw.split(b"\n")), initial=0))
     ends = list(accumulate(len(c) for _, c in chunks))  # where each chunk ends in `raw`
     last = len(lines) - 1  # the line after the last LF: the end of the stream completes it
     events, _, _ = _dispatch([*lines, ""], None, [])  # "": the end of the stream
     return [(chunks[-1][0] if i >= last else chunks[bisect_right(ends, starts[i])][0], name, data)
             for i, name, data in events]
+
+
+def _plain(chunks: Sequence[tuple[float, bytes]], text: str) -> list[tuple[float, str, str]] | None:
+    """`frame_whole` of a stream in the APIs' plain form, when no chunk boundary splits an
+    event's closing blank line: every LF pair in it closes an event, so each chunk closes
+    as many events as it holds LF pairs. None when a boundary does split one."""
+    counts = [c.count(b"\n\n") for _, c in chunks]
+    events = _EVENTS.findall(text)
+    if sum(counts) != len(events):
+        return None
+    times = chain.from_iterable(map(repeat, [at for at, _ in chunks], counts))
+    return [(at, name or "message", data) for at, (name, data) in zip(times, events)]
