@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random
-from itertools import accumulate
 import re
+from itertools import accumulate
 
 import pytest
 
