@@ -14,6 +14,7 @@ from tracetap.proxy.adapters.base import (
     UNPARSED,
     after_last,
     content_chars,
+    event_data,
     finish,
     loads,
     new_round,
@@ -185,25 +186,19 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
     blocks: dict[int, dict[str, Any]] = {}
     partial: dict[int, list[str]] = {}
     content: list[dict[str, Any]] = []
-    for ev in exchange.events:
-        data = loads(ev.data)
+    first = last = None
+    for ev, data in zip(exchange.events, event_data(exchange.events)):
         if not isinstance(data, dict):
             continue
         kind = data.get("type") or ev.name
-        if kind == "message_start":
-            message = dict(data.get("message") or {})
-            rnd.response_id, rnd.model = message.get("id"), message.get("model")
-            _apply_usage(rnd.usage, message.get("usage") or {})
-        elif kind == "content_block_start":
-            idx = data.get("index", len(blocks))
-            blocks[idx] = dict(data.get("content_block") or {})
-            partial[idx] = []
-        elif kind == "content_block_delta":
-            if rnd.first_token_at is None:
-                rnd.first_token_at = ev.at
-            rnd.last_token_at = ev.at
+        if kind == "content_block_delta":  # nearly every event: tested first
+            if first is None:
+                first = ev.at
+            last = ev.at
             idx = data.get("index", 0)
-            block = blocks.setdefault(idx, {})
+            block = blocks.get(idx)
+            if block is None:
+                block = blocks[idx] = {}
             delta = data.get("delta") or {}
             dtype = delta.get("type")
             if dtype == "text_delta":
@@ -216,6 +211,14 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
                 partial.setdefault(idx, []).append(delta.get("partial_json", ""))
             elif dtype == "citations_delta":
                 block.setdefault("citations", []).append(delta.get("citation"))
+        elif kind == "message_start":
+            message = dict(data.get("message") or {})
+            rnd.response_id, rnd.model = message.get("id"), message.get("model")
+            _apply_usage(rnd.usage, message.get("usage") or {})
+        elif kind == "content_block_start":
+            idx = data.get("index", len(blocks))
+            blocks[idx] = dict(data.get("content_block") or {})
+            partial[idx] = []
         elif kind == "content_block_stop":
             idx = data.get("index", 0)
             block = blocks.pop(idx, {})
@@ -236,6 +239,8 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
             err = data.get("error") or {}
             rnd.error_type, rnd.error_message = err.get("type"), err.get("message")
             rnd.complete = False
+    if first is not None:
+        rnd.first_token_at, rnd.last_token_at = first, last
     for idx in sorted(blocks):  # blocks the stream never closed: keep what was seen
         block = blocks[idx]
         if partial.get(idx):

@@ -6,9 +6,12 @@ An adapter turns one captured Exchange into the normalized Round; it never does 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-from tracetap.model import Exchange, Round
+import orjson
+
+from tracetap.model import Exchange, Round, StreamEvent
 from tracetap.storage.content import loads as _loads
 
 __all__ = [
@@ -18,6 +21,7 @@ __all__ = [
     "after_last",
     "client_family",
     "content_chars",
+    "event_data",
     "finish",
     "loads",
     "new_round",
@@ -56,6 +60,18 @@ def loads(raw: bytes | str) -> Any:
         return _loads(raw)
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+def event_data(events: Sequence[StreamEvent]) -> list[Any]:
+    """Each event's data JSON-decoded, as `loads` gives it (None where empty or malformed).
+    In one C loop when every event but the last is plain JSON (the last may be Chat
+    Completions' `[DONE]`): a response is hundreds of events."""
+    datas = [ev.data for ev in events]
+    try:
+        head = list(map(orjson.loads, datas[:-1]))
+    except ValueError:  # an empty or malformed event, or JSON orjson refuses: one by one
+        head = list(map(loads, datas[:-1]))
+    return head + [loads(d) for d in datas[-1:]]
 
 
 def split_body(body: Any, parts: tuple[str, str, str]) -> tuple[dict[str, Any], Any, list, list]:
