@@ -141,7 +141,20 @@ def test_a_stream_in_the_apis_form_frames_as_chunk_by_chunk(seed: int) -> None:
               enumerate(zip([0, *cuts], [*cuts, len(stream)]))]
     assert frame_whole(chunks) == _chunk_by_chunk(chunks)
     assert [(n, d) for _, n, d in frame_whole(chunks)] == _reference(stream)
+    one_each = [(float(i), e) for i, e in enumerate(events)]  # an event a chunk
+    assert frame_whole(one_each) == _chunk_by_chunk(one_each)
     split = stream.index(b"\n\n") + 1  # a boundary between an event's two LFs
     halves = [(0.0, stream[:split]), (1.0, stream[split:])]
     assert frame_whole(halves) == _chunk_by_chunk(halves)
     assert frame_whole(halves)[0][0] == 1.0
+
+
+@pytest.mark.parametrize("odd", [b"data: x\ndata: y\n\n", b": ping\ndata: z\n\n",
+                                 b"id: 1\ndata: z\n\n", b"event: a\nevent: b\ndata: z\n\n",
+                                 b"data: z\nevent: late\n\n", b"data:z\n\n"])
+def test_one_event_off_the_apis_form_frames_by_the_spec(odd: bytes) -> None:
+    """An event a chunk, one of them not in the APIs' form (two data lines, a comment, an id,
+    two names, a name after the data, no space): framed by the spec, not by the regex."""
+    chunks = [(0.0, b"event: a\ndata: 1\n\n"), (1.0, odd), (2.0, b"data: 2\n\n")]
+    assert frame_whole(chunks) == _chunk_by_chunk(chunks)
+    assert [(n, d) for _, n, d in frame_whole(chunks)] == _reference(b"".join(c for _, c in chunks))

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import accumulate, chain, repeat
 
 __all__ = ["SSEParser", "frame_whole"]
 
 # The form the model APIs send: each event an optional `event: ` line and one `data: ` line,
-# then a blank line. A stream in this form (and only then) is framed by two regex passes.
-_EVENT = r"(?:event: ([^\n]*)\n)?data: ([^\n]*)\n\n"
-_EVENTS = re.compile(_EVENT)
-_PLAIN = re.compile(f"(?:{_EVENT})*")
+# then a blank line. A stream in this form (and only then) is framed by one regex split.
+_EVENT = re.compile(r"(?:event: ([^\n]*)\n)?data: ([^\n]*)\n\n")
 
 
 class SSEParser:
@@ -126,10 +124,9 @@ def frame_whole(chunks: Sequence[tuple[float, bytes]]) -> list[tuple[float, str,
         return None
     # the same lines decoded at once: no LF is inside a UTF-8 sequence
     text = raw.decode("utf-8", "replace")
-    if _PLAIN.fullmatch(text):
-        whole = _plain(chunks, text)
-        if whole is not None:
-            return whole
+    whole = _plain(chunks, text)
+    if whole is not None:
+        return whole
     lines = text.split("\n")
     starts = list(accumulate((len(line) + 1 for line in raw.split(b"\n")), initial=0))
     ends = list(accumulate(len(c) for _, c in chunks))  # where each chunk ends in `raw`
@@ -142,10 +139,19 @@ def frame_whole(chunks: Sequence[tuple[float, bytes]]) -> list[tuple[float, str,
 def _plain(chunks: Sequence[tuple[float, bytes]], text: str) -> list[tuple[float, str, str]] | None:
     """`frame_whole` of a stream in the APIs' plain form, when no chunk boundary splits an
     event's closing blank line: every LF pair in it closes an event, so each chunk closes
-    as many events as it holds LF pairs. None when a boundary does split one."""
-    counts = [c.count(b"\n\n") for _, c in chunks]
-    events = _EVENTS.findall(text)
-    if sum(counts) != len(events):
+    as many events as it holds LF pairs. None for any other stream."""
+    split = _EVENT.split(text)  # [between, name, data, between, ..., after the last]
+    if any(split[::3]):  # text outside the events
         return None
-    times = chain.from_iterable(map(repeat, [at for at, _ in chunks], counts))
-    return [(at, name or "message", data) for at, (name, data) in zip(times, events)]
+    names, datas = split[1::3], split[2::3]
+    if None in names or "" in names:
+        names = [name or "message" for name in names]
+    parts = [c for _, c in chunks]
+    if len(parts) == len(datas) and all(map(bytes.endswith, parts, repeat(b"\n\n"))):
+        times: Iterable[float] = [at for at, _ in chunks]  # an event a chunk, as APIs flush
+    else:
+        counts = list(map(bytes.count, parts, repeat(b"\n\n")))
+        if sum(counts) != len(datas):
+            return None
+        times = chain.from_iterable(map(repeat, [at for at, _ in chunks], counts))
+    return list(zip(times, names, datas))
