@@ -7,6 +7,7 @@ An SSE event is timestamped with the arrival of the chunk that completed it.
 from __future__ import annotations
 
 from itertools import starmap
+from operator import itemgetter
 
 from tracetap.model import Exchange, StreamEvent
 from tracetap.proxy.decoding import decompressor
@@ -29,7 +30,7 @@ def frame_exchange(ex: Exchange, max_body: int | None = None) -> None:
     if not chunks:
         return
     if max_body is None:
-        max_body = max(DEFAULT_MAX_BODY, sum(len(c) for _, c in chunks))
+        max_body = max(DEFAULT_MAX_BODY, sum(map(len, map(itemgetter(1), chunks))))
     encoding = ex.header("content-encoding", response=True)
     decoder = decompressor(encoding)
     if decoder is False:
@@ -76,7 +77,7 @@ def _keep(ex: Exchange, events: list[tuple[float, str, str]], kept: int, max_bod
     """Append the events (arrival, name, data) to `ex.events` while their data fits in
     `max_body` with the `kept` bytes before them (64 more an event); the round is truncated
     where one does not. Returns the bytes kept."""
-    size = sum(len(payload) + 64 for _, _, payload in events)
+    size = sum(map(len, map(itemgetter(2), events))) + 64 * len(events)
     if kept + size <= max_body:  # none is cut: made in one C loop
         ex.events += starmap(StreamEvent, events)
         return kept + size
