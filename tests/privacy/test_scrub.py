@@ -190,6 +190,18 @@ def test_a_scrubber_failure_fails_closed_to_no_text() -> None:
     assert "hunter2" not in json.dumps(rnd.messages) and rnd.messages[0]["role"] == "user"
 
 
+def test_headers_are_scrubbed_every_round_they_are_sent() -> None:
+    """Headers re-sent each round (scrubbed once, then remembered) come out scrubbed each
+    time, and a changed value is scrubbed on its own."""
+    s = Scrubber(KEY)
+    first = [s.header("x-trace", f"ci {GHP}"), s.header("x-api-key", "abc")]
+    again = [s.header("x-trace", f"ci {GHP}"), s.header("x-api-key", "abc")]
+    assert first == again and GHP not in first[0] and first[1].startswith("<secret:header:")
+    other = s.header("x-trace", f"cd {GHP}")
+    assert other.startswith("cd <secret:") and GHP not in other
+    assert s.header("x-note", "plain") == "plain"
+
+
 def test_scrub_cache_is_bounded_by_characters() -> None:
     s = Scrubber(KEY, cache_chars=10_000)
     for i in range(50):

@@ -90,6 +90,8 @@ class Scrubber:
         self._cache_chars = cache_chars
         self._cached_chars = 0
         self.findings = 0
+        # an agent sends the same headers every round: each (name, value) scrubbed once
+        self.header = functools.lru_cache(maxsize=4096)(self._header)
 
     def _token(self, kind: str, label: str, value: str) -> str:
         h = keyed_hash(self.key, kind, value)
@@ -150,7 +152,8 @@ class Scrubber:
             return self.text(text)
         return json.dumps(self.obj(value), ensure_ascii=False, separators=(",", ":"))
 
-    def header(self, name: str, value: str) -> str:
+    def _header(self, name: str, value: str) -> str:
+        """A request header's value scrubbed (through `header`, which remembers the last 4,096)."""
         low = name.lower()
         if any(part in low for part in _SECRET_HEADER_PARTS):
             return f"<secret:header:{keyed_hash(self.key, 'secret', value)}>"
