@@ -5,6 +5,7 @@ Identity comes from headers/metadata (adapters); here: prefix-matched fallback, 
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import PurePath
 from typing import Any
@@ -39,10 +40,25 @@ def _denoise(text: str) -> str:
 
 
 def normalize_system(system: Any) -> str:
-    if isinstance(system, list):  # block by block: the noise is a line, never across blocks
-        return "\n".join(_denoise(b.get("text", "") if isinstance(b, dict) else str(b))
-                         for b in system)
-    return _denoise(system_text(system))
+    return "\n".join(_denoised_blocks(system))
+
+
+def _denoised_blocks(system: Any) -> tuple[str, ...]:
+    """The system prompt's blocks without their noise lines: block by block (the noise is a
+    line, never across blocks), each the very string it was when it has none."""
+    if isinstance(system, list):
+        return tuple(_denoise(b.get("text", "") if isinstance(b, dict) else str(b))
+                     for b in system)
+    return (_denoise(system_text(system)),)
+
+
+@functools.lru_cache(maxsize=256)
+def _system_facts(blocks: tuple[str, ...]) -> tuple[str, str, str | None]:
+    """(normalized system prompt, its digest, the working directory it names) of denoised
+    blocks: worked out once per distinct prompt, which a session re-sends every round."""
+    system = "\n".join(blocks)
+    match = _CWD.search(system) if _may_name_cwd(system) else None
+    return system, digest(system.encode()), match.group(1) if match else None
 
 
 def _last_user_text(messages: list[Any]) -> str:
@@ -63,14 +79,10 @@ def _may_name_cwd(text: str) -> bool:
     return "orking directory" in text or "<cwd>" in text
 
 
-def _find_cwd(rnd: Round) -> str | None:
-    system = system_text(rnd.system)
-    match = _CWD.search(system) if _may_name_cwd(system) else None
-    if match:
-        return match.group(1)
-    # Claude Code puts its environment block in the first user message; Codex uses
-    # <environment_context><cwd>…</cwd> in an early message.
-    for msg in rnd.messages[:4]:
+def _messages_cwd(messages: list[Any]) -> str | None:
+    """The working directory an early message names: Claude Code puts its environment block
+    in the first user message; Codex uses <environment_context><cwd>…</cwd>."""
+    for msg in messages[:4]:
         for text in _texts(msg.get("content") if isinstance(msg, dict) else None):
             if not _may_name_cwd(text):
                 continue
@@ -91,7 +103,7 @@ def _texts(content: Any) -> list[str]:
 
 def assign_identity(rnd: Round) -> None:
     """Fill system_key, thread_key, project and (when the client said nothing) the session id."""
-    system = normalize_system(rnd.system)
+    system, rnd.system_key, cwd = _system_facts(_denoised_blocks(rnd.system))
     if not system:  # Codex sends no instructions: its developer messages play that part
         lead = []
         for msg in rnd.messages:
@@ -99,11 +111,11 @@ def assign_identity(rnd: Round) -> None:
                 break
             lead.append(msg)
         system = canonical(lead).decode() if lead else ""
-    rnd.system_key = digest(system.encode())
+        rnd.system_key = digest(system.encode())
     first = next((m for m in rnd.messages if not (isinstance(m, dict)
                   and m.get("role") in ("system", "developer"))), None)
     rnd.thread_key = digest(canonical(first)) if first is not None else None
-    cwd = _find_cwd(rnd)
+    cwd = cwd or _messages_cwd(rnd.messages)  # the system prompt's, without its noise lines
     if cwd and not rnd.project:
         rnd.project = PurePath(cwd.replace("\\", "/")).name or cwd
     if not rnd.agent_session_id:
