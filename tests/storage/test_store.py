@@ -143,3 +143,19 @@ def test_blob_roundtrip(db_url: str) -> None:
         r = s.scalar(sa.select(m.Round).where(m.Round.uid == rounds[1].uid))
         blob = s.get(m.Blob, r.response_hash)
         assert load_json(blob.codec, blob.data) == rounds[1].response
+
+
+def test_stream_timeline_is_stored_to_the_microsecond(db_url: str) -> None:
+    """Every stream event's arrival, in ms after the request, as the round's timeline."""
+    w = _writer(db_url)
+    [rnd] = claude_session(1)
+    t0 = rnd.request_at
+    rnd.stream_timeline = [(t0 + 0.3004567, "message_start"), (t0 + 0.5, "content_block_delta"),
+                           (t0 + 1.2345, "content_block_delta"), (t0 + 61.0000004, "message_stop")]
+    w.write([rnd])
+    with Session(w.engine) as s:
+        h = s.scalar(sa.select(m.Round.timeline_hash).where(m.Round.uid == rnd.uid))
+        blob = s.get(m.Blob, h)
+    assert load_json(blob.codec, blob.data) == [
+        [300.457, "message_start"], [500.0, "content_block_delta"],
+        [1234.5, "content_block_delta"], [61000.0, "message_stop"]]
