@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from tracetap.model import Exchange, StreamEvent
 from tracetap.proxy.adapters import by_name, select
 from tracetap.proxy.adapters.anthropic_messages import session_from_user_id
+from tracetap.proxy.adapters.base import event_data, loads
 
 T0 = 1_780_000_000.0
 
@@ -398,3 +401,15 @@ def test_custom_tool_calls_and_server_tools() -> None:
                                                           ANTHROPIC_REQUEST, events=blocks))
     assert [o.type for o in rnd.outputs] == ["reasoning", "tool_call"]
     assert [(t.kind, t.name) for t in rnd.tool_calls] == [("server_tool_use", "web_search")]
+
+
+@pytest.mark.parametrize("datas", [
+    ['{"a":1}', '{"b":[2]}', "[DONE]"],  # Chat Completions' end
+    ['{"a":1}', '{"partial":', '{"c":3}'],  # malformed in the middle
+    ['{"a":1}', "", '{"c":3}'],  # empty
+    ['{"big":123456789012345678901234567890}', '{"c":3}'],  # beyond orjson's integers
+    ["[DONE]"], [],
+])
+def test_event_data_decodes_as_loads_does_one_by_one(datas: list[str]) -> None:
+    events = [StreamEvent(float(i), "message", d) for i, d in enumerate(datas)]
+    assert event_data(events) == [loads(d) for d in datas]

@@ -117,8 +117,8 @@ def _dispatch(lines: list[str], event: str | None, data: list[str]
 def frame_whole(chunks: Sequence[tuple[float, bytes]]) -> list[tuple[float, str, str]] | None:
     """The events of a whole stream at once, as `SSEParser` fed the chunks one by one (then
     flushed) gives them, each with the arrival time of the chunk that completed it; None when
-    a CR is in the stream (feed it chunk by chunk). One pass over the lines, not one call per
-    chunk: an agent's response arrives in hundreds of chunks."""
+    a CR is in the stream (feed it chunk by chunk). One regex split for the APIs' own form, else
+    one pass over the lines; never a call per chunk: a response arrives in hundreds of chunks."""
     raw = b"".join([c for _, c in chunks])
     if b"\r" in raw or not chunks:
         return None

@@ -12,6 +12,7 @@ from tracetap.proxy.adapters.base import (
     UNPARSED,
     after_last,
     content_chars,
+    event_data,
     finish,
     loads,
     new_round,
@@ -127,11 +128,10 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
     reasoning: list[str] = []
     calls: dict[int, dict[str, Any]] = {}
     times: dict[str, float] = {}
-    for ev in exchange.events:
+    for ev, data in zip(exchange.events, event_data(exchange.events)):
         if ev.data.strip() == "[DONE]":
             rnd.complete = True
             continue
-        data = loads(ev.data)
         if not isinstance(data, dict):
             continue
         if isinstance(data.get("error"), dict):

@@ -13,6 +13,7 @@ from tracetap.proxy.adapters.base import (
     UNPARSED,
     after_last,
     content_chars,
+    event_data,
     finish,
     loads,
     new_round,
@@ -209,8 +210,7 @@ def _apply_json(rnd: Round, exchange: Exchange) -> None:
 def _apply_stream(rnd: Round, exchange: Exchange) -> None:
     done_items: list[dict[str, Any]] = []
     final: dict[str, Any] | None = None
-    for ev in exchange.events:
-        data = loads(ev.data)
+    for ev, data in zip(exchange.events, event_data(exchange.events)):
         if not isinstance(data, dict):
             continue
         kind = data.get("type") or ev.name
