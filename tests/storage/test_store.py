@@ -151,7 +151,7 @@ def test_stream_timeline_is_stored_to_the_microsecond(db_url: str) -> None:
     [rnd] = claude_session(1)
     t0 = rnd.request_at
     rnd.stream_timeline = [(t0 + 0.3004567, "message_start"), (t0 + 0.5, "content_block_delta"),
-                           (t0 + 1.2345, "content_block_delta"), (t0 + 61.0000004, "message_stop")]
+                           (t0 + 1.2345, "content_block_delta"), (t0 + 61.0000002, "message_stop")]
     w.write([rnd])
     with Session(w.engine) as s:
         h = s.scalar(sa.select(m.Round.timeline_hash).where(m.Round.uid == rnd.uid))
