@@ -119,34 +119,36 @@ def frame_whole(chunks: Sequence[tuple[float, bytes]]) -> list[tuple[float, str,
     flushed) gives them, each with the arrival time of the chunk that completed it; None when
     a CR is in the stream (feed it chunk by chunk). One regex split for the APIs' own form, else
     one pass over the lines; never a call per chunk: a response arrives in hundreds of chunks."""
-    raw = b"".join([c for _, c in chunks])
+    parts = [c for _, c in chunks]
+    raw = b"".join(parts)
     if b"\r" in raw or not chunks:
         return None
     # the same lines decoded at once: no LF is inside a UTF-8 sequence
     text = raw.decode("utf-8", "replace")
-    whole = _plain(chunks, text)
+    whole = _plain(chunks, parts, text)
     if whole is not None:
         return whole
     lines = text.split("\n")
     starts = list(accumulate((len(line) + 1 for line in raw.split(b"\n")), initial=0))
-    ends = list(accumulate(len(c) for _, c in chunks))  # where each chunk ends in `raw`
+    ends = list(accumulate(map(len, parts)))  # where each chunk ends in `raw`
     last = len(lines) - 1  # the line after the last LF: the end of the stream completes it
     events, _, _ = _dispatch([*lines, ""], None, [])  # "": the end of the stream
     return [(chunks[-1][0] if i >= last else chunks[bisect_right(ends, starts[i])][0], name, data)
             for i, name, data in events]
 
 
-def _plain(chunks: Sequence[tuple[float, bytes]], text: str) -> list[tuple[float, str, str]] | None:
-    """`frame_whole` of a stream in the APIs' plain form, when no chunk boundary splits an
-    event's closing blank line: every LF pair in it closes an event, so each chunk closes
-    as many events as it holds LF pairs. None for any other stream."""
+def _plain(chunks: Sequence[tuple[float, bytes]], parts: list[bytes], text: str
+           ) -> list[tuple[float, str, str]] | None:
+    """`frame_whole` of a stream in the APIs' plain form (`text`, its chunks' bytes `parts`
+    decoded), when no chunk boundary splits an event's closing blank line: every LF pair in
+    it closes an event, so each chunk closes as many events as it holds LF pairs. None for
+    any other stream."""
     split = _EVENT.split(text)  # [between, name, data, between, ..., after the last]
     if any(split[::3]):  # text outside the events
         return None
     names, datas = split[1::3], split[2::3]
     if None in names or "" in names:
         names = [name or "message" for name in names]
-    parts = [c for _, c in chunks]
     if len(parts) == len(datas) and all(map(bytes.endswith, parts, repeat(b"\n\n"))):
         times: Iterable[float] = [at for at, _ in chunks]  # an event a chunk, as APIs flush
     else:
