@@ -63,3 +63,36 @@ def test_hf_tokenizer_from_a_local_file(tmp_path: Path) -> None:
 def test_unknown_tokenizer_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown tokenizer"):
         get_tokenizer("no_such_encoding")
+
+
+def test_id_arrays_are_the_encoded_ids() -> None:
+    """`ids` (tiktoken's id buffer, copied whole) gives what `encode` gives, special-token
+    strings included, and lone surrogates (which tiktoken cannot take) are replaced the same."""
+    from array import array
+
+    from tracetap.tokens.tokenizer import id_array
+
+    tok = get_tokenizer()
+    assert tok._buffer is not None  # type: ignore[attr-defined]  # the buffer path is taken
+    texts = [
+        "", "hello world", "see <|endoftext|> and <|fim_prefix|> here", "<|endoftext|>",
+        "def f(x):\n    return {'a': [1, 2.5e10]}\n\n\n  \t", "naïve 東京 🚀 ﷽ \u200b",
+        "lone \ud800 surrogate \udfff", "x" * 70_000, " ".join(str(i) for i in range(5_000)),
+    ]
+    for text in texts:
+        ids = tok.ids(text)  # type: ignore[attr-defined]
+        assert isinstance(ids, array) and ids.typecode == "I"
+        assert ids.tolist() == tok.encode(text), text[:40]
+        assert id_array(tok, text) == ids
+
+
+def test_id_array_of_a_tokenizer_without_ids() -> None:
+    from tracetap.tokens.tokenizer import id_array
+
+    class Plain:
+        name = "plain"
+
+        def encode(self, text: str) -> list[int]:
+            return [ord(c) for c in text]
+
+    assert id_array(Plain(), "ab").tolist() == [97, 98]

@@ -21,7 +21,7 @@ from typing import Any, overload
 from tracetap.model import Round
 from tracetap.storage.content import canonical, digest
 from tracetap.tokens.index import BlockIndex
-from tracetap.tokens.tokenizer import DEFAULT_TOKENIZER, Tokenizer, get_tokenizer
+from tracetap.tokens.tokenizer import DEFAULT_TOKENIZER, Tokenizer, get_tokenizer, id_array
 
 __all__ = ["CHAIN", "DEFAULT_BLOCK_SIZE", "GlobalReuse", "TokenEnricher", "block_hashes",
            "prompt_parts"]
@@ -221,7 +221,7 @@ class TokenEnricher:
         h = digest(text.encode("utf-8", "surrogatepass"))
         ids = self._ids.get(h)
         if ids is None:
-            ids = array("I", self.tokenizer.encode(text))
+            ids = id_array(self.tokenizer, text)
             self._ids[h] = ids
             if len(self._ids) > self._cache_elements:
                 self._ids.popitem(last=False)
@@ -235,7 +235,7 @@ class TokenEnricher:
         if ids is None:
             if text is None:
                 text = _element_text(elem, set())
-            ids = array("I", self.tokenizer.encode(text))
+            ids = id_array(self.tokenizer, text)
             self._ids[h] = ids
             if len(self._ids) > self._cache_elements:
                 self._ids.popitem(last=False)
