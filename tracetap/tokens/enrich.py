@@ -16,6 +16,8 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain as iter_chain
+from itertools import compress, count
 from typing import Any, overload
 
 from tracetap.model import Round
@@ -263,19 +265,17 @@ class TokenEnricher:
         """The recent prompt of this session whose elements start like this one's the longest
         (same objects, or same text), and how many elements they share."""
         base, common = None, 0
-        for seen in recent if recent and self.reuse else ():
-            same = list(map(operator.is_, seen.elems, elems))
-            i = 0
-            while True:
-                try:
-                    i = same.index(False, i)
-                except ValueError:
-                    i = len(same)
+        for seen in reversed(recent) if recent and self.reuse else ():  # newest first
+            n = min(len(seen.elems), len(elems))
+            if base is not None and n <= common:
+                continue  # it could at most tie, and a tie goes to the newer round
+            i = n
+            # only the elements that are not the very objects it had are compared, by text
+            for j in compress(count(), map(operator.is_not, seen.elems, elems)):
+                if self._info(elems, j, known)[0] != seen.digests[j]:
+                    i = j
                     break
-                if self._info(elems, i, known)[0] != seen.digests[i]:
-                    break
-                i += 1
-            if base is None or i >= common:
+            if base is None or i > common:
                 base, common = seen, i
         return base, common
 
@@ -334,7 +334,7 @@ class TokenEnricher:
             after = ends[at - 1] if at else 0
             segments[name] = after - before
             bounds.append(after)
-        notes = set().union(*el_notes)
+        notes = set(iter_chain.from_iterable(el_notes))
         for name, texts in _outputs(rnd).items():
             segments[name] = sum(len(self._encode(t)) for t in texts if t)
         start = ends[common - 1] // self.block_size if base is not None and common else 0
