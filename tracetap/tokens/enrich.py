@@ -334,7 +334,7 @@ class TokenEnricher:
             after = ends[at - 1] if at else 0
             segments[name] = after - before
             bounds.append(after)
-        notes = set(iter_chain.from_iterable(el_notes))
+        notes = set(iter_chain.from_iterable(filter(None, el_notes)))  # most have none
         for name, texts in _outputs(rnd).items():
             segments[name] = sum(len(self._encode(t)) for t in texts if t)
         start = ends[common - 1] // self.block_size if base is not None and common else 0
