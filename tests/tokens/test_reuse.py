@@ -157,9 +157,14 @@ def test_block_index_answers_as_an_lru_until_it_evicts() -> None:
         prompts = _chained_prompts(rng, 150)
         ref: OrderedDict[bytes, str] = OrderedDict()
         index = BlockIndex(2 * (1 + len({h for p in prompts for h in p})))
+        guessed = BlockIndex(index.limit)  # given guesses, right and wrong: the same answers
         for r, hashes in enumerate(prompts):
-            assert index.reuse(hashes, f"u{r}") == _lru_reference(ref, 10**9, hashes, f"u{r}")
-        assert len(index) == len(ref)
+            answer = _lru_reference(ref, 10**9, hashes, f"u{r}")
+            assert index.reuse(hashes, f"u{r}") == answer
+            guess = rng.choice([answer[0], answer[0], 0, len(hashes), rng.randint(0, len(hashes)),
+                                len(hashes) + 3, None])
+            assert guessed.reuse(hashes, f"u{r}", guess) == answer, (r, guess)
+        assert len(index) == len(ref) == len(guessed)
 
 
 def test_block_index_keeps_what_was_used_within_half_its_limit() -> None:
@@ -194,7 +199,7 @@ def test_global_reuse_reads_chains_as_their_hashes_would_answer() -> None:
     lazy, ref = GlobalReuse(limit), BlockIndex(limit)
     for r, hashes in enumerate(prompts):
         chain = b"".join(hashes)
-        info = {CHAIN: chain}
+        info = {CHAIN: chain, "shared_blocks": rng.randint(0, len(hashes))}  # a guess
         lazy(info, f"u{r}")
         ints = list(struct.unpack(f"<{len(hashes)}Q", chain))
         assert (info["reuse_any_blocks"], info["reuse_any_uid"]) == ref.reuse(ints, f"u{r}")

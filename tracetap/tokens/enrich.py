@@ -426,7 +426,9 @@ class GlobalReuse:
         chain = info.pop(CHAIN)
         hashes: Sequence[Any] = _Hashes(chain) if HASH_BYTES == 8 else [
             chain[i:i + HASH_BYTES] for i in range(0, len(chain), HASH_BYTES)]
-        info["reuse_any_blocks"], info["reuse_any_uid"] = self.index.reuse(hashes, uid)
+        # the blocks shared with the session's previous prompt were most likely indexed
+        info["reuse_any_blocks"], info["reuse_any_uid"] = self.index.reuse(
+            hashes, uid, info.get("shared_blocks"))
 
 
 class _Hashes(Sequence[int]):

@@ -33,12 +33,15 @@ class BlockIndex:
     def __contains__(self, h: Hashable) -> bool:
         return h in self._young or h in self._old
 
-    def reuse(self, hashes: Sequence[Hashable], uid: str) -> tuple[int, str | None]:
+    def reuse(self, hashes: Sequence[Hashable], uid: str, guess: int | None = None
+              ) -> tuple[int, str | None]:
         """(leading blocks already known, the uid that first had the last of them); keeps
-        those in the young generation and records the rest as first seen in `uid`."""
+        those in the young generation and records the rest as first seen in `uid`. `guess`:
+        how many are likely known (the blocks the session's previous prompt had), checked
+        first."""
         young, old = self._young, self._old
-        n = _leading(hashes, lambda h: h in young or h in old, len(hashes))
-        y = _leading(hashes, young.__contains__, n)
+        n = _leading(hashes, lambda h: h in young or h in old, len(hashes), guess)
+        y = _leading(hashes, young.__contains__, n, n)
         first = [young.get(h) or old.get(h) or uid for h in hashes[y:n]]
         any_uid = (first[-1] if y < n else young[hashes[n - 1]]) if n else None
         if len(young) + len(hashes) - y > self.limit // 2:  # turn over: young becomes old
@@ -50,10 +53,18 @@ class BlockIndex:
         return n, any_uid
 
 
-def _leading(hashes: Sequence[Hashable], known: object, hi: int) -> int:
+def _leading(hashes: Sequence[Hashable], known: object, hi: int, guess: int | None = None
+             ) -> int:
     """How many of the first `hi` hashes are `known`, by bisection (the known ones form a
-    prefix)."""
+    prefix); a `guess` is checked first (two lookups when it is right)."""
     lo = 0
+    if guess is not None and 0 <= guess <= hi:
+        if guess == 0 or known(hashes[guess - 1]):  # type: ignore[operator]
+            if guess == hi or not known(hashes[guess]):  # type: ignore[operator]
+                return guess
+            lo = guess + 1  # more are known: bisect above it
+        else:
+            hi = guess - 1
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if known(hashes[mid - 1]):  # type: ignore[operator]
