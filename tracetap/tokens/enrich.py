@@ -363,7 +363,7 @@ class TokenEnricher:
         if self.defer_global:  # the pipeline runs it in order over every session's rounds
             reuse_any, any_uid = None, None
         else:
-            reuse_any, any_uid = self._global.reuse(hashes, rnd.uid)
+            reuse_any, any_uid = self._global.reuse(hashes, rnd.uid, shared)
         seen = _Seen(
             rnd.uid, rnd.request_at, rnd.end_at, prompt, len(prompt), hashes, chain, bounds,
             elems, digests, el_notes, ends,
