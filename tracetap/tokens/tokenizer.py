@@ -25,7 +25,6 @@ class _Tiktoken:
 
         self.name = name
         self._enc = tiktoken.get_encoding(name)
-
         # tiktoken's own buffer of the ids (what its encode_to_numpy wraps): the ids copied
         # as one block, not made into a list of ints and then into an array (-8 % of
         # tokenizing; bench/ingest_instructions.py)
