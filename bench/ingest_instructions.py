@@ -75,16 +75,17 @@ def _pipeline_part(path: Path, n: int) -> None:
 def _records(items: list, shards: int = 2) -> list[list[bytes]]:
     """What the workers send back, batch by batch (as the pipeline receives them)."""
     from tracetap.ingest.normalize import Normalizer
-    from tracetap.ingest.shards import defer_global, shard_of
+    from tracetap.ingest.shards import SessionRouter, defer_global
     from tracetap.proxy.runner import default_steps
 
     normalizers = [Normalizer(defer_global(default_steps()), resent_refs=True)
                    for _ in range(shards)]
+    route = SessionRouter(shards)  # as Shards.send splits a batch
     out = []
     for i in range(0, len(items), BATCH):
         parts: list[list] = [[] for _ in range(shards)]
         for item in items[i:i + BATCH]:
-            parts[shard_of(item, shards)].append(item)
+            parts[route(item)].append(item)
         out.append([pickle.dumps(normalizers[k].batch(part), protocol=pickle.HIGHEST_PROTOCOL)
                     for k, part in enumerate(parts) if part])
     return out
@@ -118,14 +119,15 @@ def main() -> None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     if not 0 < args.small < args.large:
         raise SystemExit("--small must be positive and below --large")
-    from tracetap.ingest.shards import shard_of
+    from tracetap.ingest.shards import SessionRouter
 
     tmp = Path(tempfile.mkdtemp(prefix="tt-instr-"))
     try:
-        # ingest_rate's burst (20 sessions of 100 rounds); shard 0 of 2 has about half of them
+        # ingest_rate's burst (20 sessions of 100 rounds); worker 0 of 2 has half of them
         items = exchanges(max(2000, 3 * args.large), pre_framed=args.pre_framed)
+        route = SessionRouter(2)
         (tmp / "worker.pkl").write_bytes(pickle.dumps(
-            [x for x in items if shard_of(x, 2) == 0][:args.large]))
+            [x for x in items if route(x) == 0][:args.large]))
         (tmp / "pipeline.pkl").write_bytes(pickle.dumps(_records(items[:args.large])))
         per_round = {}
         for part in ("worker", "pipeline"):

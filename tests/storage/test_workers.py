@@ -23,7 +23,7 @@ from tests.storage.test_reuse import _dump
 from tests.tokens.scenario import scenario_exchanges
 from tracetap.ingest import shards, splice
 from tracetap.ingest.pipeline import Pipeline
-from tracetap.ingest.shards import shard_of
+from tracetap.ingest.shards import SessionRouter
 from tracetap.model import Exchange
 from tracetap.privacy.config import build_transforms
 from tracetap.proxy.runner import default_steps
@@ -83,7 +83,8 @@ def test_two_workers_store_what_one_process_stores(tmp_path: Path, claude_order:
     key_file = tmp_path / "key"
     key_file.write_text("k" * 64)
     items = _exchanges(claude_order)
-    assert len({shard_of(ex, 2) for ex in items}) == 2  # both workers get sessions
+    route = SessionRouter(2)
+    assert len({route(ex) for ex in items}) == 2  # both workers get sessions
     one, p1 = _record(f"sqlite:///{tmp_path / 'one.db'}", tmp_path / "j1", key_file, 1, items)
     two, p2 = _record(f"sqlite:///{tmp_path / 'two.db'}", tmp_path / "j2", key_file, 2,
                       _exchanges(claude_order))
@@ -288,3 +289,37 @@ def test_a_round_continuing_an_unknown_one_is_stored_with_what_it_has(
     with Session(engine) as s:
         stored = s.scalars(sa.select(m.Round)).one()
         assert len(message_hashes(s, stored)) == 1
+
+
+def _for_session(ex: Exchange, session: str | None) -> Exchange:
+    headers = [(k, v) for k, v in ex.request_headers if k.lower() != "x-claude-code-session-id"]
+    if session is not None:
+        headers.append(("x-claude-code-session-id", session))
+    return dataclasses.replace(ex, request_headers=headers)
+
+
+def test_sessions_are_spread_over_the_workers_and_stay_on_theirs() -> None:
+    """Each new session goes to the worker with the least recent work, and every later exchange
+    of it to the same one: two busy sessions never share a worker while another idles (a hash
+    of the ids did that half the time). Exchanges without a session go to the first worker; a
+    new session is not given a dead worker."""
+    ex = _exchanges()[0]
+    for n in (2, 3):
+        route = SessionRouter(n)
+        first = [route(_for_session(ex, f"a{i}")) for i in range(n)]
+        assert sorted(first) == list(range(n))  # n sessions, n workers
+        for _ in range(5):  # they stay where they are
+            assert [route(_for_session(ex, f"a{i}")) for i in range(n)] == first
+    route = SessionRouter(2)
+    busy = route(_for_session(ex, "busy"))
+    for _ in range(10):
+        route(_for_session(ex, "busy"))
+    assert route(_for_session(ex, "new")) != busy  # the idle worker takes the next session
+    assert route(_for_session(ex, "newer")) != busy
+    assert route(_for_session(ex, None)) == 0
+    route = SessionRouter(3)
+    assert {route(_for_session(ex, f"b{i}"), {1}) for i in range(6)} == {0, 2}
+    assert route(_for_session(ex, "c"), {0, 1, 2}) in (0, 1, 2)  # none left: any (done here)
+    small = SessionRouter(2, remember=2)  # forgetting a session only moves it
+    kept = [small(_for_session(ex, s)) for s in ("x", "y", "z", "x")]
+    assert kept[:3] == [0, 1, 0] and kept[3] in (0, 1)

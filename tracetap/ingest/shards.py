@@ -2,7 +2,8 @@
 tokenizing and scrubbing use every core; a batch's records come back in submission order.
 
 A session is recognised by the agents' own session headers (Claude Code, Codex), so all its
-rounds reach the worker that holds its state; exchanges without one go to the first worker.
+rounds reach the worker that holds its state (the least busy one when the session first came);
+exchanges without one go to the first worker.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import queue
 import threading
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, NamedTuple
@@ -24,7 +24,7 @@ from tracetap.ingest.normalize import Normalizer, Transform, session_hint
 from tracetap.ingest.splice import common_prefix, common_suffix
 from tracetap.model import Exchange
 
-__all__ = ["BodyDeltas", "Shards", "defer_global", "shard_of"]
+__all__ = ["BodyDeltas", "SessionRouter", "Shards", "defer_global"]
 
 log = logging.getLogger("tracetap.ingest")
 
@@ -32,10 +32,44 @@ _POLL = 1.0  # seconds between liveness checks while a batch is out
 STUCK_AFTER = 300.0  # a live worker silent this long on a batch is killed (its work done here)
 
 
-def shard_of(item: Any, n: int) -> int:
-    """The worker for an exchange: by its session header, else the first."""
-    hint = session_hint(item) if isinstance(item, Exchange) else None
-    return zlib.crc32(hint[1].encode("utf-8", "replace")) % n if hint is not None else 0
+class SessionRouter:
+    """The worker for each exchange. A session's exchanges all go to one worker: the one that
+    had the least work lately when the session first came (a hash of the session's id would
+    put two busy sessions on one worker half the time, the other idle). Exchanges without a
+    session header go to the first worker. Remembers the last `remember` sessions; one
+    forgotten and seen again may go to another worker, which starts its state afresh."""
+
+    def __init__(self, n: int, *, remember: int = 65_536, half_life: int = 4096) -> None:
+        self.n = n
+        self._of: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._remember = remember
+        self._load = [0.0] * n  # exchanges sent to each worker, halved every `half_life`
+        self._half_life = half_life
+        self._sent = 0
+
+    def __call__(self, item: Any, avoid: set[int] | frozenset[int] = frozenset()) -> int:
+        """The worker for `item`; a new session is given none of `avoid` (dead workers)
+        while another is left."""
+        hint = session_hint(item) if isinstance(item, Exchange) else None
+        if hint is None:
+            i = 0
+        else:
+            got = self._of.get(hint)
+            if got is None:
+                load = self._load
+                i = min((k for k in range(self.n) if k not in avoid), key=load.__getitem__,
+                        default=0)
+                self._of[hint] = i
+                if len(self._of) > self._remember:
+                    self._of.popitem(last=False)
+            else:
+                i = got
+                self._of.move_to_end(hint)
+        self._load[i] += 1
+        self._sent += 1
+        if self._sent % self._half_life == 0:  # what a worker did long ago counts less
+            self._load = [x / 2 for x in self._load]
+        return i
 
 
 class _Delta(NamedTuple):
@@ -194,6 +228,7 @@ class Shards:
                        for i, box in enumerate(self._inboxes)]
         self._dead: set[int] = set()
         self._deltas = [BodyDeltas() for _ in range(workers)]  # what each worker was sent
+        self._route = SessionRouter(workers)
         self._batch = 0
         # batch -> (items, records so far, parts still out by worker)
         self._pending: dict[int, tuple[list[Any], list[Any], dict[int, list[Any]]]] = {}
@@ -223,7 +258,7 @@ class Shards:
             self._batch += 1
             parts: dict[int, list[tuple[int, Any]]] = {}
             for seq, item in enumerate(items):
-                parts.setdefault(shard_of(item, self.n), []).append((seq, item))
+                parts.setdefault(self._route(item, self._dead), []).append((seq, item))
             out: list[Any] = [None] * len(items)
             waiting: dict[int, list[tuple[int, Any]]] = {}
             for i, part in sorted(parts.items()):
@@ -260,8 +295,9 @@ class Shards:
                 continue
             with self._state:
                 entry = self._pending.get(number)
-                shard = shard_of(entry[0][done[0][0]], self.n) if entry and done else None
-                if entry is None or shard not in entry[2]:  # from a worker given up on earlier
+                shard = next((i for i, part in entry[2].items() if part[0][0] == done[0][0]),
+                             None) if entry and done else None
+                if shard is None:  # from a worker given up on earlier
                     continue
                 del entry[2][shard]
                 for seq, rec in done:

@@ -92,8 +92,9 @@ def proxy(
     ingest_workers: Annotated[int, typer.Option(
         envvar="TRACETAP_INGEST_WORKERS", min=1,
         help="Processes that parse, tokenize and scrub captured rounds, each taking whole "
-             "sessions (by the agents' session headers). 1 (the default) suits a laptop; more "
-             "for a team proxy with cores to spare.")] = 1,
+             "sessions (by the agents' session headers; a new session goes to the least busy "
+             "one). 1 (the default) suits a laptop; more for a team proxy with cores to "
+             "spare.")] = 1,
     quiet: Annotated[bool, typer.Option(help="Do not print mitmproxy warnings.")] = False,
 ) -> None:
     """Run the recording proxy in front of the model APIs.
