@@ -301,8 +301,8 @@ def _for_session(ex: Exchange, session: str | None) -> Exchange:
 def test_sessions_are_spread_over_the_workers_and_stay_on_theirs() -> None:
     """Each new session goes to the worker with the least recent work, and every later exchange
     of it to the same one: two busy sessions never share a worker while another idles (a hash
-    of the ids did that half the time). Exchanges without a session go to the first worker; a
-    new session is not given a dead worker."""
+    of the ids did that half the time), whichever API it uses. Exchanges without a session go
+    to the first worker; a new session is not given a dead worker."""
     ex = _exchanges()[0]
     for n in (2, 3):
         route = SessionRouter(n)
@@ -314,6 +314,7 @@ def test_sessions_are_spread_over_the_workers_and_stay_on_theirs() -> None:
     busy = route(_for_session(ex, "busy"))
     for _ in range(10):
         route(_for_session(ex, "busy"))
+    assert route(dataclasses.replace(_for_session(ex, "busy"), api="openai_chat")) == busy
     assert route(_for_session(ex, "new")) != busy  # the idle worker takes the next session
     assert route(_for_session(ex, "newer")) != busy
     assert route(_for_session(ex, None)) == 0

@@ -41,7 +41,7 @@ class SessionRouter:
 
     def __init__(self, n: int, *, remember: int = 65_536, half_life: int = 4096) -> None:
         self.n = n
-        self._of: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._of: OrderedDict[str, int] = OrderedDict()  # session id -> worker
         self._remember = remember
         self._load = [0.0] * n  # exchanges sent to each worker, halved every `half_life`
         self._half_life = half_life
@@ -54,17 +54,18 @@ class SessionRouter:
         if hint is None:
             i = 0
         else:
-            got = self._of.get(hint)
+            session = hint[1]  # by its id alone, whichever API it uses
+            got = self._of.get(session)
             if got is None:
                 load = self._load
                 i = min((k for k in range(self.n) if k not in avoid), key=load.__getitem__,
                         default=0)
-                self._of[hint] = i
+                self._of[session] = i
                 if len(self._of) > self._remember:
                     self._of.popitem(last=False)
             else:
                 i = got
-                self._of.move_to_end(hint)
+                self._of.move_to_end(session)
         self._load[i] += 1
         self._sent += 1
         if self._sent % self._half_life == 0:  # what a worker did long ago counts less
