@@ -220,16 +220,8 @@ class TokenEnricher:
 
     # -- tokenizing ---------------------------------------------------------------------------
     def _encode(self, text: str) -> array:
-        h = digest(text.encode("utf-8", "surrogatepass"))
-        ids = self._ids.get(h)
-        if ids is None:
-            ids = id_array(self.tokenizer, text)
-            self._ids[h] = ids
-            if len(self._ids) > self._cache_elements:
-                self._ids.popitem(last=False)
-        else:
-            self._ids.move_to_end(h)
-        return ids
+        """Token ids of a text (an output), through the same cache as the elements'."""
+        return self._ids_for(digest(text.encode("utf-8", "surrogatepass")), text, None)
 
     def _ids_for(self, h: str, text: str | None, elem: Any) -> array:
         """Token ids of an element whose text has digest `h` (encoded once, then cached)."""
