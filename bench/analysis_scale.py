@@ -51,16 +51,28 @@ def main() -> int:
         path = str(ROOT / "bench" / "results" / f"gen_{ns.rounds}.jsonl")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
-        subprocess.run([sys.executable, str(ROOT / "bench" / "gen_tracelab.py"), "-n",
-                        str(ns.rounds), "-o", path], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "gen_tracelab.py"),
+                "-n",
+                str(ns.rounds),
+                "-o",
+                path,
+            ],
+            check=True,
+        )
         gen_s = time.perf_counter() - t
     size_mb = Path(path).stat().st_size / 1e6
-    out = subprocess.run([sys.executable, __file__, "--child", path], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", path], check=True, capture_output=True, text=True
+    )
     res = json.loads(out.stdout.strip().splitlines()[-1])
     res.update({"rounds": ns.rounds, "input": path, "input_mb": size_mb, "generate_s": gen_s})
-    print(f"input {path} ({size_mb:.0f} MB), generated in "
-          f"{'-' if gen_s is None else f'{gen_s:.1f}'} s")
+    print(
+        f"input {path} ({size_mb:.0f} MB), generated in "
+        f"{'-' if gen_s is None else f'{gen_s:.1f}'} s"
+    )
     print(f"{'step':<18}{'seconds':>10}")
     for k, v in res["timings_s"].items():
         print(f"{k:<18}{v:>10.2f}")

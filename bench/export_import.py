@@ -24,9 +24,21 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FORMATS = ("read-only", "import-tracelab", "store-tracelab", "tracelab", "tracelab-public",
-           "tracelab-duckdb", "parquet", "replay-csv", "mooncake", "atif", "otel",
-           "log-claude-code", "log-codex")
+FORMATS = (
+    "read-only",
+    "import-tracelab",
+    "store-tracelab",
+    "tracelab",
+    "tracelab-public",
+    "tracelab-duckdb",
+    "parquet",
+    "replay-csv",
+    "mooncake",
+    "atif",
+    "otel",
+    "log-claude-code",
+    "log-codex",
+)
 # import-tracelab loads the file into a SQLite store (what `tracetap import tracelab` runs);
 # store-tracelab exports that store back to TraceLab JSONL (`tracetap export tracelab --db`).
 DATA = ROOT / "tests" / "importers" / "data"
@@ -51,8 +63,9 @@ def _child(fmt: str, path: str, n: int, out_dir: str) -> None:
     elif fmt == "import-tracelab":
         from tracetap.importers.tracelab import import_rows
 
-        count = import_rows(f"sqlite:///{out.parent / 'store.db'}", _rows(path, n),
-                            source="tracelab")
+        count = import_rows(
+            f"sqlite:///{out.parent / 'store.db'}", _rows(path, n), source="tracelab"
+        )
     elif fmt == "store-tracelab":
         from tracetap.exporters.tracelab import iter_rows
         from tracetap.tracelab import write_rows
@@ -62,8 +75,7 @@ def _child(fmt: str, path: str, n: int, out_dir: str) -> None:
     elif fmt.startswith("tracelab") and fmt != "tracelab-duckdb":
         from tracetap.tracelab import write_rows
 
-        rows = ({k: v for k, v in r.items() if not k.startswith("tt_")}
-                for r in _rows(path, n))
+        rows = ({k: v for k, v in r.items() if not k.startswith("tt_")} for r in _rows(path, n))
         if fmt == "tracelab-public":
             from tracetap.exporters.public import Pseudonymizer, sanitize_row
 
@@ -85,8 +97,11 @@ def _child(fmt: str, path: str, n: int, out_dir: str) -> None:
         mod = importlib.import_module(f"tracetap.exporters.{fmt.replace('-', '_')}")
         with open(out / f"{fmt}.out", "w") as fh:
             mod.export(_rows(path, n), fh)
-        count = min(n, _lines(Path(path))) if fmt in ("atif", "otel") else \
-            _lines(out / f"{fmt}.out") - (fmt == "replay-csv")
+        count = (
+            min(n, _lines(Path(path)))
+            if fmt in ("atif", "otel")
+            else _lines(out / f"{fmt}.out") - (fmt == "replay-csv")
+        )
     else:
         from tracetap.importers import claude_code, codex
 
@@ -105,11 +120,15 @@ def _make_logs(root: Path, copies: int) -> tuple[Path, Path]:
     c_text = (DATA / "claude_session.jsonl").read_text()
     x_text = (DATA / "codex_rollout.jsonl").read_text()
     for i in range(copies):
-        (claude_dir / f"s{i}.jsonl").write_text("".join(
-            c_text.replace("5f0c2a7e-1b3d-4c8e-9a61-7d2e4f8b0c11", f"5f0c2a7e-{i:04d}-{j:02d}")
-            for j in range(20)))
+        (claude_dir / f"s{i}.jsonl").write_text(
+            "".join(
+                c_text.replace("5f0c2a7e-1b3d-4c8e-9a61-7d2e4f8b0c11", f"5f0c2a7e-{i:04d}-{j:02d}")
+                for j in range(20)
+            )
+        )
         (codex_dir / f"rollout-{i}.jsonl").write_text(
-            x_text.replace("0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", f"0199-{i:04d}"))
+            x_text.replace("0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", f"0199-{i:04d}")
+        )
     return claude_dir, codex_dir
 
 
@@ -131,15 +150,23 @@ def _verify(path: str, n: int) -> dict[str, str]:
         con = duckdb.connect(f"{tmp}/t.duckdb", read_only=True)
         found["tracelab-duckdb"] = f"duckdb {duckdb.__version__}: " + ", ".join(
             f"{t}={con.execute(f'SELECT count(*) FROM {t}').fetchone()[0]}"
-            for t in ("rounds", "tool_calls", "timing_events"))
+            for t in ("rounds", "tool_calls", "timing_events")
+        )
         parquet.export(rows, f"{tmp}/pq")
         found["parquet"] = "pyarrow.dataset: rounds=" + str(
-            ds.dataset(f"{tmp}/pq/rounds", partitioning="hive").count_rows())
+            ds.dataset(f"{tmp}/pq/rounds", partitioning="hive").count_rows()
+        )
         buf = io.StringIO()
         otel.export(rows, buf)
-        spans = sum(len(json_format.Parse(line, ExportTraceServiceRequest())
-                        .resource_spans[0].scope_spans[0].spans)
-                    for line in buf.getvalue().splitlines())
+        spans = sum(
+            len(
+                json_format.Parse(line, ExportTraceServiceRequest())
+                .resource_spans[0]
+                .scope_spans[0]
+                .spans
+            )
+            for line in buf.getvalue().splitlines()
+        )
         found["otel"] = f"opentelemetry-proto json_format.Parse: {spans} spans"
         buf = io.StringIO()
         mooncake.export(rows, buf)
@@ -165,7 +192,8 @@ def _aiperf_checks(base: Path, mooncake_text: str, rows: list[dict]) -> str:
     from collections import defaultdict
 
     spec = importlib.util.spec_from_file_location(
-        "aiperf_tracelab_convert", base / "dataset" / "loader" / "_tracelab_convert.py")
+        "aiperf_tracelab_convert", base / "dataset" / "loader" / "_tracelab_convert.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
@@ -174,19 +202,30 @@ def _aiperf_checks(base: Path, mooncake_text: str, rows: list[dict]) -> str:
         sessions[r["session_id"]].append(r)
     traces = [mod.build_trace(sid, rs, 64) for sid, rs in sessions.items()]
     lines = [json.loads(x) for x in mooncake_text.splitlines()]
-    ok = all((len(x["hash_ids"]) - 1) * 512 < x["input_length"] <= len(x["hash_ids"]) * 512
-             for x in lines if x["hash_ids"])
-    return (f"aiperf tracelab converter: {sum(1 for t in traces if t)} session traces; "
-            f"mooncake 'last block partial' layout {'ok' if ok else 'VIOLATED'}")
+    ok = all(
+        (len(x["hash_ids"]) - 1) * 512 < x["input_length"] <= len(x["hash_ids"]) * 512
+        for x in lines
+        if x["hash_ids"]
+    )
+    return (
+        f"aiperf tracelab converter: {sum(1 for t in traces if t)} session traces; "
+        f"mooncake 'last block partial' layout {'ok' if ok else 'VIOLATED'}"
+    )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", "--rounds", type=int, default=357161)
-    ap.add_argument("--input", help="TraceLab JSONL (default: bench/results/gen_<n>.jsonl, "
-                                    "generated when missing)")
-    ap.add_argument("--log-copies", type=int, default=2000,
-                    help="log files for each parser (80 and 3 rounds each)")
+    ap.add_argument(
+        "--input",
+        help="TraceLab JSONL (default: bench/results/gen_<n>.jsonl, generated when missing)",
+    )
+    ap.add_argument(
+        "--log-copies",
+        type=int,
+        default=2000,
+        help="log files for each parser (80 and 3 rounds each)",
+    )
     ap.add_argument("--only", nargs="*", choices=FORMATS)
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -210,14 +249,21 @@ def main() -> int:
         for fmt in args.only or FORMATS:
             out = Path(tmp) / fmt
             out.mkdir()
-            src = {"log-claude-code": claude_dir, "log-codex": codex_dir,
-                   "store-tracelab": Path(tmp) / "store.db"}.get(fmt, path)
+            src = {
+                "log-claude-code": claude_dir,
+                "log-codex": codex_dir,
+                "store-tracelab": Path(tmp) / "store.db",
+            }.get(fmt, path)
             if fmt == "store-tracelab" and not src.exists():
                 print("store-tracelab needs import-tracelab first", file=sys.stderr)
                 return 2
-            proc = subprocess.run([sys.executable, __file__, "--child", fmt, str(src),
-                                   str(args.rounds), str(out)], capture_output=True,
-                                  text=True, cwd=ROOT, check=False)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", fmt, str(src), str(args.rounds), str(out)],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                check=False,
+            )
             if proc.returncode != 0:
                 print(proc.stderr, file=sys.stderr)
                 return 1
@@ -227,18 +273,31 @@ def main() -> int:
     print(f"{'format':<18}{'rows':>9}{'seconds':>9}{'rows/s':>10}{'x read':>8}{'peak MB':>9}")
     for fmt, r in results.items():
         rate = r["rows"] / r["seconds"] if r["seconds"] else 0.0
-        ratio = r["seconds"] / base["seconds"] if base and not fmt.startswith("log") \
-            and fmt != "store-tracelab" else None
+        ratio = (
+            r["seconds"] / base["seconds"]
+            if base and not fmt.startswith("log") and fmt != "store-tracelab"
+            else None
+        )
         r["rows_per_s"] = rate
         r["x_read_only"] = ratio
-        print(f"{fmt:<18}{r['rows']:>9,}{r['seconds']:>9.1f}{rate:>10,.0f}"
-              f"{'' if ratio is None else f'{ratio:.2f}':>8}{r['peak_rss_mb']:>9.0f}")
+        print(
+            f"{fmt:<18}{r['rows']:>9,}{r['seconds']:>9.1f}{rate:>10,.0f}"
+            f"{'' if ratio is None else f'{ratio:.2f}':>8}{r['peak_rss_mb']:>9.0f}"
+        )
     readers = _verify(str(path), 3000)
     for fmt, what in readers.items():
         print(f"verified {fmt}: {what}")
-    (results_dir / "export_import.json").write_text(json.dumps(
-        {"input": str(path), "rounds": args.rounds, "results": results,
-         "external_readers": readers}, indent=2))
+    (results_dir / "export_import.json").write_text(
+        json.dumps(
+            {
+                "input": str(path),
+                "rounds": args.rounds,
+                "results": results,
+                "external_readers": readers,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

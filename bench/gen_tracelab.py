@@ -32,14 +32,24 @@ _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 # tool name -> (weight, median latency s, sigma); shell tools use the executable table instead.
 _CLAUDE_TOOLS = {
-    "Bash": (36, 0.0, 0.0), "Read": (27, 0.15, 0.8), "Edit": (20, 0.3, 0.9),
-    "Grep": (5, 0.3, 0.9), "Glob": (3, 0.1, 0.8), "Write": (3, 0.3, 0.9),
-    "TodoWrite": (2, 0.02, 0.5), "WebFetch": (1, 4.0, 1.0), "WebSearch": (1, 12.0, 0.6),
-    "Task": (1, 150.0, 1.0), "MultiEdit": (1, 0.1, 0.9),
+    "Bash": (36, 0.0, 0.0),
+    "Read": (27, 0.15, 0.8),
+    "Edit": (20, 0.3, 0.9),
+    "Grep": (5, 0.3, 0.9),
+    "Glob": (3, 0.1, 0.8),
+    "Write": (3, 0.3, 0.9),
+    "TodoWrite": (2, 0.02, 0.5),
+    "WebFetch": (1, 4.0, 1.0),
+    "WebSearch": (1, 12.0, 0.6),
+    "Task": (1, 150.0, 1.0),
+    "MultiEdit": (1, 0.1, 0.9),
 }
 _CODEX_TOOLS = {
-    "exec_command": (72, 0.0, 0.0), "write_stdin": (14, 3.0, 1.2), "apply_patch": (10, 0.2, 0.8),
-    "update_plan": (3, 0.02, 0.5), "web_search": (1, 10.0, 0.7),
+    "exec_command": (72, 0.0, 0.0),
+    "write_stdin": (14, 3.0, 1.2),
+    "apply_patch": (10, 0.2, 0.8),
+    "update_plan": (3, 0.02, 0.5),
+    "web_search": (1, 10.0, 0.7),
 }
 # executable -> (weight, median latency s, sigma, argument templates)
 _EXECUTABLES = {
@@ -59,8 +69,16 @@ _EXECUTABLES = {
     "docker": (1, 45.0, 1.0, ["compose up -d", "build ."]),
     "sleep": (1, 30.0, 0.8, ["30", "60"]),
 }
-_FILES = ["src/app.py", "src/models.py", "tests/test_app.py", "README.md", "lib/util.ts",
-          "cmd/main.go", "src/lib.rs", "docs/index.md"]
+_FILES = [
+    "src/app.py",
+    "src/models.py",
+    "tests/test_app.py",
+    "README.md",
+    "lib/util.ts",
+    "cmd/main.go",
+    "src/lib.rs",
+    "docs/index.md",
+]
 
 
 def _pick(rng: random.Random, table: dict[str, tuple[Any, ...]]) -> str:
@@ -90,8 +108,9 @@ class _Session:
         self.private = private
         self.provider = "claude" if rng.random() < 0.6 else "codex"
         claude = self.provider == "claude"
-        self.model = rng.choice(["claude-opus-4-8", "claude-sonnet-4-6"] if claude
-                                else ["gpt-5.4", "gpt-5.3-codex"])
+        self.model = rng.choice(
+            ["claude-opus-4-8", "claude-sonnet-4-6"] if claude else ["gpt-5.4", "gpt-5.3-codex"]
+        )
         self.project = f"project_{_hex(rng, 8)}"
         self.session_id = f"{self.provider}:{_uuid(rng)}"
         self.t = _T0 + rng.random() * _SPAN_S
@@ -119,11 +138,19 @@ class _Session:
             _, med, sig = table[name]
             if name in ("Read", "Write", "Edit", "MultiEdit"):
                 f = rng.choice(_FILES)
-                arg = ({"path": f} if name == "Read"
-                       else {"path": f, "content_chars": rng.randint(50, 4000)})
+                arg = (
+                    {"path": f}
+                    if name == "Read"
+                    else {"path": f, "content_chars": rng.randint(50, 4000)}
+                )
             elif name == "apply_patch":
-                arg = {"input": "*** Begin Patch\n*** Update File: " + rng.choice(_FILES)
-                       + "\n" + "+x\n" * rng.randint(1, 60) + "*** End Patch"}
+                arg = {
+                    "input": "*** Begin Patch\n*** Update File: "
+                    + rng.choice(_FILES)
+                    + "\n"
+                    + "+x\n" * rng.randint(1, 60)
+                    + "*** End Patch"
+                }
             elif name in ("Grep", "Glob"):
                 arg = {"pattern": rng.choice(["TODO", "def .*", "**/*.py", "import"])}
             elif name in ("WebSearch", "web_search"):
@@ -143,8 +170,13 @@ class _Session:
             call_id = "toolu_" + _hex(rng, 22)
         else:
             call_id = "call_" + "".join(rng.choice(_B62) for _ in range(24))
-        tool = {"tool_index": index, "tool_name": name, "tool_call_id": call_id,
-                "input": text, "input_chars": len(text)}
+        tool = {
+            "tool_index": index,
+            "tool_name": name,
+            "tool_call_id": call_id,
+            "input": text,
+            "input_chars": len(text),
+        }
         return tool, latency
 
     def rounds(self) -> Iterator[dict[str, Any]]:
@@ -160,26 +192,41 @@ class _Session:
             if not pending:
                 # a new user request after a human wait
                 if self.last_end is not None:
-                    wait = (_lognorm(rng, 5400.0, 1.2) if rng.random() < 0.15
-                            else _lognorm(rng, 40.0, 1.5))
+                    wait = (
+                        _lognorm(rng, 5400.0, 1.2)
+                        if rng.random() < 0.15
+                        else _lognorm(rng, 40.0, 1.5)
+                    )
                     self.t = self.last_end + min(wait, 3 * 86400.0)
                 steps_left = max(1, round(rng.expovariate(1 / 8.8) + 0.5))
                 turn_id = _uuid(rng) if not claude else None
                 turn_round = 0
                 chars = int(_lognorm(rng, 160, 1.2)) + 1
-                events.append({"event_type": "user_message", "timestamp": format_ts(self.t),
-                               "source": "user.message" if claude else "event_msg.user_message",
-                               "content_chars": chars})
+                events.append(
+                    {
+                        "event_type": "user_message",
+                        "timestamp": format_ts(self.t),
+                        "source": "user.message" if claude else "event_msg.user_message",
+                        "content_chars": chars,
+                    }
+                )
                 first = "user_message"
                 n_user, n_tool, user_chars, tool_chars = 1, 0, chars, 0
                 append_new = max(5, int(chars / 3.5)) + int(_lognorm(rng, 300, 1.0))
             else:
                 for p in pending:
-                    events.append({"event_type": "tool_result", "timestamp": p["result_at"],
-                                   "source": "user.content.tool_result" if claude
-                                   else "response_item.function_call_output",
-                                   "tool_call_id": p["tool_call_id"],
-                                   "result_chars": p["result_chars"], "is_error": p["is_error"]})
+                    events.append(
+                        {
+                            "event_type": "tool_result",
+                            "timestamp": p["result_at"],
+                            "source": "user.content.tool_result"
+                            if claude
+                            else "response_item.function_call_output",
+                            "tool_call_id": p["tool_call_id"],
+                            "result_chars": p["result_chars"],
+                            "is_error": p["is_error"],
+                        }
+                    )
                 self.t = max(p["_result_t"] for p in pending) + rng.uniform(0.002, 0.04)
                 first = "tool_result"
                 n_user, n_tool = 0, len(pending)
@@ -214,15 +261,26 @@ class _Session:
             t_cursor = t_out
             if has_reasoning:
                 t_cursor += (reasoning or output * 0.3) / speed
-                events.append({"event_type": "reasoning", "timestamp": format_ts(t_cursor),
-                               "source": "assistant.content.thinking" if claude
-                               else "response_item.reasoning", "content_chars": 0})
+                events.append(
+                    {
+                        "event_type": "reasoning",
+                        "timestamp": format_ts(t_cursor),
+                        "source": "assistant.content.thinking"
+                        if claude
+                        else "response_item.reasoning",
+                        "content_chars": 0,
+                    }
+                )
             if n_tools == 0 or rng.random() < 0.6:
                 t_cursor += output * 0.5 / speed
-                events.append({"event_type": "text", "timestamp": format_ts(t_cursor),
-                               "source": "assistant.content.text" if claude
-                               else "response_item.message",
-                               "content_chars": int(output * 3.2)})
+                events.append(
+                    {
+                        "event_type": "text",
+                        "timestamp": format_ts(t_cursor),
+                        "source": "assistant.content.text" if claude else "response_item.message",
+                        "content_chars": int(output * 3.2),
+                    }
+                )
             tools: list[dict[str, Any]] = []
             pending = []
             for i in range(n_tools):
@@ -236,21 +294,35 @@ class _Session:
                 shell = tool["tool_name"] == self.shell
                 tool["tool_internal_latency_ms"] = (
                     max(0, result_ms - emitted_ms - rng.randint(1, 60))
-                    if not claude and shell else None)
+                    if not claude and shell
+                    else None
+                )
                 tool["result_chars"] = int(_lognorm(rng, 2000, 1.3)) + 20
                 tool["is_error"] = rng.random() < 0.06
-                events.append({"event_type": "tool_call", "timestamp": tool["emitted_at"],
-                               "source": "assistant.content.tool_use" if claude
-                               else "response_item.function_call",
-                               "tool_call_id": tool["tool_call_id"],
-                               "tool_name": tool["tool_name"], "tool_index": i})
+                events.append(
+                    {
+                        "event_type": "tool_call",
+                        "timestamp": tool["emitted_at"],
+                        "source": "assistant.content.tool_use"
+                        if claude
+                        else "response_item.function_call",
+                        "tool_call_id": tool["tool_call_id"],
+                        "tool_name": tool["tool_name"],
+                        "tool_index": i,
+                    }
+                )
                 tools.append(tool)
                 pending.append({**tool, "_result_t": result_ms / 1000})
             end = t_cursor
             if not claude:
                 end += rng.uniform(0.003, 0.08)
-                events.append({"event_type": "usage_report", "timestamp": format_ts(end),
-                               "source": "event_msg.token_count"})
+                events.append(
+                    {
+                        "event_type": "usage_report",
+                        "timestamp": format_ts(end),
+                        "source": "event_msg.token_count",
+                    }
+                )
             self.last_end = end
             self.context = total + output
             events.sort(key=lambda e: e["timestamp"])
@@ -261,22 +333,30 @@ class _Session:
             else:
                 round_id = f"{turn_id}:{turn_round}"
             turn_round += 1
-            tool_out = [{k: v for k, v in t.items() if self.private or k != "input"}
-                        for t in tools]
+            tool_out = [{k: v for k, v in t.items() if self.private or k != "input"} for t in tools]
             row: dict[str, Any] = {
-                "provider": self.provider, "project": self.project,
-                "session_id": self.session_id, "round_index": index, "round_id": round_id,
-                "turn_id": turn_id, "model": self.model,
-                "input_tokens_total": total, "prefix_tokens": prefix,
+                "provider": self.provider,
+                "project": self.project,
+                "session_id": self.session_id,
+                "round_index": index,
+                "round_id": round_id,
+                "turn_id": turn_id,
+                "model": self.model,
+                "input_tokens_total": total,
+                "prefix_tokens": prefix,
                 "newly_append_tokens": total - prefix,
                 "claude_uncached_input_tokens": uncached if claude else None,
                 "claude_cache_creation_input_tokens": creation if claude else None,
                 "claude_cache_read_input_tokens": prefix if claude else None,
-                "output_tokens": output, "reasoning_output_tokens": reasoning,
-                "timing_events": events, "tools": tool_out,
+                "output_tokens": output,
+                "reasoning_output_tokens": reasoning,
+                "timing_events": events,
+                "tools": tool_out,
                 "current_input_event_count": n_user + n_tool,
-                "current_user_message_count": n_user, "current_tool_result_count": n_tool,
-                "current_user_message_chars": user_chars, "current_tool_result_chars": tool_chars,
+                "current_user_message_count": n_user,
+                "current_tool_result_count": n_tool,
+                "current_user_message_chars": user_chars,
+                "current_tool_result_chars": tool_chars,
                 "current_input_chars": user_chars + tool_chars,
                 "first_input_event_type": first,
                 "store": ".claude" if claude else ".codex",

@@ -1,4 +1,4 @@
-"""Ingest cost in instructions per round, counted by valgrind: a figure the host's speed does not move.
+"""Ingest cost in instructions per round, counted by valgrind (the host's speed does not move it).
 
 Run: python bench/ingest_instructions.py [--pre-framed] [--small 200 --large 600]. Needs valgrind
 (`apt-get install valgrind`). Writes bench/results/ingest_instructions.json.
@@ -44,7 +44,7 @@ def _worker_part(path: Path, n: int) -> None:
     keep_freed_memory()
     collect_less()
     for i in range(0, len(items), BATCH):  # as a worker: normalize a batch, pickle its records
-        pickle.dumps(normalizer.batch(items[i:i + BATCH]), protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dumps(normalizer.batch(items[i : i + BATCH]), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _pipeline_part(path: Path, n: int) -> None:
@@ -64,7 +64,7 @@ def _pipeline_part(path: Path, n: int) -> None:
     for blobs in batches:
         if done >= n:
             break
-        records = [r for blob in blobs for r in pickle.loads(blob)][:n - done]  # n exactly
+        records = [r for blob in blobs for r in pickle.loads(blob)][: n - done]  # n exactly
         done += len(records)
         records = [p._finish(r) for r in records]
         p._drain_journal([(records, p._journal_records(records))])
@@ -78,22 +78,38 @@ def _records(items: list, shards: int = 2) -> list[list[bytes]]:
     from tracetap.ingest.shards import SessionRouter, defer_global
     from tracetap.proxy.runner import default_steps
 
-    normalizers = [Normalizer(defer_global(default_steps()), resent_refs=True)
-                   for _ in range(shards)]
+    normalizers = [
+        Normalizer(defer_global(default_steps()), resent_refs=True) for _ in range(shards)
+    ]
     route = SessionRouter(shards)  # as Shards.send splits a batch
     out = []
     for i in range(0, len(items), BATCH):
         parts: list[list] = [[] for _ in range(shards)]
-        for item in items[i:i + BATCH]:
+        for item in items[i : i + BATCH]:
             parts[route(item)].append(item)
-        out.append([pickle.dumps(normalizers[k].batch(part), protocol=pickle.HIGHEST_PROTOCOL)
-                    for k, part in enumerate(parts) if part])
+        out.append(
+            [
+                pickle.dumps(normalizers[k].batch(part), protocol=pickle.HIGHEST_PROTOCOL)
+                for k, part in enumerate(parts)
+                if part
+            ]
+        )
     return out
 
 
 def _instructions(part: str, path: Path, n: int) -> int:
-    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-           sys.executable, __file__, "--child", part, str(path), str(n)]
+    cmd = [
+        "valgrind",
+        "--tool=cachegrind",
+        "--cache-sim=no",
+        "--cachegrind-out-file=/dev/null",
+        sys.executable,
+        __file__,
+        "--child",
+        part,
+        str(path),
+        str(n),
+    ]
     env = dict(os.environ, PYTHONHASHSEED="0")
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
@@ -103,12 +119,16 @@ def _instructions(part: str, path: Path, n: int) -> int:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--small", type=int, default=200, help="rounds in the short run")
     ap.add_argument("--large", type=int, default=600, help="rounds in the long run")
-    ap.add_argument("--pre-framed", action="store_true",
-                    help="ingest_rate's exchanges of before 2026-12-02 (see its --pre-framed)")
+    ap.add_argument(
+        "--pre-framed",
+        action="store_true",
+        help="ingest_rate's exchanges of before 2026-12-02 (see its --pre-framed)",
+    )
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -126,19 +146,23 @@ def main() -> None:
         # ingest_rate's burst (20 sessions of 100 rounds); worker 0 of 2 has half of them
         items = exchanges(max(2000, 3 * args.large), pre_framed=args.pre_framed)
         route = SessionRouter(2)
-        (tmp / "worker.pkl").write_bytes(pickle.dumps(
-            [x for x in items if route(x) == 0][:args.large]))
-        (tmp / "pipeline.pkl").write_bytes(pickle.dumps(_records(items[:args.large])))
+        (tmp / "worker.pkl").write_bytes(
+            pickle.dumps([x for x in items if route(x) == 0][: args.large])
+        )
+        (tmp / "pipeline.pkl").write_bytes(pickle.dumps(_records(items[: args.large])))
         per_round = {}
         for part in ("worker", "pipeline"):
-            counts = [_instructions(part, tmp / f"{part}.pkl", n)
-                      for n in (args.small, args.large)]
+            counts = [_instructions(part, tmp / f"{part}.pkl", n) for n in (args.small, args.large)]
             per_round[part] = (counts[1] - counts[0]) / (args.large - args.small)
             print(f"{part}: {per_round[part] / 1e6:.3f}M instructions per round", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    result = {"instructions_per_round": per_round, "small": args.small, "large": args.large,
-              "pre_framed": args.pre_framed}
+    result = {
+        "instructions_per_round": per_round,
+        "small": args.small,
+        "large": args.large,
+        "pre_framed": args.pre_framed,
+    }
     RESULTS.mkdir(exist_ok=True)
     name = "ingest_instructions_pre_framed" if args.pre_framed else "ingest_instructions"
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))

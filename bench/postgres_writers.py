@@ -31,8 +31,9 @@ def writer(url: str, index: int, rounds: int, transforms: bool, ready, go, out) 
 
     items = exchanges(rounds, seed=index, prefix=f"w{index}-")  # each writer its own sessions
     steps, exts = default_transforms() if transforms else ([], [])
-    p = Pipeline(make_engine(url), Path(tempfile.mkdtemp()) / "journal", transforms=steps,
-                 extensions=exts)
+    p = Pipeline(
+        make_engine(url), Path(tempfile.mkdtemp()) / "journal", transforms=steps, extensions=exts
+    )
     p.start()
     ready.set()
     go.wait()
@@ -50,8 +51,11 @@ def main() -> None:
     ap.add_argument("--writers", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=1000, help="rounds per writer")
     ap.add_argument("--db")
-    ap.add_argument("--no-transforms", action="store_true",
-                    help="skip scrubbing and tokenization (storage alone)")
+    ap.add_argument(
+        "--no-transforms",
+        action="store_true",
+        help="skip scrubbing and tokenization (storage alone)",
+    )
     args = ap.parse_args()
     server = None
     url = args.db
@@ -66,9 +70,12 @@ def main() -> None:
     ctx = mp.get_context("spawn")
     go, out = ctx.Event(), ctx.Queue()
     readies = [ctx.Event() for _ in range(args.writers)]
-    procs = [ctx.Process(target=writer, args=(url, i, args.rounds, not args.no_transforms,
-                                              readies[i], go, out))
-             for i in range(args.writers)]
+    procs = [
+        ctx.Process(
+            target=writer, args=(url, i, args.rounds, not args.no_transforms, readies[i], go, out)
+        )
+        for i in range(args.writers)
+    ]
     for p in procs:
         p.start()
     for r in readies:
@@ -86,11 +93,19 @@ def main() -> None:
     with make_engine(url).connect() as conn:
         stored = conn.execute(sa.select(sa.func.count()).select_from(m.Round)).scalar_one()
     total = sum(n for _, n, _ in done)
-    result = {"writers": args.writers, "rounds": total, "stored": stored, "wall_s": wall,
-              "rounds_per_s": total / wall, "transforms": not args.no_transforms}
-    print(f"{args.writers} writers -> PostgreSQL: {total} rounds in {wall:.1f}s = "
-          f"{total / wall:,.0f} rounds/s (stored {stored}; scrubbing+tokens "
-          f"{'on' if result['transforms'] else 'off'})")
+    result = {
+        "writers": args.writers,
+        "rounds": total,
+        "stored": stored,
+        "wall_s": wall,
+        "rounds_per_s": total / wall,
+        "transforms": not args.no_transforms,
+    }
+    print(
+        f"{args.writers} writers -> PostgreSQL: {total} rounds in {wall:.1f}s = "
+        f"{total / wall:,.0f} rounds/s (stored {stored}; scrubbing+tokens "
+        f"{'on' if result['transforms'] else 'off'})"
+    )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "postgres_writers.json").write_text(json.dumps(result, indent=2))
     if server is not None:

@@ -21,36 +21,85 @@ def _event(name: str, data: dict) -> bytes:
 async def messages(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     cfg = body.get("bench") or {}
-    events, gap, total = int(cfg.get("events", 200)), cfg.get("gap_ms", 2) / 1000, int(
-        cfg.get("bytes", 0))
-    resp = web.StreamResponse(headers={"content-type": "text/event-stream",
-                                       "cache-control": "no-cache"})
+    events, gap, total = (
+        int(cfg.get("events", 200)),
+        cfg.get("gap_ms", 2) / 1000,
+        int(cfg.get("bytes", 0)),
+    )
+    resp = web.StreamResponse(
+        headers={"content-type": "text/event-stream", "cache-control": "no-cache"}
+    )
     await resp.prepare(request)
-    await resp.write(_event("message_start", {"type": "message_start", "message": {
-        "id": "msg_bench", "type": "message", "role": "assistant", "model": "bench",
-        "content": [], "usage": {"input_tokens": 10, "cache_read_input_tokens": 90000,
-                                 "cache_creation_input_tokens": 500, "output_tokens": 1}}}))
-    await resp.write(_event("content_block_start", {"type": "content_block_start", "index": 0,
-                                                    "content_block": {"type": "text",
-                                                                      "text": ""}}))
+    await resp.write(
+        _event(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_bench",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": "bench",
+                    "content": [],
+                    "usage": {
+                        "input_tokens": 10,
+                        "cache_read_input_tokens": 90000,
+                        "cache_creation_input_tokens": 500,
+                        "output_tokens": 1,
+                    },
+                },
+            },
+        )
+    )
+    await resp.write(
+        _event(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        )
+    )
     if total:
         piece = "x" * 16000
-        chunk = _event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                               "delta": {"type": "text_delta", "text": piece}})
+        chunk = _event(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": piece},
+            },
+        )
         sent = 0
         while sent < total:
             await resp.write(chunk)
             sent += len(chunk)
     else:
         for i in range(events):
-            await resp.write(_event("content_block_delta", {
-                "type": "content_block_delta", "index": 0,
-                "delta": {"type": "text_delta", "text": f"tok{i} "}}))
+            await resp.write(
+                _event(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": f"tok{i} "},
+                    },
+                )
+            )
             if gap:
                 await asyncio.sleep(gap)
     await resp.write(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
-    await resp.write(_event("message_delta", {"type": "message_delta", "delta": {
-        "stop_reason": "end_turn"}, "usage": {"output_tokens": events}}))
+    await resp.write(
+        _event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn"},
+                "usage": {"output_tokens": events},
+            },
+        )
+    )
     await resp.write(_event("message_stop", {"type": "message_stop"}))
     await resp.write_eof()
     return resp

@@ -22,8 +22,9 @@ print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def _faults(mode: str) -> tuple[str, int]:
-    out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True
+    ).stdout.split()
     return out[0], int(out[1])
 
 
@@ -57,8 +58,9 @@ print(len(runs), gone() is None)
 
 
 def _collections(mode: str) -> tuple[int, bool]:
-    out = subprocess.run([sys.executable, "-c", GC_PROBE, mode], capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", GC_PROBE, mode], capture_output=True, text=True, check=True
+    ).stdout.split()
     return int(out[0]), out[1] == "True"
 
 

@@ -12,9 +12,16 @@ from tracetap.model import InputEvent, OutputEvent, Round, ToolCall, Usage
 
 def _round() -> Round:
     return Round(
-        uid="u1", provider="claude", api="anthropic_messages", transport="sse",
-        endpoint="/v1/messages", request_at=1.5, agent_session_id="s", stream=True,
-        messages=[{"role": "user", "content": "hi"}], request_headers=[("a", "b")],
+        uid="u1",
+        provider="claude",
+        api="anthropic_messages",
+        transport="sse",
+        endpoint="/v1/messages",
+        request_at=1.5,
+        agent_session_id="s",
+        stream=True,
+        messages=[{"role": "user", "content": "hi"}],
+        request_headers=[("a", "b")],
         usage=Usage(input_tokens_total=10, output_tokens=2),
         stream_timeline=[(1.6, "message_start")],
         inputs=[InputEvent("tool_result", 4, "claude", "t1", True, 12)],
@@ -28,8 +35,11 @@ def _round() -> Round:
 def test_from_dict_gives_back_the_round(carry: str) -> None:
     """Unpickled or parsed, the dict's keys are not the interned field names."""
     rnd = _round()
-    data = pickle.loads(pickle.dumps(rnd.to_dict())) if carry == "pickle" else \
-        orjson.loads(orjson.dumps(rnd.to_dict()))
+    data = (
+        pickle.loads(pickle.dumps(rnd.to_dict()))
+        if carry == "pickle"
+        else orjson.loads(orjson.dumps(rnd.to_dict()))
+    )
     assert Round.from_dict(data) == rnd
 
 

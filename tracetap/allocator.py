@@ -13,8 +13,14 @@ import ctypes
 import ctypes.util
 import gc
 
-__all__ = ["MMAP_THRESHOLD", "TOP_PAD", "TRIM_THRESHOLD", "YOUNG_OBJECTS", "collect_less",
-           "keep_freed_memory"]
+__all__ = [
+    "MMAP_THRESHOLD",
+    "TOP_PAD",
+    "TRIM_THRESHOLD",
+    "YOUNG_OBJECTS",
+    "collect_less",
+    "keep_freed_memory",
+]
 
 # glibc mallopt parameter numbers (malloc.h)
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
@@ -22,8 +28,12 @@ MMAP_THRESHOLD, TRIM_THRESHOLD, TOP_PAD = 16 << 20, 64 << 20, 32 << 20
 YOUNG_OBJECTS = 50_000
 
 
-def keep_freed_memory(*, mmap_threshold: int = MMAP_THRESHOLD,
-                      trim_threshold: int = TRIM_THRESHOLD, top_pad: int = TOP_PAD) -> bool:
+def keep_freed_memory(
+    *,
+    mmap_threshold: int = MMAP_THRESHOLD,
+    trim_threshold: int = TRIM_THRESHOLD,
+    top_pad: int = TOP_PAD,
+) -> bool:
     """Serve allocations up to `mmap_threshold` from the heap and keep up to `trim_threshold`
     of freed heap for reuse, so a 1 MB body costs a copy rather than 256 page faults. The
     memory kept is reused by the next body (RSS stays flat at the working set plus at most
@@ -37,9 +47,14 @@ def keep_freed_memory(*, mmap_threshold: int = MMAP_THRESHOLD,
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    return all(mallopt(param, int(value)) == 1 for param, value in (
-        (_M_MMAP_THRESHOLD, mmap_threshold), (_M_TRIM_THRESHOLD, trim_threshold),
-        (_M_TOP_PAD, top_pad)))
+    return all(
+        mallopt(param, int(value)) == 1
+        for param, value in (
+            (_M_MMAP_THRESHOLD, mmap_threshold),
+            (_M_TRIM_THRESHOLD, trim_threshold),
+            (_M_TOP_PAD, top_pad),
+        )
+    )
 
 
 def collect_less(young: int = YOUNG_OBJECTS) -> None:

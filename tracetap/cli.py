@@ -20,7 +20,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """Record what coding agents really do on the wire, then export, analyse and replay it."""

@@ -27,8 +27,11 @@ MAIN, SUBAGENT, SIDE, COMPACTION = "main", "subagent", "side", "compaction"
 
 def _slots_dict(obj: Any) -> dict[str, Any]:
     names = obj.__slots__
-    return dict(zip(names, _getter(type(obj))(obj))) if len(names) > 1 else \
-        {name: getattr(obj, name) for name in names}
+    return (
+        dict(zip(names, _getter(type(obj))(obj)))
+        if len(names) > 1
+        else {name: getattr(obj, name) for name in names}
+    )
 
 
 @functools.cache

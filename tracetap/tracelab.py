@@ -156,8 +156,17 @@ def write_rows(rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
 def check_row(row: dict[str, Any]) -> list[str]:
     """Return what is wrong with a row (empty when it follows the contract)."""
     problems: list[str] = []
-    for key in ("provider", "session_id", "round_id", "input_tokens_total", "prefix_tokens",
-                "newly_append_tokens", "output_tokens", "timing_events", "tools"):
+    for key in (
+        "provider",
+        "session_id",
+        "round_id",
+        "input_tokens_total",
+        "prefix_tokens",
+        "newly_append_tokens",
+        "output_tokens",
+        "timing_events",
+        "tools",
+    ):
         if key not in row:
             problems.append(f"missing field {key!r}")
     if problems:

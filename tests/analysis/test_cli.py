@@ -29,8 +29,19 @@ def test_group_by_provider_and_tables():
 
 def test_html_is_self_contained_and_plots_written(tmp_path):
     html = tmp_path / "r.html"
-    out = runner.invoke(app, ["analyze", FIXTURE, "--html", str(html), "--plots",
-                              str(tmp_path / "figs"), "--kv-capacity", "inf,1M"])
+    out = runner.invoke(
+        app,
+        [
+            "analyze",
+            FIXTURE,
+            "--html",
+            str(html),
+            "--plots",
+            str(tmp_path / "figs"),
+            "--kv-capacity",
+            "inf,1M",
+        ],
+    )
     assert out.exit_code == 0, out.output
     text = html.read_text()
     assert not re.search(r"(src|href)\s*=\s*['\"]?https?:", text)
@@ -52,8 +63,17 @@ def test_help_has_summary_and_example():
     out = runner.invoke(app, ["analyze", "--help"])
     assert out.exit_code == 0
     assert "Analyse a recorded trace" in out.output and "Example:" in out.output
-    for opt in ("--json", "--plots", "--html", "--group-by", "--only", "--kv-capacity",
-                "--kv-block-size", "--kv-policy", "--kv-scope"):
+    for opt in (
+        "--json",
+        "--plots",
+        "--html",
+        "--group-by",
+        "--only",
+        "--kv-capacity",
+        "--kv-block-size",
+        "--kv-policy",
+        "--kv-scope",
+    ):
         assert opt in out.output
 
 
@@ -62,7 +82,11 @@ def test_progress_callback_counts_every_step():
 
     calls = []
     ds = load(FIXTURE, group_by="provider")
-    run(ds, ["overview", "kv_sim"], {"capacities": [None]},
-        progress=lambda name, n: calls.append((name, n)))
+    run(
+        ds,
+        ["overview", "kv_sim"],
+        {"capacities": [None]},
+        progress=lambda name, n: calls.append((name, n)),
+    )
     # overview: all + 2 providers; kv_sim is not grouped
     assert calls[0] == ("", 4) and len(calls) == 5

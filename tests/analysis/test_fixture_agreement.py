@@ -22,7 +22,8 @@ def _mine(res, scope):
     get = (lambda k: res[k]["all"]) if scope == "merged" else (lambda k: res[k]["groups"][scope])
     o, tk, g, tm, tl = (get(k) for k in ("overview", "tokens", "growth", "timing", "tools"))
     return {
-        "sessions": o["total_sessions"], "rounds": o["llm_rounds_total"],
+        "sessions": o["total_sessions"],
+        "rounds": o["llm_rounds_total"],
         "user": o["rounds_with_visible_user_message"],
         "tool_started": o["rounds_started_from_tool_result"],
         "hit": tk["prefix_hit_rate"],
@@ -39,8 +40,10 @@ def _mine(res, scope):
         "wait_total": tm["human_wait_seconds"]["total"],
         "wait_median": tm["human_wait_seconds"]["p50"],
         "wait_rounds": tm["human_wait_seconds"]["count"],
-        "tool_calls": tl["total_tool_calls"], "tool_seconds": tl["total_seconds"],
-        "tool_p50": tl["p50_seconds"], "tool_p90": tl["p90_seconds"],
+        "tool_calls": tl["total_tool_calls"],
+        "tool_seconds": tl["total_seconds"],
+        "tool_p50": tl["p50_seconds"],
+        "tool_p90": tl["p90_seconds"],
         "tool_nonpositive": tl["tool_calls_nonpositive_latency"],
     }
 
@@ -50,7 +53,8 @@ def _theirs(m):
     lat = m["tools"]["effective_latency"]
     gu = ti["total_input_growth_when_started_with_user_message"]
     return {
-        "sessions": s["total_sessions"], "rounds": s["llm_rounds_total"],
+        "sessions": s["total_sessions"],
+        "rounds": s["llm_rounds_total"],
         "user": s["rounds_with_visible_user_message"],
         "tool_started": s["rounds_started_from_tool_result"],
         "hit": ti["prefix_hit_rate"],
@@ -58,8 +62,9 @@ def _theirs(m):
         "hit_tool": ti["prefix_hit_rate_when_started_with_tool_result"],
         "context_increase": ti["total_context_increase_tokens"],
         "growth_user_median": gu["median_raw_delta_tokens"],
-        "growth_tool_p90":
-            ti["total_input_growth_when_started_with_tool_result"]["p90_raw_delta_tokens"],
+        "growth_tool_p90": ti["total_input_growth_when_started_with_tool_result"][
+            "p90_raw_delta_tokens"
+        ],
         "growth_user_micro": gu["micro_reduction_rounds"],
         "gen_total": gt["total_observable_generation_time_seconds"],
         "gen_p50": gt["p50_observable_generation_time_seconds"],
@@ -68,8 +73,10 @@ def _theirs(m):
         "wait_total": gt["total_waiting_for_human_input_seconds"],
         "wait_median": gt["median_waiting_for_human_input_seconds"],
         "wait_rounds": gt["rounds_with_waiting_for_human_input_time"],
-        "tool_calls": m["tools"]["total_tool_calls"], "tool_seconds": lat["total_seconds"],
-        "tool_p50": lat["p50_seconds"], "tool_p90": lat["p90_seconds"],
+        "tool_calls": m["tools"]["total_tool_calls"],
+        "tool_seconds": lat["total_seconds"],
+        "tool_p50": lat["p50_seconds"],
+        "tool_p90": lat["p90_seconds"],
         "tool_nonpositive": lat["tool_calls_nonpositive_latency"],
     }
 

@@ -11,7 +11,8 @@ import numpy as np
 from tracetap.tracelab import check_row, parse_ts
 
 _spec = importlib.util.spec_from_file_location(
-    "gen_tracelab", Path(__file__).resolve().parents[2] / "bench" / "gen_tracelab.py")
+    "gen_tracelab", Path(__file__).resolve().parents[2] / "bench" / "gen_tracelab.py"
+)
 gen = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gen)
 
@@ -29,12 +30,16 @@ def test_rows_follow_the_contract():
         if sid in prev:
             assert row["round_index"] == prev[sid]["round_index"] + 1
             # every tool call of the previous round comes back as a result in this round
-            results = {e["tool_call_id"]: e for e in row["timing_events"]
-                       if e["event_type"] == "tool_result"}
+            results = {
+                e["tool_call_id"]: e
+                for e in row["timing_events"]
+                if e["event_type"] == "tool_result"
+            }
             for t in prev[sid]["tools"]:
                 assert results[t["tool_call_id"]]["timestamp"] == t["result_at"]
                 assert t["tool_wall_latency_ms"] == round(
-                    (parse_ts(t["result_at"]) - parse_ts(t["emitted_at"])) * 1000)
+                    (parse_ts(t["result_at"]) - parse_ts(t["emitted_at"])) * 1000
+                )
         for t in row["tools"]:
             arg = json.loads(t["input"])
             assert t["input_chars"] == len(t["input"])

@@ -15,28 +15,75 @@ def _ev(kind, t, **kw):
 
 
 def _row(i, total, prefix, output, events, tools=(), trig="tool_result"):
-    return {"provider": "claude", "project": "p", "session_id": "claude:s1", "round_index": i,
-            "round_id": f"msg_{i}", "model": "m", "input_tokens_total": total,
-            "prefix_tokens": prefix, "newly_append_tokens": total - prefix,
-            "output_tokens": output, "reasoning_output_tokens": None, "timing_events": events,
-            "tools": list(tools), "current_user_message_count": int(trig == "user_message"),
-            "current_tool_result_count": int(trig == "tool_result"), "current_input_chars": 10,
-            "first_input_event_type": trig, "store": "tracetap", "trace_key": f"k{i}"}
+    return {
+        "provider": "claude",
+        "project": "p",
+        "session_id": "claude:s1",
+        "round_index": i,
+        "round_id": f"msg_{i}",
+        "model": "m",
+        "input_tokens_total": total,
+        "prefix_tokens": prefix,
+        "newly_append_tokens": total - prefix,
+        "output_tokens": output,
+        "reasoning_output_tokens": None,
+        "timing_events": events,
+        "tools": list(tools),
+        "current_user_message_count": int(trig == "user_message"),
+        "current_tool_result_count": int(trig == "tool_result"),
+        "current_input_chars": 10,
+        "first_input_event_type": trig,
+        "store": "tracetap",
+        "trace_key": f"k{i}",
+    }
 
 
 ROWS = [
-    _row(0, 1000, 0, 100,
-         [_ev("user_message", 0, content_chars=10), _ev("text", 2, content_chars=5),
-          _ev("tool_call", 3, tool_call_id="toolu_1", tool_name="Bash", tool_index=0)],
-         [{"tool_index": 0, "tool_name": "Bash", "tool_call_id": "toolu_1",
-           "emitted_at": format_ts(T0 + 3), "result_at": format_ts(T0 + 8),
-           "input": '{"command":"pytest -q"}', "input_chars": 23, "result_chars": 10,
-           "tool_wall_latency_ms": 5000, "tool_internal_latency_ms": None, "is_error": False}],
-         trig="user_message"),
-    _row(1, 1300, 1000, 50, [_ev("tool_result", 8, tool_call_id="toolu_1", result_chars=10),
-                             _ev("text", 10, content_chars=5)]),
-    _row(2, 1400, 1300, 20, [_ev("user_message", 110, content_chars=4),
-                             _ev("text", 111, content_chars=5)], trig="user_message"),
+    _row(
+        0,
+        1000,
+        0,
+        100,
+        [
+            _ev("user_message", 0, content_chars=10),
+            _ev("text", 2, content_chars=5),
+            _ev("tool_call", 3, tool_call_id="toolu_1", tool_name="Bash", tool_index=0),
+        ],
+        [
+            {
+                "tool_index": 0,
+                "tool_name": "Bash",
+                "tool_call_id": "toolu_1",
+                "emitted_at": format_ts(T0 + 3),
+                "result_at": format_ts(T0 + 8),
+                "input": '{"command":"pytest -q"}',
+                "input_chars": 23,
+                "result_chars": 10,
+                "tool_wall_latency_ms": 5000,
+                "tool_internal_latency_ms": None,
+                "is_error": False,
+            }
+        ],
+        trig="user_message",
+    ),
+    _row(
+        1,
+        1300,
+        1000,
+        50,
+        [
+            _ev("tool_result", 8, tool_call_id="toolu_1", result_chars=10),
+            _ev("text", 10, content_chars=5),
+        ],
+    ),
+    _row(
+        2,
+        1400,
+        1300,
+        20,
+        [_ev("user_message", 110, content_chars=4), _ev("text", 111, content_chars=5)],
+        trig="user_message",
+    ),
 ]
 
 
@@ -46,8 +93,9 @@ def res(tmp_path_factory):
     with open(path, "w", encoding="utf-8") as fh:
         write_rows(ROWS, fh)
     ds = load(str(path))
-    return public(run(ds, opts={"capacities": [None], "block_size": 16,
-                                "policies": ["lru", "ttl-5m"]}))
+    return public(
+        run(ds, opts={"capacities": [None], "block_size": 16, "policies": ["lru", "ttl-5m"]})
+    )
 
 
 def test_tokens_and_hit_ratio(res):
@@ -113,19 +161,31 @@ def test_latency_predict_uses_command_features(res):
 
 def test_compaction_events_listed(tmp_path):
     rows = [dict(r) for r in ROWS]
-    rows[2] = {**rows[2], "input_tokens_total": 70000, "prefix_tokens": 0,
-               "newly_append_tokens": 70000}
-    rows.append({**ROWS[2], "round_index": 3, "round_id": "msg_3", "input_tokens_total": 5000,
-                 "prefix_tokens": 4000, "newly_append_tokens": 1000,
-                 "timing_events": [{**ROWS[2]["timing_events"][0],
-                                    "timestamp": format_ts(T0 + 200)}]})
+    rows[2] = {
+        **rows[2],
+        "input_tokens_total": 70000,
+        "prefix_tokens": 0,
+        "newly_append_tokens": 70000,
+    }
+    rows.append(
+        {
+            **ROWS[2],
+            "round_index": 3,
+            "round_id": "msg_3",
+            "input_tokens_total": 5000,
+            "prefix_tokens": 4000,
+            "newly_append_tokens": 1000,
+            "timing_events": [{**ROWS[2]["timing_events"][0], "timestamp": format_ts(T0 + 200)}],
+        }
+    )
     path = tmp_path / "c.jsonl"
     with open(path, "w", encoding="utf-8") as fh:
         write_rows(rows, fh)
     g = public(run(load(str(path)), ["growth"]))["growth"]["all"]
     assert g["compactions"] == 1
-    assert g["compaction_events"] == [{"session_id": "claude:s1", "round_index": 3,
-                                       "input_before": 70000, "input_after": 5000}]
+    assert g["compaction_events"] == [
+        {"session_id": "claude:s1", "round_index": 3, "input_before": 70000, "input_after": 5000}
+    ]
     assert g["by_trigger"]["user_message"]["major_reduction_rounds"] == 1
 
 

@@ -15,14 +15,32 @@ from tracetap.analysis import InputError, load, public, run
 from tracetap.tracelab import parse_ts, read_rows
 
 FIXTURE = Path("/work/shared/fixtures/tracelab_sample.jsonl")
-SCALARS = ["provider", "project", "session_id", "round_index", "round_id", "turn_id", "model",
-           "input_tokens_total", "prefix_tokens", "newly_append_tokens",
-           "claude_uncached_input_tokens", "claude_cache_creation_input_tokens",
-           "claude_cache_read_input_tokens", "output_tokens", "reasoning_output_tokens",
-           "current_input_event_count", "current_user_message_count",
-           "current_tool_result_count", "current_user_message_chars",
-           "current_tool_result_chars", "current_input_chars", "first_input_event_type",
-           "store", "trace_key"]
+SCALARS = [
+    "provider",
+    "project",
+    "session_id",
+    "round_index",
+    "round_id",
+    "turn_id",
+    "model",
+    "input_tokens_total",
+    "prefix_tokens",
+    "newly_append_tokens",
+    "claude_uncached_input_tokens",
+    "claude_cache_creation_input_tokens",
+    "claude_cache_read_input_tokens",
+    "output_tokens",
+    "reasoning_output_tokens",
+    "current_input_event_count",
+    "current_user_message_count",
+    "current_tool_result_count",
+    "current_user_message_chars",
+    "current_tool_result_chars",
+    "current_input_chars",
+    "first_input_event_type",
+    "store",
+    "trace_key",
+]
 
 
 def _naive(ts):
@@ -32,35 +50,66 @@ def _naive(ts):
 def _tracelab_duckdb(path: Path) -> None:
     """The contract's DuckDB layout, built the way TraceLab's loader lays it out."""
     con = duckdb.connect(str(path))
-    ints = ('_tokens', '_total', '_count', '_chars', 'index')
+    ints = ("_tokens", "_total", "_count", "_chars", "index")
     cols = ", ".join(f"{c} {'BIGINT' if c.endswith(ints) else 'VARCHAR'}" for c in SCALARS)
-    con.execute(f"CREATE TABLE rounds (round_pk BIGINT, ingest_seq BIGINT, {cols}, "
-                "home VARCHAR, \"user\" VARCHAR, session_file VARCHAR)")
-    con.execute("CREATE TABLE tool_calls (round_pk BIGINT, tool_index BIGINT, tool_name VARCHAR, "
-                "tool_call_id VARCHAR, emitted_at TIMESTAMP, result_at TIMESTAMP, "
-                "tool_wall_latency_ms BIGINT, tool_internal_latency_ms BIGINT, is_error BOOLEAN, "
-                "input_chars BIGINT, result_chars BIGINT)")
-    con.execute("CREATE TABLE timing_events (round_pk BIGINT, event_index BIGINT, "
-                "event_type VARCHAR, source VARCHAR, \"timestamp\" TIMESTAMP, "
-                "tool_call_id VARCHAR, "
-                "tool_index BIGINT, tool_name VARCHAR, is_error BOOLEAN, result_chars BIGINT, "
-                "content_chars BIGINT)")
+    con.execute(
+        f"CREATE TABLE rounds (round_pk BIGINT, ingest_seq BIGINT, {cols}, "
+        'home VARCHAR, "user" VARCHAR, session_file VARCHAR)'
+    )
+    con.execute(
+        "CREATE TABLE tool_calls (round_pk BIGINT, tool_index BIGINT, tool_name VARCHAR, "
+        "tool_call_id VARCHAR, emitted_at TIMESTAMP, result_at TIMESTAMP, "
+        "tool_wall_latency_ms BIGINT, tool_internal_latency_ms BIGINT, is_error BOOLEAN, "
+        "input_chars BIGINT, result_chars BIGINT)"
+    )
+    con.execute(
+        "CREATE TABLE timing_events (round_pk BIGINT, event_index BIGINT, "
+        'event_type VARCHAR, source VARCHAR, "timestamp" TIMESTAMP, '
+        "tool_call_id VARCHAR, "
+        "tool_index BIGINT, tool_name VARCHAR, is_error BOOLEAN, result_chars BIGINT, "
+        "content_chars BIGINT)"
+    )
     con.execute("CREATE TABLE trace_source (path VARCHAR)")
     con.execute("INSERT INTO trace_source VALUES (?)", [str(FIXTURE)])
     for pk, row in enumerate(read_rows(FIXTURE)):
-        con.execute(f"INSERT INTO rounds VALUES ({', '.join('?' * (len(SCALARS) + 5))})",
-                    [pk, pk, *[row.get(c) for c in SCALARS], None, None, None])
+        con.execute(
+            f"INSERT INTO rounds VALUES ({', '.join('?' * (len(SCALARS) + 5))})",
+            [pk, pk, *[row.get(c) for c in SCALARS], None, None, None],
+        )
         for t in row["tools"]:
-            con.execute("INSERT INTO tool_calls VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                        [pk, t["tool_index"], t["tool_name"], t["tool_call_id"],
-                         _naive(t["emitted_at"]), _naive(t.get("result_at")),
-                         t["tool_wall_latency_ms"], t["tool_internal_latency_ms"],
-                         t.get("is_error"), t["input_chars"], t["result_chars"]])
+            con.execute(
+                "INSERT INTO tool_calls VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    pk,
+                    t["tool_index"],
+                    t["tool_name"],
+                    t["tool_call_id"],
+                    _naive(t["emitted_at"]),
+                    _naive(t.get("result_at")),
+                    t["tool_wall_latency_ms"],
+                    t["tool_internal_latency_ms"],
+                    t.get("is_error"),
+                    t["input_chars"],
+                    t["result_chars"],
+                ],
+            )
         for i, e in enumerate(row["timing_events"], 1):
-            con.execute("INSERT INTO timing_events VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                        [pk, i, e["event_type"], e["source"], _naive(e["timestamp"]),
-                         e.get("tool_call_id"), e.get("tool_index"), e.get("tool_name"),
-                         e.get("is_error"), e.get("result_chars"), e.get("content_chars")])
+            con.execute(
+                "INSERT INTO timing_events VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    pk,
+                    i,
+                    e["event_type"],
+                    e["source"],
+                    _naive(e["timestamp"]),
+                    e.get("tool_call_id"),
+                    e.get("tool_index"),
+                    e.get("tool_name"),
+                    e.get("is_error"),
+                    e.get("result_chars"),
+                    e.get("content_chars"),
+                ],
+            )
     con.close()
 
 

@@ -21,7 +21,7 @@ def test_lru_capacity_evicts_least_recent_chain_tail_first():
 def test_ttl_expires_unless_refreshed():
     c = BlockCache(None, 16, Policy("ttl", 10.0))
     c.lookup_and_insert([1, 2], 0.0)
-    assert c.lookup_and_insert([1, 2, 3], 9.0) == 2   # within TTL: hit, refreshed to 19
+    assert c.lookup_and_insert([1, 2, 3], 9.0) == 2  # within TTL: hit, refreshed to 19
     assert c.lookup_and_insert([1, 2, 3], 19.0) == 3  # exactly at the deadline still a hit
     assert c.lookup_and_insert([1, 2, 3], 29.5) == 0  # expired at 29
     c.finish(100.0)

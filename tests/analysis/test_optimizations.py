@@ -16,29 +16,60 @@ T0 = 1780000000.0
 
 
 def _row(sid, i, total, prefix, t, *, tools=(), extra=None, output=10):
-    events = [{"event_type": "tool_result" if i else "user_message", "timestamp": format_ts(T0 + t),
-               "source": "test", "content_chars": 4},
-              {"event_type": "text", "timestamp": format_ts(T0 + t + 1), "source": "test",
-               "content_chars": 4}]
-    row = {"provider": "claude", "project": "p", "session_id": sid, "round_index": i,
-           "round_id": f"msg_{sid}{i}", "model": "m", "input_tokens_total": total,
-           "prefix_tokens": prefix, "newly_append_tokens": total - prefix, "output_tokens": output,
-           "reasoning_output_tokens": None, "timing_events": events, "tools": list(tools),
-           "current_user_message_count": int(i == 0), "current_tool_result_count": int(i > 0),
-           "current_input_chars": 4,
-           "first_input_event_type": "tool_result" if i else "user_message",
-           "store": "tracetap", "trace_key": f"{sid}{i}"}
+    events = [
+        {
+            "event_type": "tool_result" if i else "user_message",
+            "timestamp": format_ts(T0 + t),
+            "source": "test",
+            "content_chars": 4,
+        },
+        {
+            "event_type": "text",
+            "timestamp": format_ts(T0 + t + 1),
+            "source": "test",
+            "content_chars": 4,
+        },
+    ]
+    row = {
+        "provider": "claude",
+        "project": "p",
+        "session_id": sid,
+        "round_index": i,
+        "round_id": f"msg_{sid}{i}",
+        "model": "m",
+        "input_tokens_total": total,
+        "prefix_tokens": prefix,
+        "newly_append_tokens": total - prefix,
+        "output_tokens": output,
+        "reasoning_output_tokens": None,
+        "timing_events": events,
+        "tools": list(tools),
+        "current_user_message_count": int(i == 0),
+        "current_tool_result_count": int(i > 0),
+        "current_input_chars": 4,
+        "first_input_event_type": "tool_result" if i else "user_message",
+        "store": "tracetap",
+        "trace_key": f"{sid}{i}",
+    }
     row.update(extra or {})
     return row
 
 
 def _tool(i, cmd, lat_s, t, name="Bash"):
     text = json.dumps(cmd) if isinstance(cmd, dict) else cmd
-    return {"tool_index": i, "tool_name": name, "tool_call_id": f"toolu_{t}_{i}",
-            "emitted_at": format_ts(T0 + t), "result_at": format_ts(T0 + t + lat_s),
-            "input": text, "input_chars": len(text or ""), "result_chars": 5,
-            "tool_wall_latency_ms": round(lat_s * 1000), "tool_internal_latency_ms": None,
-            "is_error": False}
+    return {
+        "tool_index": i,
+        "tool_name": name,
+        "tool_call_id": f"toolu_{t}_{i}",
+        "emitted_at": format_ts(T0 + t),
+        "result_at": format_ts(T0 + t + lat_s),
+        "input": text,
+        "input_chars": len(text or ""),
+        "result_chars": 5,
+        "tool_wall_latency_ms": round(lat_s * 1000),
+        "tool_internal_latency_ms": None,
+        "is_error": False,
+    }
 
 
 def _load(tmp_path, rows):
@@ -56,16 +87,22 @@ def test_padding_model():
 
 def test_append_prefill_sorting_saves_padding(tmp_path):
     rows = [_row("s", i, 100 + a, 100, i, output=1) for i, a in enumerate([1, 5, 2, 8])]
-    res = public(run(_load(tmp_path, rows), ["append_prefill"],
-                     {"batch": 2, "window": 4}))["append_prefill"]["all"]
-    assert res["padded_tokens_fifo"] == 26        # [1,5] -> 10, [2,8] -> 16
+    res = public(run(_load(tmp_path, rows), ["append_prefill"], {"batch": 2, "window": 4}))[
+        "append_prefill"
+    ]["all"]
+    assert res["padded_tokens_fifo"] == 26  # [1,5] -> 10, [2,8] -> 16
     assert res["padded_tokens_append_aware"] == 20  # sorted [1,2] -> 4, [5,8] -> 16
     assert res["append_aware_saving"] == pytest.approx(6 / 26)
 
 
 def test_executable_features(tmp_path):
-    cmds = [{"command": "cd /repo && pytest -q"}, {"command": "FOO=1 make test"},
-            {"cmd": ["bash", "-lc", "rg -n foo"]}, {"command": "ls"}, {"path": "a.py"}]
+    cmds = [
+        {"command": "cd /repo && pytest -q"},
+        {"command": "FOO=1 make test"},
+        {"cmd": ["bash", "-lc", "rg -n foo"]},
+        {"command": "ls"},
+        {"path": "a.py"},
+    ]
     tools = [_tool(i, c, 1.0, 0) for i, c in enumerate(cmds)]
     ds = _load(tmp_path, [_row("s", 0, 100, 0, 0, tools=tools)])
     assert list(tool_frame(ds)["exe"]) == ["pytest", "make", "rg", "ls", ""]
@@ -80,8 +117,13 @@ def test_latency_model_levels_and_session_history():
     assert m.static("Bash", "pytest", 20) == 14
     assert m.static("Bash", "ls", 5000) == pytest.approx(0.1)  # other size bin: (tool, exe)
     assert m.static("Read", "", 10) == pytest.approx(np.median(lat))  # unseen: global
-    pred = m.predict(np.array(["s", "s"]), np.array(["Bash", "Bash"]),
-                     np.array(["pytest", "pytest"]), np.array([20.0, 20.0]), np.array([40.0, 1]))
+    pred = m.predict(
+        np.array(["s", "s"]),
+        np.array(["Bash", "Bash"]),
+        np.array(["pytest", "pytest"]),
+        np.array([20.0, 20.0]),
+        np.array([40.0, 1]),
+    )
     assert pred[0] == 14 and pred[1] == pytest.approx(np.sqrt(14 * 40))
 
 
@@ -102,9 +144,12 @@ def test_latency_prediction_beats_static_on_a_split(tmp_path):
 
 def test_tool_overhead_exact_with_segments(tmp_path):
     seg = {"tools": 500, "system": 100, "history": 0, "new_input": 10, "output_tool_args": 30}
-    rows = [_row("s", 0, 700, 0, 0, tools=[_tool(0, {"command": "ls"}, 1, 0)],
-                 extra={"tt_segments": seg}),
-            _row("s", 1, 800, 700, 5, extra={"tt_segments": {**seg, "output_tool_args": 0}})]
+    rows = [
+        _row(
+            "s", 0, 700, 0, 0, tools=[_tool(0, {"command": "ls"}, 1, 0)], extra={"tt_segments": seg}
+        ),
+        _row("s", 1, 800, 700, 5, extra={"tt_segments": {**seg, "output_tool_args": 0}}),
+    ]
     res = public(run(_load(tmp_path, rows), ["tool_overhead"]))["tool_overhead"]["all"]
     assert res["method"].startswith("exact")
     assert res["definition_tokens_per_round"]["total"] == 1000
@@ -121,14 +166,17 @@ def test_tool_overhead_estimate_says_so(tmp_path):
 
 
 @pytest.mark.parametrize("scope,hit_tokens", [("global", 32), ("session", 0)])
-def test_kv_sim_with_block_hashes_shares_across_sessions_only_globally(tmp_path, scope,
-                                                                       hit_tokens):
-    rows = [_row("a", 0, 48, 0, 0, extra={"tt_block_hashes": ["aa", "bb", "cc"],
-                                          "tt_block_size": 16}),
-            _row("b", 0, 48, 0, 10, extra={"tt_block_hashes": ["aa", "bb", "dd"],
-                                           "tt_block_size": 16})]
-    res = public(run(_load(tmp_path, rows), ["kv_sim"],
-                     {"capacities": [None], "policies": ["lru"], "scope": scope,
-                      "block_size": 64}))["kv_sim"]["all"]
+def test_kv_sim_with_block_hashes_shares_across_sessions_only_globally(tmp_path, scope, hit_tokens):
+    rows = [
+        _row("a", 0, 48, 0, 0, extra={"tt_block_hashes": ["aa", "bb", "cc"], "tt_block_size": 16}),
+        _row("b", 0, 48, 0, 10, extra={"tt_block_hashes": ["aa", "bb", "dd"], "tt_block_size": 16}),
+    ]
+    res = public(
+        run(
+            _load(tmp_path, rows),
+            ["kv_sim"],
+            {"capacities": [None], "policies": ["lru"], "scope": scope, "block_size": 64},
+        )
+    )["kv_sim"]["all"]
     assert res["block_size"] == 16  # the trace's own block size wins
     assert res["grid"][0]["hit_rate"] == pytest.approx(hit_tokens / 96)

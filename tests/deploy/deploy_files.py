@@ -14,8 +14,19 @@ from dockerfile_parse import DockerfileParser
 
 from tracetap.cli import app
 
-__all__ = ["DEPLOY", "ROOT", "VENV_BIN", "check_proxy_args", "compose", "dockerfile",
-           "instructions", "k8s", "k8s_docs", "proxy_options", "systemd_unit"]
+__all__ = [
+    "DEPLOY",
+    "ROOT",
+    "VENV_BIN",
+    "check_proxy_args",
+    "compose",
+    "dockerfile",
+    "instructions",
+    "k8s",
+    "k8s_docs",
+    "proxy_options",
+    "systemd_unit",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -34,6 +34,7 @@ __all__: list[str] = []
 
 # -- Dockerfile --------------------------------------------------------------------------------
 
+
 def test_dockerfile_is_a_slim_multistage_non_root_image() -> None:
     df = dockerfile()
     assert df.is_multistage and set(df.parent_images) == {"python:3.12-slim"}
@@ -57,22 +58,30 @@ def test_dockerfile_volumes_ports_and_healthcheck_agree() -> None:
     cmd = json.loads(instructions("CMD")[-1])
     check_proxy_args(cmd)
     assert "--admin-port" not in cmd  # would override TRACETAP_ADMIN_PORT and fool the probe
-    assert {cmd[cmd.index(f) + 1] for f in ("--anthropic-port", "--openai-port", "--port")} \
-        <= exposed
+    assert {
+        cmd[cmd.index(f) + 1] for f in ("--anthropic-port", "--openai-port", "--port")
+    } <= exposed
     assert "TRACETAP_KEY_FILE" not in env  # a missing default key file would stop the proxy
 
 
 def test_dockerfile_passes_hadolint() -> None:
-    proc = subprocess.run([str(VENV_BIN / "hadolint"), "--no-color", str(DEPLOY / "Dockerfile")],
-                          check=False, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(VENV_BIN / "hadolint"), "--no-color", str(DEPLOY / "Dockerfile")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and proc.stdout == "", proc.stdout + proc.stderr
 
 
 # -- compose -----------------------------------------------------------------------------------
 
+
 def test_compose_file_follows_the_compose_spec() -> None:
-    schema = Path(check_jsonschema.__file__).parent / "builtin_schemas" / "vendor" / \
-        "compose-spec.json"
+    schema = (
+        Path(check_jsonschema.__file__).parent / "builtin_schemas" / "vendor" / "compose-spec.json"
+    )
     jsonschema.validate(compose(), json.loads(schema.read_text()))
 
 
@@ -84,8 +93,10 @@ def test_compose_starts_postgres_then_migration_then_proxy() -> None:
     migrate, proxy = services["migrate"], services["tracetap"]
     assert migrate["command"] == ["db", "upgrade"] and migrate["restart"] == "no"
     assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
-    assert proxy["depends_on"] == {"postgres": {"condition": "service_healthy"},
-                                   "migrate": {"condition": "service_completed_successfully"}}
+    assert proxy["depends_on"] == {
+        "postgres": {"condition": "service_healthy"},
+        "migrate": {"condition": "service_completed_successfully"},
+    }
     assert migrate["environment"]["TRACETAP_DB"] == proxy["environment"]["TRACETAP_DB"]
     assert migrate["image"] == proxy["image"] and "build" in proxy
     check_proxy_args(proxy["command"])
@@ -107,6 +118,7 @@ def test_compose_proxy_health_ports_volumes_and_secret() -> None:
 
 
 # -- Kubernetes --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("doc", k8s_docs(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
 def test_kubernetes_manifests_validate_strictly(doc: dict[str, Any]) -> None:
@@ -156,12 +168,19 @@ def test_kubernetes_volumes_and_secrets_fit_together() -> None:
     key_volume = volumes[mounts[key_dir]]["secret"]
     assert key_name in {i["path"] for i in key_volume["items"]}
     # every Secret key the pods use exists in the Secret they name
-    used = [(v["secret"]["secretName"], i["key"]) for v in volumes.values() if "secret" in v
-            for i in v["secret"]["items"]]
+    used = [
+        (v["secret"]["secretName"], i["key"])
+        for v in volumes.values()
+        if "secret" in v
+        for i in v["secret"]["items"]
+    ]
     job = k8s("Job", "tracetap-migrate")["spec"]["template"]["spec"]
     for container in [*pod["initContainers"], *pod["containers"], *job["containers"]]:
-        used += [(e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
-                 for e in container.get("env", []) if "valueFrom" in e]
+        used += [
+            (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+            for e in container.get("env", [])
+            if "valueFrom" in e
+        ]
     assert {name for name, _ in used} == {"tracetap", "tracetap-ca"}
     for name, key in used:
         assert key in k8s("Secret", name)["stringData"], (name, key)
@@ -185,6 +204,7 @@ def test_kubernetes_service_selects_only_proxy_pods() -> None:
 
 # -- systemd -----------------------------------------------------------------------------------
 
+
 def test_systemd_unit_has_the_required_settings() -> None:
     unit = systemd_unit()
     env = dict(e.split("=", 1) for e in unit["Service.Environment"])
@@ -198,8 +218,12 @@ def test_systemd_unit_has_the_required_settings() -> None:
     assert unit["Service.ExecStartPre"][0].endswith("tracetap db upgrade")
     [start] = unit["Service.ExecStart"]
     check_proxy_args(start.split()[1:])
-    for key, value in {"Restart": "on-failure", "NoNewPrivileges": "true",
-                       "ProtectSystem": "strict", "PrivateTmp": "true"}.items():
+    for key, value in {
+        "Restart": "on-failure",
+        "NoNewPrivileges": "true",
+        "ProtectSystem": "strict",
+        "PrivateTmp": "true",
+    }.items():
         assert unit[f"Service.{key}"] == [value]
     assert unit["Install.WantedBy"] == ["multi-user.target"]
 
@@ -210,13 +234,15 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     unit = (DEPLOY / "systemd" / "tracetap.service").read_text()
     local = tmp_path / "tracetap.service"  # the binary must exist for verify to pass
     local.write_text(unit.replace("/opt/tracetap/.venv/bin/", f"{VENV_BIN}/"))
-    proc = subprocess.run([analyze, "verify", str(local)], check=False, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [analyze, "verify", str(local)], check=False, capture_output=True, text=True, timeout=60
+    )
     # verify exits 0 even on unknown keys, but names the file in every complaint
     assert proc.returncode == 0 and str(local) not in proc.stderr, proc.stderr
 
 
 # -- all of them -------------------------------------------------------------------------------
+
 
 def test_every_tracetap_setting_in_deploy_is_one_tracetap_reads() -> None:
     source = "\n".join(p.read_text() for p in (ROOT / "tracetap").rglob("*.py"))
@@ -226,8 +252,13 @@ def test_every_tracetap_setting_in_deploy_is_one_tracetap_reads() -> None:
         if path.is_file():
             used |= set(re.findall(r"\bTRACETAP_[A-Z_]+\b", path.read_text()))
     used -= {"TRACETAP_DB_PASSWORD"}  # compose's own interpolation variable
-    assert {"TRACETAP_DB", "TRACETAP_KEY_FILE", "TRACETAP_CONFDIR", "TRACETAP_JOURNAL_DIR",
-            "TRACETAP_ADMIN_PORT"} <= used
+    assert {
+        "TRACETAP_DB",
+        "TRACETAP_KEY_FILE",
+        "TRACETAP_CONFDIR",
+        "TRACETAP_JOURNAL_DIR",
+        "TRACETAP_ADMIN_PORT",
+    } <= used
     for name in used:
         assert name in cli_env or f'"{name}"' in source, f"{name} is read nowhere in tracetap/"
 
@@ -236,7 +267,10 @@ def test_build_context_ignores_all_but_what_the_image_copies() -> None:
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().split("\n")
     rules = [line.strip() for line in ignore if line.strip() and not line.startswith("#")]
     assert rules[0] == "*"  # the checkout's .venv and data never reach the builder
-    sources = {src.rstrip("/") for i in dockerfile().structure
-               if i["instruction"] == "COPY" and "--from" not in i["value"]
-               for src in i["value"].split()[:-1]}
+    sources = {
+        src.rstrip("/")
+        for i in dockerfile().structure
+        if i["instruction"] == "COPY" and "--from" not in i["value"]
+        for src in i["value"].split()[:-1]
+    }
     assert sources == {r[1:].rstrip("/") for r in rules if r.startswith("!")}

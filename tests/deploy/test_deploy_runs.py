@@ -51,8 +51,14 @@ def _free_ports(args: list[str]) -> list[str]:
 
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as fh:
-        return subprocess.Popen(args, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            args,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int:
@@ -66,8 +72,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
         raise
 
 
-def _until(check: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path,
-           timeout: float = 60) -> None:
+def _until(
+    check: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path, timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"proxy exited {proc.returncode}:\n{log.read_text()}"
@@ -77,8 +84,7 @@ def _until(check: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path,
     raise AssertionError(f"not healthy after {timeout}s:\n{log.read_text()}")
 
 
-def test_container_recipe_migrates_and_serves_a_healthy_proxy(tmp_path: Path,
-                                                              pg_url: str) -> None:
+def test_container_recipe_migrates_and_serves_a_healthy_proxy(tmp_path: Path, pg_url: str) -> None:
     data = tmp_path / "data"  # the image's /data, with its two volumes
     env = _base_env() | {k: v.replace("/data", str(data)) for k, v in dockerfile().envs.items()}
     for volume in json.loads(instructions("VOLUME")[-1]):
@@ -92,18 +98,33 @@ def test_container_recipe_migrates_and_serves_a_healthy_proxy(tmp_path: Path,
     # the Kubernetes pods' init container keeps waiting while the schema is missing ...
     wait = k8s("Deployment", "tracetap")["spec"]["template"]["spec"]["initContainers"][0]
     wait_cmd = wait["command"][-1].replace("tracetap ", f"{TRACETAP} ")
-    waiting = subprocess.run(["timeout", "4", "sh", "-c", wait_cmd], check=False, env=env,
-                             capture_output=True, text=True, timeout=30)
+    waiting = subprocess.run(
+        ["timeout", "4", "sh", "-c", wait_cmd],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert waiting.returncode == 124 and "waiting for the tracetap-migrate Job" in waiting.stdout
     # ... until compose's migrate service / the Kubernetes Job has run
     migrate = compose()["services"]["migrate"]["command"]
-    assert migrate == k8s("Job", "tracetap-migrate")["spec"]["template"]["spec"][
-        "containers"][0]["args"]
-    done = subprocess.run([TRACETAP, *migrate], check=False, env=env, capture_output=True,
-                          text=True, timeout=120)
+    assert (
+        migrate
+        == k8s("Job", "tracetap-migrate")["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+    done = subprocess.run(
+        [TRACETAP, *migrate], check=False, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr
-    waited = subprocess.run(["timeout", "30", "sh", "-c", wait_cmd], check=False, env=env,
-                            capture_output=True, text=True, timeout=60)
+    waited = subprocess.run(
+        ["timeout", "30", "sh", "-c", wait_cmd],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert waited.returncode == 0, waited.stdout + waited.stderr
 
     assert json.loads(instructions("ENTRYPOINT")[-1]) == ["tracetap"]
@@ -138,13 +159,15 @@ def test_container_health_check_fails_without_a_proxy() -> None:
     [health] = instructions("HEALTHCHECK")
     probe = json.loads(health.split(" CMD ", 1)[1])
     env = _base_env() | {"TRACETAP_ADMIN_PORT": str(free_port())}
-    proc = subprocess.run([sys.executable, *probe[1:]], check=False, env=env,
-                          capture_output=True, timeout=10)
+    proc = subprocess.run(
+        [sys.executable, *probe[1:]], check=False, env=env, capture_output=True, timeout=10
+    )
     assert proc.returncode != 0
 
 
-def test_systemd_recipe_runs_over_the_local_socket(tmp_path: Path, pg_url: str,
-                                                   pg_server: PostgresServer) -> None:
+def test_systemd_recipe_runs_over_the_local_socket(
+    tmp_path: Path, pg_url: str, pg_server: PostgresServer
+) -> None:
     unit = systemd_unit()
     root = tmp_path / "root"  # stands in for / : the unit's /var/lib/... paths live under it
     state = root / "var/lib" / unit["Service.StateDirectory"][0]
@@ -162,8 +185,9 @@ def test_systemd_recipe_runs_over_the_local_socket(tmp_path: Path, pg_url: str,
     env["TRACETAP_ADMIN_PORT"] = str(admin)
 
     pre = unit["Service.ExecStartPre"][0].replace("/opt/tracetap/.venv/bin/", f"{VENV_BIN}/")
-    done = subprocess.run(pre.split(), check=False, env=env, capture_output=True, text=True,
-                          timeout=120, cwd=state)
+    done = subprocess.run(
+        pre.split(), check=False, env=env, capture_output=True, text=True, timeout=120, cwd=state
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     start = unit["Service.ExecStart"][0].replace("/opt/tracetap/.venv/bin/", f"{VENV_BIN}/")
     log = tmp_path / "proxy.log"
@@ -190,8 +214,11 @@ def test_image_build_stage_makes_a_complete_wheel(tmp_path: Path) -> None:
     """The build stage's COPY set is enough for a wheel that carries the migrations."""
     src = tmp_path / "src"
     src.mkdir()
-    build = [i["value"].split() for i in dockerfile().structure
-             if i["instruction"] == "COPY" and "--from" not in i["value"]]
+    build = [
+        i["value"].split()
+        for i in dockerfile().structure
+        if i["instruction"] == "COPY" and "--from" not in i["value"]
+    ]
     assert build, "the build stage copies the sources"
     for *paths, _dest in build:
         for rel in paths:
@@ -201,9 +228,24 @@ def test_image_build_stage_makes_a_complete_wheel(tmp_path: Path) -> None:
             else:
                 shutil.copy2(origin, src / rel)
     wheels = tmp_path / "wheels"
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                           "--no-build-isolation", "-q", "--wheel-dir", str(wheels), str(src)],
-                          check=False, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "--wheel-dir",
+            str(wheels),
+            str(src),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [wheel] = wheels.glob("tracetap-*.whl")
     site = tmp_path / "site"
@@ -212,18 +254,36 @@ def test_image_build_stage_makes_a_complete_wheel(tmp_path: Path) -> None:
         zf.extractall(site)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "tracetap = tracetap.cli:main" in (site / entry_points).read_text()  # ENTRYPOINT
-    assert {"tracetap/storage/migrations/env.py", "tracetap/storage/migrations/script.py.mako",
-            "tracetap/storage/migrations/versions/0001_initial.py"} <= names
+    assert {
+        "tracetap/storage/migrations/env.py",
+        "tracetap/storage/migrations/script.py.mako",
+        "tracetap/storage/migrations/versions/0001_initial.py",
+    } <= names
     assert not any("__pycache__" in n for n in names)
     # the packaged code alone (not this checkout) runs the migrations the image's migrate runs
-    run = ("import sys, tracetap; assert tracetap.__file__.startswith(sys.argv[1]), "
-           "tracetap.__file__; from tracetap.cli import main; "
-           "sys.argv = ['tracetap', 'db', 'upgrade', '--db', sys.argv[2]]; main()")
+    run = (
+        "import sys, tracetap; assert tracetap.__file__.startswith(sys.argv[1]), "
+        "tracetap.__file__; from tracetap.cli import main; "
+        "sys.argv = ['tracetap', 'db', 'upgrade', '--db', sys.argv[2]]; main()"
+    )
     db = f"sqlite:///{tmp_path / 'packaged.db'}"
     env = _base_env() | {"PYTHONPATH": str(site)}
-    done = subprocess.run([sys.executable, "-c", run, str(site), db], check=False, env=env,
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", run, str(site), db],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
-    check = subprocess.run([TRACETAP, "db", "check", "--db", db], check=False, env=_base_env(),
-                           capture_output=True, text=True, timeout=120)
+    check = subprocess.run(
+        [TRACETAP, "db", "check", "--db", db],
+        check=False,
+        env=_base_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert check.returncode == 0, check.stdout + check.stderr

@@ -38,8 +38,10 @@ def test_sqlalchemy_and_psycopg_reach_a_real_server(pg_url: str, pg_server: Post
     engine = sa.create_engine(pg_url)
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE rounds (id serial PRIMARY KEY, body jsonb NOT NULL)"))
-        conn.execute(sa.text("INSERT INTO rounds (body) VALUES (CAST(:b AS jsonb))"),
-                     [{"b": json.dumps({"n": n})} for n in range(3)])
+        conn.execute(
+            sa.text("INSERT INTO rounds (body) VALUES (CAST(:b AS jsonb))"),
+            [{"b": json.dumps({"n": n})} for n in range(3)],
+        )
     engine.dispose()
     name = pg_url.rsplit("/", 1)[1]
     with psycopg.connect(pg_server.dsn(name)) as conn:
@@ -53,9 +55,9 @@ def test_sqlalchemy_and_psycopg_reach_a_real_server(pg_url: str, pg_server: Post
 def test_each_test_gets_an_empty_database(pg_url: str) -> None:
     engine = sa.create_engine(pg_url)
     with engine.connect() as conn:
-        tables = conn.execute(sa.text(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
-        )).scalar_one()
+        tables = conn.execute(
+            sa.text("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+        ).scalar_one()
     engine.dispose()
     assert tables == 0  # the previous test's table lived in another database
 
@@ -64,7 +66,8 @@ def test_only_loopback_listens(pg_server: PostgresServer) -> None:
     assert _listening(pg_server.port) == {"0100007F"}  # 127.0.0.1, little-endian hex
     with psycopg.connect(pg_server.dsn()) as conn:
         addr, listen = conn.execute(
-            "SELECT host(inet_server_addr()), current_setting('listen_addresses')").fetchone()
+            "SELECT host(inet_server_addr()), current_setting('listen_addresses')"
+        ).fetchone()
         assert (addr, listen) == ("127.0.0.1", "127.0.0.1")
         assert conn.execute("SHOW fsync").fetchone()[0] == "off"
     socket_dir = pg_server.root
@@ -95,7 +98,7 @@ def test_stop_and_start_keep_the_data_and_port(pg_server: PostgresServer) -> Non
     pg_server.drop_database(url)
 
 
-_INNER = '''
+_INNER = """
 import json, os
 from pathlib import Path
 import psycopg
@@ -112,7 +115,7 @@ def test_b_previous_database_was_dropped_then_fails(pg_server):
         rows = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (seen["db"],))
         assert rows.fetchone() is None
     assert False, "deliberate failure: the server must still be cleaned up"
-'''
+"""
 
 
 def _alive(pid: int) -> bool:
@@ -130,10 +133,28 @@ def test_a_failing_session_leaves_no_server_behind(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PG_PROBE_OUT": str(out)}
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "tests.support.postgres",
-         "-p", "no:cacheprovider", "--rootdir", str(tmp_path), "-c", os.devnull,
-         str(tmp_path / "test_inner.py")],
-        check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "tests.support.postgres",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            "-c",
+            os.devnull,
+            str(tmp_path / "test_inner.py"),
+        ],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     elapsed = time.monotonic() - started
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "1 failed, 1 passed" in proc.stdout

@@ -23,8 +23,12 @@ pytestmark = pytest.mark.slow
 
 
 def _export(fmt: str, db: str, out: Path, *extra: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "tracetap", "export", fmt, "--db", db,
-                           "-o", str(out), *extra], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracetap", "export", fmt, "--db", db, "-o", str(out), *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -36,14 +40,22 @@ def recorded(tmp_path_factory: pytest.TempPathFactory, agent_clis: AgentCLIs) ->
     tmp = tmp_path_factory.mktemp("recorded")
     up = ScriptedUpstream().start()
     try:
-        proxy = start_proxy(tmp / "p", confdir=tmp / "mitm", anthropic_upstream=up.url,
-                            openai_upstream=up.url, extra_args=["--content", "full"])
-        for name, run, url in (("claude", run_claude, proxy.anthropic_url),
-                               ("codex", run_codex, proxy.openai_url)):
+        proxy = start_proxy(
+            tmp / "p",
+            confdir=tmp / "mitm",
+            anthropic_upstream=up.url,
+            openai_upstream=up.url,
+            extra_args=["--content", "full"],
+        )
+        for name, run, url in (
+            ("claude", run_claude, proxy.anthropic_url),
+            ("codex", run_codex, proxy.openai_url),
+        ):
             work = tmp / f"work-{name}"
             work.mkdir()
-            proc = run(agent_clis, url, work, "Create one.txt and two.txt.",
-                       home=tmp / f"home-{name}")
+            proc = run(
+                agent_clis, url, work, "Create one.txt and two.txt.", home=tmp / f"home-{name}"
+            )
             assert proc.returncode == 0, proc.stderr
         assert proxy.stop() == 0
     finally:
@@ -58,8 +70,12 @@ def test_duckdb_file_has_the_exact_layout(recorded: dict, tmp_path: Path) -> Non
     _export("tracelab-duckdb", recorded["db"], out)
     con = duckdb.connect(str(out), read_only=True)
     assert con.execute("SELECT count(*) FROM rounds").fetchone()[0] == len(recorded["rows"])
-    types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
-                             "WHERE table_name = 'tool_calls'").fetchall())
+    types = dict(
+        con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'tool_calls'"
+        ).fetchall()
+    )
     assert types["emitted_at"] == "TIMESTAMP" and types["tool_wall_latency_ms"] == "BIGINT"
     assert types["is_error"] == "BOOLEAN"
     calls = sum(len(r["tools"]) for r in recorded["rows"])
@@ -91,8 +107,7 @@ def test_mooncake_hash_ids_reproduce_shared_prefixes(recorded: dict, tmp_path: P
     _export("mooncake", recorded["db"], out, "--block-size", "64")
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(lines) == len(recorded["rows"])
-    assert all(set(x) == {"timestamp", "input_length", "output_length", "hash_ids"}
-               for x in lines)
+    assert all(set(x) == {"timestamp", "input_length", "output_length", "hash_ids"} for x in lines)
     assert [x["timestamp"] for x in lines] == sorted(x["timestamp"] for x in lines)
     # within a session each request re-sends the previous one: later rounds reuse its blocks
     by_session: dict[str, list] = {}
@@ -100,7 +115,7 @@ def test_mooncake_hash_ids_reproduce_shared_prefixes(recorded: dict, tmp_path: P
         by_session.setdefault(row["session_id"], []).append(line["hash_ids"])
     for ids in by_session.values():
         for before, after in zip(ids, ids[1:]):
-            assert after[:len(before) // 2] == before[:len(before) // 2]
+            assert after[: len(before) // 2] == before[: len(before) // 2]
 
 
 def test_replay_csv_and_atif(recorded: dict, tmp_path: Path) -> None:

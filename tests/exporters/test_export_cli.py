@@ -45,8 +45,10 @@ def test_filters_apply_to_file_input(tmp_path: Path) -> None:
     with src.open("w") as fh:
         write_rows(two_sessions(), fh)
     out = _run("replay-csv", "-i", str(src), "--session", "s2")
-    assert [line.split(",")[0] for line in out.splitlines()[1:] if line.startswith("claude")] \
-        == ["claude:s2", "claude:s2"]
+    assert [line.split(",")[0] for line in out.splitlines()[1:] if line.startswith("claude")] == [
+        "claude:s2",
+        "claude:s2",
+    ]
     out = _run("mooncake", "-i", str(FIXTURE), "--provider", "codex")
     assert len([line for line in out.splitlines() if line.startswith("{")]) == 9
     out = _run("mooncake", "-i", str(FIXTURE), "--since", "2026-05-01T00:00:00Z")
@@ -58,6 +60,7 @@ def test_bad_options_are_clear_errors(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "block-size" in result.output
     result = runner.invoke(app, ["export", "replay-csv", "-i", str(FIXTURE), "--waits", "x"])
     assert result.exit_code != 0 and "--waits" in result.output
-    result = runner.invoke(app, ["export", "otel", "-i", str(FIXTURE), "--endpoint",
-                                 "http://127.0.0.1:9"])
+    result = runner.invoke(
+        app, ["export", "otel", "-i", str(FIXTURE), "--endpoint", "http://127.0.0.1:9"]
+    )
     assert result.exit_code == 1 and "error" in result.output

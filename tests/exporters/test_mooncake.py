@@ -28,8 +28,13 @@ def test_synthesized_ids_follow_each_sessions_prefix() -> None:
     lines = _trace(two_sessions(), block_size=100)
     # time order: s1r0 (0 s), s1r1 (1.5 s), s2r0 (2.5 s), s2r1 (5 s), s1r2 (10 s)
     assert [r["timestamp"] for r in lines] == [0, 1500, 2500, 5000, 10000]
-    assert [(r["input_length"], r["output_length"]) for r in lines] == \
-        [(1000, 100), (1300, 50), (600, 10), (700, 10), (1400, 20)]
+    assert [(r["input_length"], r["output_length"]) for r in lines] == [
+        (1000, 100),
+        (1300, 50),
+        (600, 10),
+        (700, 10),
+        (1400, 20),
+    ]
     assert [r["hash_ids"] for r in lines] == [
         list(range(10)),
         list(range(10)) + [10, 11, 12],
@@ -40,8 +45,10 @@ def test_synthesized_ids_follow_each_sessions_prefix() -> None:
 
 
 def test_a_trailing_partial_block_is_not_reused() -> None:
-    rows = [row("s1", 0, at=0, end=1, total=1050, prefix=0, output=5, user=True),
-            row("s1", 1, at=2, end=3, total=1100, prefix=1050, output=5)]
+    rows = [
+        row("s1", 0, at=0, end=1, total=1050, prefix=0, output=5, user=True),
+        row("s1", 1, at=2, end=3, total=1100, prefix=1050, output=5),
+    ]
     a, b = _trace(rows, block_size=100)
     assert a["hash_ids"] == list(range(11))
     assert b["hash_ids"] == list(range(10)) + [11]
@@ -50,13 +57,33 @@ def test_a_trailing_partial_block_is_not_reused() -> None:
 def test_recorded_block_hashes_are_rechunked_and_shared_across_sessions() -> None:
     h = [f"{i:02x}" * 8 for i in range(8)]
     g = [f"f{i}" * 8 for i in range(6)]
-    a = row("s1", 0, at=0, end=1, total=520, prefix=0, output=5, user=True,
-            tt_block_hashes=h, tt_block_size=64)
-    b = row("s2", 0, at=1, end=2, total=384, prefix=256, output=5, user=True,
-            tt_block_hashes=h[:4] + g[4:6], tt_block_size=64)
+    a = row(
+        "s1",
+        0,
+        at=0,
+        end=1,
+        total=520,
+        prefix=0,
+        output=5,
+        user=True,
+        tt_block_hashes=h,
+        tt_block_size=64,
+    )
+    b = row(
+        "s2",
+        0,
+        at=1,
+        end=2,
+        total=384,
+        prefix=256,
+        output=5,
+        user=True,
+        tt_block_hashes=h[:4] + g[4:6],
+        tt_block_size=64,
+    )
     first, second = _trace([a, b], block_size=128)
-    assert first["hash_ids"] == [0, 1, 2, 3, 4]      # 4 full 128-token blocks + partial
-    assert second["hash_ids"] == [0, 1, 5]           # shares the first 256 tokens only
+    assert first["hash_ids"] == [0, 1, 2, 3, 4]  # 4 full 128-token blocks + partial
+    assert second["hash_ids"] == [0, 1, 5]  # shares the first 256 tokens only
     with pytest.raises(ValueError, match="multiple"):
         _trace([a], block_size=96)
 
@@ -69,7 +96,7 @@ def test_fixture_default_block_size() -> None:
     assert lines[0]["timestamp"] == 0
     assert all(a["timestamp"] <= b["timestamp"] for a, b in itertools.pairwise(lines))
     ids = [i for rec in lines for i in rec["hash_ids"]]
-    assert min(ids) == 0 and max(ids) == len(set(ids)) - 1   # renumbered densely from 0
+    assert min(ids) == 0 and max(ids) == len(set(ids)) - 1  # renumbered densely from 0
 
 
 def test_each_hash_id_names_one_block_size() -> None:
@@ -90,10 +117,30 @@ def test_each_hash_id_names_one_block_size() -> None:
 
 def test_hash_chain_longer_or_shorter_than_the_reported_input() -> None:
     h = [f"{i:02x}" * 8 for i in range(8)]
-    longer = row("s1", 0, at=0, end=1, total=300, prefix=0, output=5, user=True,
-                 tt_block_hashes=h, tt_block_size=64)        # chain covers 512 tokens
-    shorter = row("s2", 0, at=1, end=2, total=700, prefix=0, output=5, user=True,
-                  tt_block_hashes=h[:4], tt_block_size=64)   # chain covers 256 tokens
+    longer = row(
+        "s1",
+        0,
+        at=0,
+        end=1,
+        total=300,
+        prefix=0,
+        output=5,
+        user=True,
+        tt_block_hashes=h,
+        tt_block_size=64,
+    )  # chain covers 512 tokens
+    shorter = row(
+        "s2",
+        0,
+        at=1,
+        end=2,
+        total=700,
+        prefix=0,
+        output=5,
+        user=True,
+        tt_block_hashes=h[:4],
+        tt_block_size=64,
+    )  # chain covers 256 tokens
     a, b = _trace([longer, shorter], block_size=128)
-    assert a["hash_ids"] == [0, 1, 2]                # 2 full blocks + 44-token tail
-    assert b["hash_ids"] == [0, 1, 3, 4, 5, 6]       # 2 shared, 3 uncovered, 1 partial
+    assert a["hash_ids"] == [0, 1, 2]  # 2 full blocks + 44-token tail
+    assert b["hash_ids"] == [0, 1, 3, 4, 5, 6]  # 2 shared, 3 uncovered, 1 partial

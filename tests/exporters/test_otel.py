@@ -20,8 +20,9 @@ from tracetap.exporters import otel
 def _requests(rows: list[dict], **kw: Any) -> list[ExportTraceServiceRequest]:
     buf = io.StringIO()
     otel.export(rows, buf, **kw)
-    return [json_format.Parse(line, ExportTraceServiceRequest())
-            for line in buf.getvalue().splitlines()]
+    return [
+        json_format.Parse(line, ExportTraceServiceRequest()) for line in buf.getvalue().splitlines()
+    ]
 
 
 def _attrs(span: Any) -> dict[str, Any]:
@@ -92,7 +93,12 @@ def test_post_to_a_local_collector() -> None:
         loop.run_until_complete(runner.cleanup())
         loop.close()
     assert n == 5
-    spans = [s for req in received
-             for s in json_format.Parse(json.dumps(req), ExportTraceServiceRequest())
-             .resource_spans[0].scope_spans[0].spans]
+    spans = [
+        s
+        for req in received
+        for s in json_format.Parse(json.dumps(req), ExportTraceServiceRequest())
+        .resource_spans[0]
+        .scope_spans[0]
+        .spans
+    ]
     assert len(spans) == 9 and len(received) >= 2

@@ -22,8 +22,18 @@ def _csv(**kw: object) -> list[dict[str, str]]:
 
 def test_recorded_waits_and_arrivals() -> None:
     rows = _csv()
-    got = [(r["session_id"], r["arrival_time"], r["round_idx"], r["prefix_len"],
-            r["input_len"], r["output_len"], r["tool_wait_after_ms"]) for r in rows]
+    got = [
+        (
+            r["session_id"],
+            r["arrival_time"],
+            r["round_idx"],
+            r["prefix_len"],
+            r["input_len"],
+            r["output_len"],
+            r["tool_wait_after_ms"],
+        )
+        for r in rows
+    ]
     assert got == [
         # s1: end of round 0 at 1.0 s -> next request 1.5 s; 3.0 s -> 10.0 s; last round 0
         ("claude:s1", "0", "0", "0", "1000", "100", "500"),

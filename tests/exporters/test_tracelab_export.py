@@ -16,14 +16,20 @@ from tracetap.exporters.public import Pseudonymizer, privacy_problems, sanitize_
 from tracetap.importers.tracelab import import_rows
 from tracetap.tracelab import read_rows
 
-FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / \
-    "tracelab_sample.jsonl"
+FIXTURE = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "tracelab_sample.jsonl"
+)
 
 
 def _export(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full = dict(os.environ, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "tracetap", "export", "tracelab", *args],
-                          capture_output=True, text=True, timeout=120, env=full)
+    return subprocess.run(
+        [sys.executable, "-m", "tracetap", "export", "tracelab", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=full,
+    )
 
 
 @pytest.fixture
@@ -45,8 +51,9 @@ def test_fixture_round_trips_through_the_store(tmp_path: Path) -> None:
     assert got == {r["trace_key"]: r for r in rows}  # field by field
 
 
-def test_public_rows_pass_the_privacy_rule_and_keep_relations(tmp_path: Path,
-                                                              key_file: Path) -> None:
+def test_public_rows_pass_the_privacy_rule_and_keep_relations(
+    tmp_path: Path, key_file: Path
+) -> None:
     private = [dict(r) for r in read_rows(FIXTURE)]
     private[0]["cwd"] = "/home/alice/secret-project"
     private[0]["tools"][0]["input"] = json.dumps({"command": "cat /home/alice/.env"})
@@ -65,29 +72,39 @@ def test_public_rows_pass_the_privacy_rule_and_keep_relations(tmp_path: Path,
     assert not originals & {t["tool_call_id"] for r in public for t in r["tools"]}
     for before, after in zip(private, public):
         assert after["input_tokens_total"] == before["input_tokens_total"]
-        assert after["trace_key"] == f"{after['provider']}:{after['session_id']}:" \
-                                     f"{after['round_id']}"
+        assert (
+            after["trace_key"] == f"{after['provider']}:{after['session_id']}:{after['round_id']}"
+        )
         assert len(after["round_id"]) == len(before["round_id"])
         assert after["session_id"].split(":")[0] == before["session_id"].split(":")[0]
         # tool calls and their results (in the next round's events) still match up
         emitted = [t["tool_call_id"] for t in after["tools"]]
-        events = [e["tool_call_id"] for e in after["timing_events"]
-                  if e["event_type"] == "tool_call"]
+        events = [
+            e["tool_call_id"] for e in after["timing_events"] if e["event_type"] == "tool_call"
+        ]
         assert emitted == events
     by_session: dict[str, list] = {}
     for r in public:
         by_session.setdefault(r["session_id"], []).append(r)
     for rows in by_session.values():
         calls = {t["tool_call_id"] for r in rows for t in r["tools"]}
-        results = {e["tool_call_id"] for r in rows for e in r["timing_events"]
-                   if e["event_type"] == "tool_result"}
+        results = {
+            e["tool_call_id"]
+            for r in rows
+            for e in r["timing_events"]
+            if e["event_type"] == "tool_result"
+        }
         assert results and results <= calls
 
 
 def test_pseudonyms_are_stable_per_key_and_keep_shape(tmp_path: Path) -> None:
     a, b = Pseudonymizer(b"k" * 32), Pseudonymizer(b"j" * 32)
-    for value in ("msg_3e0cf83dc2523801f59077fd", "toolu_2a5ccaf03cb1cdbd5fe2bf",
-                  "call_TNKdeGZEKVcjCBzY90Itpufn", "92ee5b8a-429c-e80b-5db6-5381512f4697"):
+    for value in (
+        "msg_3e0cf83dc2523801f59077fd",
+        "toolu_2a5ccaf03cb1cdbd5fe2bf",
+        "call_TNKdeGZEKVcjCBzY90Itpufn",
+        "92ee5b8a-429c-e80b-5db6-5381512f4697",
+    ):
         x = a(value)
         assert x == Pseudonymizer(b"k" * 32)(value) and x != b(value) and x != value
         assert len(x) == len(value)

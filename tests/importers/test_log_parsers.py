@@ -25,13 +25,20 @@ def test_claude_rounds_are_assistant_messages_with_usage_and_inputs() -> None:
     assert [r["round_id"] for r in rows] == ["msg_01A", "msg_01B", "msg_01C"]  # no synthetic
     assert [r["round_index"] for r in rows] == [0, 1, 2]
     r0, r1, r2 = rows
-    assert (r0["input_tokens_total"], r0["prefix_tokens"], r0["newly_append_tokens"]) == \
-        (3 + 1200 + 15000, 15000, 1203)
+    assert (r0["input_tokens_total"], r0["prefix_tokens"], r0["newly_append_tokens"]) == (
+        3 + 1200 + 15000,
+        15000,
+        1203,
+    )
     assert r0["output_tokens"] == 87  # the message's final usage, not its first line's
     assert r0["claude_cache_creation_input_tokens"] == 1200
     assert r0["reasoning_output_tokens"] is None
-    assert [e["event_type"] for e in r0["timing_events"]] == \
-        ["user_message", "reasoning", "text", "tool_call"]
+    assert [e["event_type"] for e in r0["timing_events"]] == [
+        "user_message",
+        "reasoning",
+        "text",
+        "tool_call",
+    ]
     assert r0["current_user_message_chars"] == len("Fix the failing test in utils")
     assert r0["first_input_event_type"] == "user_message"
     bash = r0["tools"][0]
@@ -40,8 +47,11 @@ def test_claude_rounds_are_assistant_messages_with_usage_and_inputs() -> None:
     assert bash["input_chars"] == len(bash["input"])
     read, grep = r1["tools"]
     assert (read["tool_wall_latency_ms"], read["result_chars"]) == (600, 27)
-    assert (grep["tool_wall_latency_ms"], grep["tool_internal_latency_ms"],
-            grep["is_error"]) == (500, 35, True)
+    assert (grep["tool_wall_latency_ms"], grep["tool_internal_latency_ms"], grep["is_error"]) == (
+        500,
+        35,
+        True,
+    )
     assert r1["current_tool_result_count"] == 1 and r1["first_input_event_type"] == "tool_result"
     assert r2["current_tool_result_count"] == 2 and r2["current_tool_result_chars"] == 27 + 12
     assert r2["current_input_event_count"] == 2
@@ -65,22 +75,40 @@ def test_codex_rounds_end_at_new_token_counts() -> None:
     assert [r["round_id"] for r in rows] == ["turn-1:0", "turn-1:1", "turn-2:0"]
     assert [r["turn_id"] for r in rows] == ["turn-1", "turn-1", "turn-2"]
     r0, r1, r2 = rows
-    assert (r0["input_tokens_total"], r0["prefix_tokens"], r0["newly_append_tokens"],
-            r0["output_tokens"], r0["reasoning_output_tokens"]) == (5000, 4096, 904, 60, 20)
+    assert (
+        r0["input_tokens_total"],
+        r0["prefix_tokens"],
+        r0["newly_append_tokens"],
+        r0["output_tokens"],
+        r0["reasoning_output_tokens"],
+    ) == (5000, 4096, 904, 60, 20)
     assert r0["claude_uncached_input_tokens"] is None
-    assert [e["event_type"] for e in r0["timing_events"]] == \
-        ["user_message", "reasoning", "tool_call", "usage_report"]
+    assert [e["event_type"] for e in r0["timing_events"]] == [
+        "user_message",
+        "reasoning",
+        "tool_call",
+        "usage_report",
+    ]
     assert r0["current_user_message_chars"] == len("List the files")
     ls = r0["tools"][0]
-    assert (ls["tool_name"], ls["tool_wall_latency_ms"], ls["tool_internal_latency_ms"],
-            ls["is_error"]) == ("exec_command", 500, 12, False)
+    assert (
+        ls["tool_name"],
+        ls["tool_wall_latency_ms"],
+        ls["tool_internal_latency_ms"],
+        ls["is_error"],
+    ) == ("exec_command", 500, 12, False)
     assert ls["input"] == '{"cmd":"ls"}'
     # the repeated token_count (same totals, no new output) made no extra round
     assert r1["current_tool_result_count"] == 1 and r1["output_tokens"] == 30
     assert r1["first_input_event_type"] == "tool_result"
     patch = r2["tools"][0]
-    assert (patch["tool_name"], patch["tool_wall_latency_ms"], patch["tool_internal_latency_ms"],
-            patch["is_error"], patch["result_chars"]) == ("apply_patch", 300, 200, True, 8)
+    assert (
+        patch["tool_name"],
+        patch["tool_wall_latency_ms"],
+        patch["tool_internal_latency_ms"],
+        patch["is_error"],
+        patch["result_chars"],
+    ) == ("apply_patch", 300, 200, True, 8)
     assert r2["model"] == "gpt-5-codex" and r2["project"] == "api"
     for r in rows:
         assert check_row(r) == []
@@ -103,8 +131,8 @@ def test_each_subagent_file_is_its_own_session(tmp_path: Path) -> None:
     sub.mkdir(parents=True)
     for agent in ("a1", "b2"):
         (sub / f"agent-{agent}.jsonl").write_text(
-            "".join(json.dumps(dict(x, agentId=agent)) + "\n" for x in side))
+            "".join(json.dumps(dict(x, agentId=agent)) + "\n" for x in side)
+        )
     rows = list(claude_code.rows_from_dir(tmp_path))
-    assert [r["session_id"] for r in rows] == [CLAUDE_SID + ":agent-a1",
-                                               CLAUDE_SID + ":agent-b2"]
+    assert [r["session_id"] for r in rows] == [CLAUDE_SID + ":agent-a1", CLAUDE_SID + ":agent-b2"]
     assert all(r["tt_kind"] == "subagent" and r["round_index"] == 0 for r in rows)

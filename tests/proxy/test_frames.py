@@ -12,16 +12,26 @@ from tracetap.model import Exchange
 from tracetap.proxy.frames import frame_exchange
 
 
-def _ex(chunks: list[tuple[float, bytes]], *, transport: str = "sse",
-        encoding: str | None = None) -> Exchange:
-    headers = [("content-type", "text/event-stream" if transport == "sse" else
-                "application/json")]
+def _ex(
+    chunks: list[tuple[float, bytes]], *, transport: str = "sse", encoding: str | None = None
+) -> Exchange:
+    headers = [("content-type", "text/event-stream" if transport == "sse" else "application/json")]
     if encoding:
         headers.append(("content-encoding", encoding))
-    return Exchange(uid="u", api="anthropic_messages", transport=transport, method="POST",
-                    scheme="https", host="h", path="/v1/messages", request_headers=[],
-                    request_body=b"{}", request_at=0.0, response_headers=headers,
-                    wire_chunks=chunks)
+    return Exchange(
+        uid="u",
+        api="anthropic_messages",
+        transport=transport,
+        method="POST",
+        scheme="https",
+        host="h",
+        path="/v1/messages",
+        request_headers=[],
+        request_body=b"{}",
+        request_at=0.0,
+        response_headers=headers,
+        wire_chunks=chunks,
+    )
 
 
 def test_events_take_the_time_of_the_chunk_that_completed_them() -> None:
@@ -32,14 +42,14 @@ def test_events_take_the_time_of_the_chunk_that_completed_them() -> None:
 
 
 def test_unterminated_last_event_is_kept_at_the_last_chunk_time() -> None:
-    ex = _ex([(1.0, b"event: a\ndata: 1\n\n"), (4.0, b"event: cut\ndata: {\"x\":")])
+    ex = _ex([(1.0, b"event: a\ndata: 1\n\n"), (4.0, b'event: cut\ndata: {"x":')])
     frame_exchange(ex)
     assert [(e.at, e.name) for e in ex.events] == [(1.0, "a"), (4.0, "cut")]
 
 
 def test_gzip_stream_split_anywhere() -> None:
     raw = gzip.compress(b"event: a\ndata: hello\n\nevent: b\ndata: world\n\n")
-    ex = _ex([(float(i), raw[i:i + 3]) for i in range(0, len(raw), 3)], encoding="gzip")
+    ex = _ex([(float(i), raw[i : i + 3]) for i in range(0, len(raw), 3)], encoding="gzip")
     frame_exchange(ex)
     assert [(e.name, e.data) for e in ex.events] == [("a", "hello"), ("b", "world")]
 
@@ -75,8 +85,10 @@ def test_decoded_size_is_capped() -> None:
     frame_exchange(sse, max_body=700)
     assert sse.truncated and [e.data for e in sse.events] == ["x" * 650]
     stream = b"data: " + b"x" * 650 + b"\n\n" + b"data: y\n\n"
-    for chunks, encoding in (([(1.0, gzip.compress(stream))], "gzip"),  # framed chunk by chunk
-                             ([(1.0, stream[:300]), (2.0, stream[300:])], None)):
+    for chunks, encoding in (
+        ([(1.0, gzip.compress(stream))], "gzip"),  # framed chunk by chunk
+        ([(1.0, stream[:300]), (2.0, stream[300:])], None),
+    ):
         sse = _ex(chunks, encoding=encoding)
         frame_exchange(sse, max_body=700)
         assert sse.truncated and [e.data for e in sse.events] == ["x" * 650]

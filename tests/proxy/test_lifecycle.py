@@ -31,15 +31,18 @@ def _ask(url: str, n: int) -> list[str]:
     client = anthropic.Anthropic(base_url=url, api_key="sk-ant-api03-life", max_retries=0)
     ids = []
     for i in range(n):
-        msg = client.messages.create(model="claude-life", max_tokens=20, tools=TOOLS,
-                                     messages=[{"role": "user", "content": f"task {i}"}],
-                                     extra_headers={"X-Claude-Code-Session-Id": f"life-{i}"})
+        msg = client.messages.create(
+            model="claude-life",
+            max_tokens=20,
+            tools=TOOLS,
+            messages=[{"role": "user", "content": f"task {i}"}],
+            extra_headers={"X-Claude-Code-Session-Id": f"life-{i}"},
+        )
         ids.append(msg.id)
     return ids
 
 
-def test_standalone_addon_in_mitmdump(tmp_path: Path, scripted_upstream: ScriptedUpstream
-                                      ) -> None:
+def test_standalone_addon_in_mitmdump(tmp_path: Path, scripted_upstream: ScriptedUpstream) -> None:
     """`mitmdump -s tracetap/proxy/capture.py`, configured by mitmproxy options."""
     import tracetap.proxy.capture as capture
 
@@ -49,10 +52,23 @@ def test_standalone_addon_in_mitmdump(tmp_path: Path, scripted_upstream: Scripte
     mitmdump = str(Path(sys.executable).with_name("mitmdump"))
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            [mitmdump, "-q", "-s", capture.__file__, "--mode",
-             f"reverse:{scripted_upstream.url}@{port}", "--set", f"tracetap_db={db}",
-             "--set", f"tracetap_journal_dir={tmp_path / 'journal'}",
-             "--set", f"confdir={tmp_path / 'mitm'}"], stdout=fh, stderr=subprocess.STDOUT)
+            [
+                mitmdump,
+                "-q",
+                "-s",
+                capture.__file__,
+                "--mode",
+                f"reverse:{scripted_upstream.url}@{port}",
+                "--set",
+                f"tracetap_db={db}",
+                "--set",
+                f"tracetap_journal_dir={tmp_path / 'journal'}",
+                "--set",
+                f"confdir={tmp_path / 'mitm'}",
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
     try:
         _wait_port(port, proc, log)
         ids = _ask(f"http://127.0.0.1:{port}", 2)
@@ -65,8 +81,9 @@ def test_standalone_addon_in_mitmdump(tmp_path: Path, scripted_upstream: Scripte
         assert set(conn.execute(sa.select(m.Round.response_id)).scalars()) == set(ids)
 
 
-def test_kill_9_then_restart_loses_nothing(tmp_path: Path, scripted_upstream: ScriptedUpstream
-                                           ) -> None:
+def test_kill_9_then_restart_loses_nothing(
+    tmp_path: Path, scripted_upstream: ScriptedUpstream
+) -> None:
     """Rounds journaled while the database was unavailable survive a SIGKILL."""
     mitm = tmp_path / "mitm"
     proxy = start_proxy(tmp_path / "p", confdir=mitm, anthropic_upstream=scripted_upstream.url)
@@ -82,8 +99,13 @@ def test_kill_9_then_restart_loses_nothing(tmp_path: Path, scripted_upstream: Sc
         proxy.stop(signal.SIGKILL)  # no flush, no goodbye
         lock.exec_driver_sql("ROLLBACK")
     assert _count(proxy.db_url) == 0 and journal.stat().st_size > 0
-    again = start_proxy(tmp_path / "p", confdir=mitm, anthropic_upstream=scripted_upstream.url,
-                        db_url=proxy.db_url, journal_dir=proxy.journal_dir)
+    again = start_proxy(
+        tmp_path / "p",
+        confdir=mitm,
+        anthropic_upstream=scripted_upstream.url,
+        db_url=proxy.db_url,
+        journal_dir=proxy.journal_dir,
+    )
     again.stop()  # replayed at start-up, before it even served traffic
     with engine.connect() as conn:
         assert sorted(conn.execute(sa.select(m.Round.response_id)).scalars()) == sorted(ids)
@@ -95,24 +117,51 @@ def test_proxy_refuses_an_unknown_schema(tmp_path: Path) -> None:
     upgrade(engine)
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999_future'"))
-    proc = subprocess.run([sys.executable, "-m", "tracetap", "proxy", "--db", db,
-                           "--anthropic-port", str(free_port()), "--openai-port", "0",
-                           "--journal-dir", str(tmp_path / "j")],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tracetap",
+            "proxy",
+            "--db",
+            db,
+            "--anthropic-port",
+            str(free_port()),
+            "--openai-port",
+            "0",
+            "--journal-dir",
+            str(tmp_path / "j"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "unknown to this tracetap" in proc.stderr
 
 
 def test_db_check_says_what_to_run(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'empty.db'}"
-    proc = subprocess.run([sys.executable, "-m", "tracetap", "db", "check", "--db", db],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracetap", "db", "check", "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and f"tracetap db upgrade --db {db}" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "tracetap", "db", "upgrade", "--db", db],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracetap", "db", "upgrade", "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and f"-> {m.SCHEMA_VERSION}" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "tracetap", "db", "check", "--db", db],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracetap", "db", "check", "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0
 
 
@@ -146,17 +195,22 @@ def _alive(pids: set[int]) -> set[int]:
 
 
 def test_ingest_workers_record_every_session_and_leave_no_process(
-        tmp_path: Path, scripted_upstream: ScriptedUpstream) -> None:
+    tmp_path: Path, scripted_upstream: ScriptedUpstream
+) -> None:
     """--ingest-workers 2: every session's rounds stored; on SIGTERM and on SIGKILL of the
     proxy, the ingest process and its workers go too."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        proxy = start_proxy(tmp_path / f"p{sig}", confdir=tmp_path / "mitm",
-                            anthropic_upstream=scripted_upstream.url,
-                            extra_args=["--ingest-workers", "2"])
+        proxy = start_proxy(
+            tmp_path / f"p{sig}",
+            confdir=tmp_path / "mitm",
+            anthropic_upstream=scripted_upstream.url,
+            extra_args=["--ingest-workers", "2"],
+        )
         ids = _ask(proxy.anthropic_url, 6)
         below = _descendants(proxy.proc.pid)
-        spawned = [pid for pid in below
-                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        spawned = [
+            pid for pid in below if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
         assert len(spawned) == 3  # the ingest process and its two workers
         if sig == signal.SIGTERM:
             proxy.stop(sig)

@@ -11,11 +11,11 @@ import pytest
 from tracetap.proxy.sse import SSEParser, frame_whole
 
 STREAM = (
-    b"event: message_start\r\ndata: {\"a\":1}\r\n\r\n"
+    b'event: message_start\r\ndata: {"a":1}\r\n\r\n'
     b": keep-alive comment\n\n"
     b"data: first line\ndata: second line\n\n"
     b"id: 7\nretry: 100\nevent: ping\ndata:\n\n"
-    b"event: done\rdata: {\"b\":\"\xc3\xa9\"}\r\r"
+    b'event: done\rdata: {"b":"\xc3\xa9"}\r\r'
 )
 EXPECTED = [
     ("message_start", '{"a":1}'),
@@ -38,7 +38,7 @@ def test_whole_stream() -> None:
 
 
 def test_byte_by_byte() -> None:
-    assert _run([STREAM[i:i + 1] for i in range(len(STREAM))]) == EXPECTED
+    assert _run([STREAM[i : i + 1] for i in range(len(STREAM))]) == EXPECTED
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -50,7 +50,7 @@ def test_random_splits(seed: int) -> None:
 
 
 def test_truncated_stream_flushes_last_event() -> None:
-    assert _run([b"event: x\ndata: {\"partial\":"]) == [("x", '{"partial":')]
+    assert _run([b'event: x\ndata: {"partial":']) == [("x", '{"partial":')]
 
 
 def test_events_are_returned_as_soon_as_complete() -> None:
@@ -84,10 +84,18 @@ def test_lf_streams_split_anywhere_frame_as_the_spec_says(seed: int) -> None:
     complete lines at once: the same events, whatever the splits, with UTF-8 sequences split
     across chunks, invalid bytes, comments, several data lines and fields without a colon."""
     rng = random.Random(seed)
-    pieces = [b"event: content_block_delta\ndata: {\"text\":\"\xc3\xa9t\xc3\xa9 \xe2\x9c\x93\"}\n\n",
-              b": ping\n\n", b"data: a\ndata:b\ndata\n\n", b"event: x\n\n", b"event\n\n",
-              b"data: \xff\xfe broken \xe2\x82\n\n", b"id: 3\nretry: 9\ndata: {}\n\n",
-              b"data:  two spaces\n\n", b"\n\n", b"event: last\ndata: no blank line"]
+    pieces = [
+        b'event: content_block_delta\ndata: {"text":"\xc3\xa9t\xc3\xa9 \xe2\x9c\x93"}\n\n',
+        b": ping\n\n",
+        b"data: a\ndata:b\ndata\n\n",
+        b"event: x\n\n",
+        b"event\n\n",
+        b"data: \xff\xfe broken \xe2\x82\n\n",
+        b"id: 3\nretry: 9\ndata: {}\n\n",
+        b"data:  two spaces\n\n",
+        b"\n\n",
+        b"event: last\ndata: no blank line",
+    ]
     stream = b"".join(rng.choice(pieces) for _ in range(30))
     cuts = sorted(rng.sample(range(1, len(stream)), 25))
     chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)])]
@@ -106,14 +114,23 @@ def test_a_whole_stream_frames_as_chunk_by_chunk_with_the_same_times(seed: int) 
     """frame_whole gives every event, with the arrival of the chunk that completed it, as
     feeding the chunks one by one does; with a CR in the stream it leaves it to the parser."""
     rng = random.Random(seed)
-    pieces = [b"event: content_block_delta\ndata: {\"text\":\"\xc3\xa9t\xc3\xa9 \xe2\x9c\x93\"}\n\n",
-              b": ping\n\n", b"data: a\ndata:b\ndata\n\n", b"event: x\n\n", b"event\n\n",
-              b"data: \xff\xfe broken \xe2\x82\n\n", b"id: 3\ndata: {}\n\n", b"\n",
-              b"event: last\ndata: no blank line", b"data: 1\n"]
+    pieces = [
+        b'event: content_block_delta\ndata: {"text":"\xc3\xa9t\xc3\xa9 \xe2\x9c\x93"}\n\n',
+        b": ping\n\n",
+        b"data: a\ndata:b\ndata\n\n",
+        b"event: x\n\n",
+        b"event\n\n",
+        b"data: \xff\xfe broken \xe2\x82\n\n",
+        b"id: 3\ndata: {}\n\n",
+        b"\n",
+        b"event: last\ndata: no blank line",
+        b"data: 1\n",
+    ]
     stream = b"".join(rng.choice(pieces) for _ in range(30))
     cuts = sorted(rng.sample(range(1, len(stream)), 25))
-    chunks = [(float(i), stream[a:b]) for i, (a, b) in
-              enumerate(zip([0, *cuts], [*cuts, len(stream)]))]
+    chunks = [
+        (float(i), stream[a:b]) for i, (a, b) in enumerate(zip([0, *cuts], [*cuts, len(stream)]))
+    ]
     assert frame_whole(chunks) == _chunk_by_chunk(chunks)
     assert [(n, d) for _, n, d in frame_whole(chunks)] == _reference(stream)
     assert frame_whole([(0.0, b"data: 1\r\n\r\n")]) is None
@@ -126,10 +143,15 @@ def test_a_stream_in_the_apis_form_frames_as_chunk_by_chunk(seed: int) -> None:
     chunks holding several events, events split anywhere (between an event's two LFs too),
     empty names and data, and invalid UTF-8."""
     rng = random.Random(seed)
-    pieces = [b"event: content_block_delta\ndata: {\"text\":\"\xc3\xa9t\xc3\xa9 \xe2\x9c\x93\"}\n\n",
-              b"data: {\"choices\":[]}\n\n", b"event: \ndata: \n\n", b"data: \n\n",
-              b"event: a:b\ndata:  two: spaces\n\n", b"data: \xff\xfe broken \xe2\x82\n\n",
-              b"event: ping\ndata: {}\n\n"]
+    pieces = [
+        b'event: content_block_delta\ndata: {"text":"\xc3\xa9t\xc3\xa9 \xe2\x9c\x93"}\n\n',
+        b'data: {"choices":[]}\n\n',
+        b"event: \ndata: \n\n",
+        b"data: \n\n",
+        b"event: a:b\ndata:  two: spaces\n\n",
+        b"data: \xff\xfe broken \xe2\x82\n\n",
+        b"event: ping\ndata: {}\n\n",
+    ]
     events = [rng.choice(pieces) for _ in range(30)]
     stream = b"".join(events)
     if seed % 2:  # chunks end where events do, as the APIs flush them
@@ -137,8 +159,9 @@ def test_a_stream_in_the_apis_form_frames_as_chunk_by_chunk(seed: int) -> None:
         cuts = sorted(rng.sample(bounds[:-1], 12))
     else:
         cuts = sorted(rng.sample(range(1, len(stream)), 25))
-    chunks = [(float(i), stream[a:b]) for i, (a, b) in
-              enumerate(zip([0, *cuts], [*cuts, len(stream)]))]
+    chunks = [
+        (float(i), stream[a:b]) for i, (a, b) in enumerate(zip([0, *cuts], [*cuts, len(stream)]))
+    ]
     assert frame_whole(chunks) == _chunk_by_chunk(chunks)
     assert [(n, d) for _, n, d in frame_whole(chunks)] == _reference(stream)
     one_each = [(float(i), e) for i, e in enumerate(events)]  # an event a chunk
@@ -149,9 +172,17 @@ def test_a_stream_in_the_apis_form_frames_as_chunk_by_chunk(seed: int) -> None:
     assert frame_whole(halves)[0][0] == 1.0
 
 
-@pytest.mark.parametrize("odd", [b"data: x\ndata: y\n\n", b": ping\ndata: z\n\n",
-                                 b"id: 1\ndata: z\n\n", b"event: a\nevent: b\ndata: z\n\n",
-                                 b"data: z\nevent: late\n\n", b"data:z\n\n"])
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b"data: x\ndata: y\n\n",
+        b": ping\ndata: z\n\n",
+        b"id: 1\ndata: z\n\n",
+        b"event: a\nevent: b\ndata: z\n\n",
+        b"data: z\nevent: late\n\n",
+        b"data:z\n\n",
+    ],
+)
 def test_one_event_off_the_apis_form_frames_by_the_spec(odd: bytes) -> None:
     """An event a chunk, one of them not in the APIs' form (two data lines, a comment, an id,
     two names, a name after the data, no space): framed by the spec, not by the regex."""

@@ -20,8 +20,10 @@ from .traces import session_rows
 
 def _serve_sim(port: int, *args: str) -> subprocess.Popen:
     """`tracetap serve-sim` in its own process, answering /health."""
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "tracetap"), "serve-sim",
-                             "--port", str(port), *args], stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "tracetap"), "serve-sim", "--port", str(port), *args],
+        stderr=subprocess.PIPE,
+    )
     for _ in range(100):
         try:
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
@@ -35,8 +37,11 @@ def _serve_sim(port: int, *args: str) -> subprocess.Popen:
 def _trace(tmp_path: Path) -> Path:
     path = tmp_path / "trace.jsonl"
     with path.open("w") as fh:
-        write_rows(session_rows("a", 0.0, [(0, 64, 4), (68, 20, 4)], gap=0.5)
-                   + session_rows("b", 0.2, [(0, 40, 2)]), fh)
+        write_rows(
+            session_rows("a", 0.0, [(0, 64, 4), (68, 20, 4)], gap=0.5)
+            + session_rows("b", 0.2, [(0, 40, 2)]),
+            fh,
+        )
     return path
 
 
@@ -45,9 +50,23 @@ def test_replay_against_serve_sim_process(tmp_path: Path) -> None:
     proc = _serve_sim(port, "--block-size", "16", "--decode-ms", "1")
     try:
         out = tmp_path / "out"
-        result = CliRunner().invoke(app, [
-            "replay", str(_trace(tmp_path)), "--base-url", f"http://127.0.0.1:{port}/v1",
-            "--model", "m", "--speedup", "10", "--out", str(out), "--slo-ttft", "500"])
+        result = CliRunner().invoke(
+            app,
+            [
+                "replay",
+                str(_trace(tmp_path)),
+                "--base-url",
+                f"http://127.0.0.1:{port}/v1",
+                "--model",
+                "m",
+                "--speedup",
+                "10",
+                "--out",
+                str(out),
+                "--slo-ttft",
+                "500",
+            ],
+        )
         assert result.exit_code == 0, result.output
         assert "3 ok / 3 sent / 3 planned" in result.output
         summary = json.loads((out / "summary.json").read_text())
@@ -63,16 +82,35 @@ def test_replay_against_serve_sim_process(tmp_path: Path) -> None:
 
 
 def test_replay_reports_a_down_server(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, [
-        "replay", str(_trace(tmp_path)), "--base-url", f"http://127.0.0.1:{free_port()}/v1",
-        "--model", "m", "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "replay",
+            str(_trace(tmp_path)),
+            "--base-url",
+            f"http://127.0.0.1:{free_port()}/v1",
+            "--model",
+            "m",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 1
     assert "cannot reach the server" in result.output
 
 
 def test_bad_inputs_are_parameter_errors(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["replay", str(tmp_path / "none.jsonl"), "--base-url",
-                                      "http://127.0.0.1:1/v1", "--model", "m"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "replay",
+            str(tmp_path / "none.jsonl"),
+            "--base-url",
+            "http://127.0.0.1:1/v1",
+            "--model",
+            "m",
+        ],
+    )
     assert result.exit_code == 2 and "no such input" in result.output
     result = CliRunner().invoke(app, ["serve-sim", "--policy", "random"])
     assert result.exit_code == 2
@@ -93,10 +131,21 @@ def test_sigterm_keeps_results_and_writes_the_summary(tmp_path: Path) -> None:
         trace = tmp_path / "slow.jsonl"
         with trace.open("w") as fh:  # 60 s between rounds: the run is stopped in the first gap
             write_rows(session_rows("a", 0.0, [(0, 64, 4), (68, 20, 4)], gap=60.0), fh)
-        replay = subprocess.Popen([exe, "replay", str(trace), "--base-url",
-                                   f"http://127.0.0.1:{port}/v1", "--model", "m",
-                                   "--out", str(out)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        replay = subprocess.Popen(
+            [
+                exe,
+                "replay",
+                str(trace),
+                "--base-url",
+                f"http://127.0.0.1:{port}/v1",
+                "--model",
+                "m",
+                "--out",
+                str(out),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         rounds = out / "rounds.jsonl"
         for _ in range(100):
             if rounds.exists() and rounds.read_text().strip():

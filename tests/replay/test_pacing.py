@@ -39,8 +39,9 @@ async def _lateness(n: int = 200) -> list[float]:
 
 @pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("timerfd", [True, False])
-def test_waits_end_at_the_deadline_never_before(loop: str, timerfd: bool,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_waits_end_at_the_deadline_never_before(
+    loop: str, timerfd: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if timerfd and not Pacer.available():
         pytest.skip("no timerfd here")
     if not timerfd:  # asyncio.sleep fallback: uvloop's timers fire up to 1 ms early
@@ -77,8 +78,9 @@ def test_cancelled_and_past_deadlines(loop: str) -> None:
 
 @pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("timerfd", [True, False])
-def test_start_at_runs_eagerly_and_passes_results_on(loop: str, timerfd: bool,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_start_at_runs_eagerly_and_passes_results_on(
+    loop: str, timerfd: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if timerfd and not Pacer.available():
         pytest.skip("no timerfd here")
     if not timerfd:

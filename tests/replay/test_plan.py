@@ -20,8 +20,16 @@ FIXTURE = Path("/work/shared/fixtures/tracelab_sample.jsonl")
 def test_gap_splits_into_tool_and_human_time() -> None:
     rows = [
         # Round 0: output ends at 2 s; tools 1.5 s (internal 1.0 s preferred) + 0.5 s wall.
-        row("s", 0, at=0.0, end=2.0, prefix=0, append=100, output=10,
-            tools=[(1500, 1000), (500, None)]),
+        row(
+            "s",
+            0,
+            at=0.0,
+            end=2.0,
+            prefix=0,
+            append=100,
+            output=10,
+            tools=[(1500, 1000), (500, None)],
+        ),
         # Next input at 5 s: gap 3 s = 1.5 s tool + 1.5 s human.
         row("s", 1, at=5.0, end=6.0, prefix=110, append=20, output=5, tools=[(9000, None)]),
         # Gap 0.5 s but tools claim 9 s: tool time clipped to the gap.
@@ -45,16 +53,22 @@ def test_fixture_loads_two_sessions_in_start_order() -> None:
 
 def test_replay_csv_both_headers(tmp_path: Path) -> None:
     new = tmp_path / "new.csv"
-    new.write_text("session_id,arrival_time,round_idx,prefix_len,input_len,output_len,"
-                   "tool_wait_after_ms\nb,1500,0,0,50,5,0\na,0,1,60,10,3,0\na,0,0,0,60,4,2000\n")
+    new.write_text(
+        "session_id,arrival_time,round_idx,prefix_len,input_len,output_len,"
+        "tool_wait_after_ms\nb,1500,0,0,50,5,0\na,0,1,60,10,3,0\na,0,0,0,60,4,2000\n"
+    )
     old = tmp_path / "old.csv"
-    old.write_text("session_id,round_idx,prefix_len,input_len,output_len,tool_wait_after_ms\n"
-                   "a,0,0,60,4,2000\na,1,60,10,3,0\n")
+    old.write_text(
+        "session_id,round_idx,prefix_len,input_len,output_len,tool_wait_after_ms\n"
+        "a,0,0,60,4,2000\na,1,60,10,3,0\n"
+    )
     plan = load_plan(str(new))
     assert [s.session_id for s in plan.sessions] == ["a", "b"]
     a = plan.sessions[0]
-    assert [(r.prefix_len, r.append_len, r.output_len) for r in a.rounds] == [(0, 60, 4),
-                                                                              (60, 10, 3)]
+    assert [(r.prefix_len, r.append_len, r.output_len) for r in a.rounds] == [
+        (0, 60, 4),
+        (60, 10, 3),
+    ]
     assert a.rounds[0].tool_wait == 2.0 and a.rounds[1].at == 2.0
     assert plan.sessions[1].start == 1.5
     old_plan = load_plan(str(old))
@@ -63,8 +77,10 @@ def test_replay_csv_both_headers(tmp_path: Path) -> None:
 
 def test_mooncake_lines_are_single_requests_with_block_keys(tmp_path: Path) -> None:
     path = tmp_path / "trace.jsonl"
-    lines = [{"timestamp": 0, "input_length": 40, "output_length": 2, "hash_ids": [0, 1, 2]},
-             {"timestamp": 250, "input_length": 30, "output_length": 3, "hash_ids": [0, 1]}]
+    lines = [
+        {"timestamp": 0, "input_length": 40, "output_length": 2, "hash_ids": [0, 1, 2]},
+        {"timestamp": 250, "input_length": 30, "output_length": 3, "hash_ids": [0, 1]},
+    ]
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     plan = load_plan(str(path), block_size=16)
     assert plan.source == "mooncake" and len(plan.sessions) == 2
@@ -78,9 +94,11 @@ def test_mooncake_lines_are_single_requests_with_block_keys(tmp_path: Path) -> N
 
 
 def test_prompt_chain_reuses_previous_prompt_plus_output() -> None:
-    rows = [row("s", 0, at=0, end=1, prefix=0, append=40, output=8),
-            row("s", 1, at=2, end=3, prefix=44, append=6, output=2),
-            row("s", 2, at=4, end=5, prefix=10, append=90, output=1)]
+    rows = [
+        row("s", 0, at=0, end=1, prefix=0, append=40, output=8),
+        row("s", 1, at=2, end=3, prefix=44, append=6, output=2),
+        row("s", 2, at=4, end=5, prefix=10, append=90, output=1),
+    ]
     s = plan_from_rows(rows).sessions[0]
     b = PromptBuilder(seed=3)
     p0, p1, p2 = (b.build("s", r) for r in s.rounds)
@@ -103,8 +121,11 @@ def test_hf_tokenizer_from_a_local_file(tmp_path: Path) -> None:
     loaded = load_tokenizer(f"hf:{path}")
     assert loaded is not None and loaded.vocab_size == 500
     prompt = PromptBuilder(vocab_size=loaded.vocab_size).build(
-        "s", plan_from_rows([row("s", 0, at=0, end=1, prefix=0, append=64, output=1)])
-        .sessions[0].rounds[0])
+        "s",
+        plan_from_rows([row("s", 0, at=0, end=1, prefix=0, append=64, output=1)])
+        .sessions[0]
+        .rounds[0],
+    )
     text = prompt.text(loaded)
     assert loaded.count(text) == 64
     assert words_to_ids(text) == prompt.tokens.tolist()
@@ -132,4 +153,5 @@ def test_cap_idle_shortens_long_stretches_between_starts() -> None:
     # The 72-day pause before the second session becomes 30 s after the first's last start.
     assert after[1][0] == pytest.approx(before[0][-1] + 30.0)
     assert [b - after[1][0] for b in after[1]] == pytest.approx(
-        [b - before[1][0] for b in before[1]])
+        [b - before[1][0] for b in before[1]]
+    )

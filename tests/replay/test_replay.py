@@ -28,8 +28,9 @@ def _run(coro):  # type: ignore[no-untyped-def]
 
 
 def _two_sessions() -> Plan:
-    rows = (session_rows("a", 0.0, [(0, 100, 20), (110, 30, 10), (150, 40, 5)], gap=2.0)
-            + session_rows("b", 1.0, [(0, 64, 8), (60, 50, 4)], gap=1.0))
+    rows = session_rows(
+        "a", 0.0, [(0, 100, 20), (110, 30, 10), (150, 40, 5)], gap=2.0
+    ) + session_rows("b", 1.0, [(0, 64, 8), (60, 50, 4)], gap=1.0)
     return plan_from_rows(rows)
 
 
@@ -68,14 +69,17 @@ def test_closed_loop_cache_matches_plan_and_waits_are_kept() -> None:
 
 
 def test_wait_scaling_and_cap() -> None:
-    rows = [row("s", 0, at=0, end=1, prefix=0, append=32, output=2, tools=[(4000, None)]),
-            row("s", 1, at=11, end=12, prefix=34, append=5, output=2)]
+    rows = [
+        row("s", 0, at=0, end=1, prefix=0, append=32, output=2, tools=[(4000, None)]),
+        row("s", 1, at=11, end=12, prefix=34, append=5, output=2),
+    ]
     plan = plan_from_rows(rows)  # gap 10 s: 4 s tool + 6 s human
 
     async def gap(**kw):  # type: ignore[no-untyped-def]
         async with sim(SimConfig(block_size=BS)) as (url, _):
-            res, _ = await run_replay(plan, ReplayConfig(base_url=url, model="m", speedup=100.0,
-                                                         **kw))
+            res, _ = await run_replay(
+                plan, ReplayConfig(base_url=url, model="m", speedup=100.0, **kw)
+            )
         r0, r1 = sorted(res, key=lambda r: r.round_index)
         return r1.sent - (r0.sent + r0.e2e_ms / 1000)
 
@@ -91,24 +95,31 @@ def test_open_loop_sends_at_recorded_times_regardless_of_responses() -> None:
     async def go():  # type: ignore[no-untyped-def]
         # Each response takes ~0.2 s, longer than some recorded spacings.
         async with sim(SimConfig(block_size=BS, decode_per_token=0.01)) as (url, _):
-            return await run_replay(plan, ReplayConfig(base_url=url, model="m", speedup=10.0,
-                                                       open_loop=True))
+            return await run_replay(
+                plan, ReplayConfig(base_url=url, model="m", speedup=10.0, open_loop=True)
+            )
 
     results, summary = _run(go())
     assert summary["rounds_ok"] == 5 and summary["mode"] == "open-loop"
     first = min(r.sent for r in results)
     for r in results:
-        at = next(x.at for s in plan.sessions if s.session_id == r.session_id
-                  for x in s.rounds if x.index == r.round_index)
+        at = next(
+            x.at
+            for s in plan.sessions
+            if s.session_id == r.session_id
+            for x in s.rounds
+            if x.index == r.round_index
+        )
         assert r.sent - first == pytest.approx(at / 10.0, abs=0.02)
 
 
 def test_sessions_sharing_a_prefix_share_it_on_the_server() -> None:
     shared = ["sys1", "sys2", "sys3"]
-    rows = [row("a", 0, at=0, end=0.1, prefix=0, append=60, output=2, hashes=shared + ["a4"]),
-            row("b", 0, at=0.5, end=0.6, prefix=48, append=20, output=2,
-                hashes=shared + ["b4", "b5"]),
-            row("c", 0, at=1.0, end=1.1, prefix=0, append=40, output=2, hashes=["c1", "c2"])]
+    rows = [
+        row("a", 0, at=0, end=0.1, prefix=0, append=60, output=2, hashes=shared + ["a4"]),
+        row("b", 0, at=0.5, end=0.6, prefix=48, append=20, output=2, hashes=shared + ["b4", "b5"]),
+        row("c", 0, at=1.0, end=1.1, prefix=0, append=40, output=2, hashes=["c1", "c2"]),
+    ]
     plan = plan_from_rows(rows)
 
     async def go():  # type: ignore[no-untyped-def]
@@ -159,9 +170,11 @@ def test_preflight_reports_cache_and_warns_without_it() -> None:
     async def no_details(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse()
         await resp.prepare(request)
-        await resp.write(b'data: {"choices":[{"text":"x"}]}\n\ndata: {"choices":[],'
-                         b'"usage":{"prompt_tokens":5,"completion_tokens":1}}\n\n'
-                         b"data: [DONE]\n\n")
+        await resp.write(
+            b'data: {"choices":[{"text":"x"}]}\n\ndata: {"choices":[],'
+            b'"usage":{"prompt_tokens":5,"completion_tokens":1}}\n\n'
+            b"data: [DONE]\n\n"
+        )
         return resp
 
     async def go():  # type: ignore[no-untyped-def]
@@ -183,9 +196,9 @@ def test_server_down_is_reported_clearly() -> None:
     with pytest.raises(ReplayError, match="cannot reach the server"):
         _run(preflight(ReplayConfig(base_url=url, model="m")))
     sink = io.StringIO()
-    results, summary = _run(run_replay(_two_sessions(),
-                                       ReplayConfig(base_url=url, model="m", speedup=50.0),
-                                       sink=sink))
+    results, summary = _run(
+        run_replay(_two_sessions(), ReplayConfig(base_url=url, model="m", speedup=50.0), sink=sink)
+    )
     assert summary["rounds_ok"] == 0 and summary["errors"] == 5
     assert all(r.error.startswith("connection failed") for r in results)
     assert len(sink.getvalue().splitlines()) == 5
@@ -225,8 +238,9 @@ def test_slow_server_times_out_per_request() -> None:
 
     async def go():  # type: ignore[no-untyped-def]
         async with sim(SimConfig(block_size=BS, decode_per_token=0.05)) as (url, _):
-            return await run_replay(plan, ReplayConfig(base_url=url, model="m",
-                                                       request_timeout=0.3))
+            return await run_replay(
+                plan, ReplayConfig(base_url=url, model="m", request_timeout=0.3)
+            )
 
     results, summary = _run(go())
     assert summary["errors"] == 1 and results[0].error.startswith("timeout after 0.3 s")
@@ -246,13 +260,13 @@ def test_goodput_counts_rounds_within_slos() -> None:
     expected = sum(1 for r in results if r.ttft_ms <= 30)
     assert summary["goodput"]["requests_meeting_slo"] == expected
     assert 0 < expected < 5
-    assert {r.prompt_tokens - r.server_cached_tokens < 50 for r in results if r.ttft_ms <= 30} \
-        == {True}
+    assert {r.prompt_tokens - r.server_cached_tokens < 50 for r in results if r.ttft_ms <= 30} == {
+        True
+    }
 
 
 def test_max_active_sessions_caps_concurrency() -> None:
-    rows = [r for name in "abc" for r in session_rows(name, 0.0, [(0, 32, 4), (36, 8, 4)],
-                                                      gap=0.5)]
+    rows = [r for name in "abc" for r in session_rows(name, 0.0, [(0, 32, 4), (36, 8, 4)], gap=0.5)]
     plan = plan_from_rows(rows)
 
     async def go():  # type: ignore[no-untyped-def]
@@ -272,9 +286,11 @@ def test_max_active_sessions_caps_concurrency() -> None:
 
 def test_mooncake_trace_shares_hash_prefixes_on_the_server(tmp_path: Path) -> None:
     path = tmp_path / "mooncake.jsonl"
-    lines = [{"timestamp": 0, "input_length": 64, "output_length": 2, "hash_ids": [0, 1]},
-             {"timestamp": 100, "input_length": 80, "output_length": 2, "hash_ids": [0, 1, 2]},
-             {"timestamp": 200, "input_length": 40, "output_length": 2, "hash_ids": [3, 4]}]
+    lines = [
+        {"timestamp": 0, "input_length": 64, "output_length": 2, "hash_ids": [0, 1]},
+        {"timestamp": 100, "input_length": 80, "output_length": 2, "hash_ids": [0, 1, 2]},
+        {"timestamp": 200, "input_length": 40, "output_length": 2, "hash_ids": [3, 4]},
+    ]
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     plan = load_plan(str(path), block_size=32)
 
@@ -321,7 +337,9 @@ def test_store_input_plans_like_its_rows(tmp_path: Path) -> None:
     store, rows = load_plan(url), load_plan(str(FIXTURE))
     assert store.source == "store" and store.n_rounds == rows.n_rounds == 19
     for a, b in zip(store.sessions, rows.sessions):
-        assert [(r.prefix_len, r.append_len, r.output_len) for r in a.rounds] == \
-               [(r.prefix_len, r.append_len, r.output_len) for r in b.rounds]
+        assert [(r.prefix_len, r.append_len, r.output_len) for r in a.rounds] == [
+            (r.prefix_len, r.append_len, r.output_len) for r in b.rounds
+        ]
         assert [r.tool_wait + r.human_wait for r in a.rounds] == pytest.approx(
-            [r.tool_wait + r.human_wait for r in b.rounds], abs=0.002)
+            [r.tool_wait + r.human_wait for r in b.rounds], abs=0.002
+        )

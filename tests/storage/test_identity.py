@@ -9,9 +9,16 @@ from tracetap.storage.content import digest
 
 
 def _round(system: object, messages: list | None = None) -> Round:
-    return Round(uid="u", provider="claude", api="anthropic_messages", transport="sse",
-                 endpoint="/v1/messages", request_at=0.0, system=system,
-                 messages=messages or [{"role": "user", "content": "hi"}])
+    return Round(
+        uid="u",
+        provider="claude",
+        api="anthropic_messages",
+        transport="sse",
+        endpoint="/v1/messages",
+        request_at=0.0,
+        system=system,
+        messages=messages or [{"role": "user", "content": "hi"}],
+    )
 
 
 def _billing(i: int) -> dict:
@@ -28,16 +35,25 @@ def test_system_key_and_project_for_alternating_prompts() -> None:
         ra, rb = _round(sys_a), _round(sys_b)
         assign_identity(ra)
         assign_identity(rb)
-        assert ra.system_key == digest(("\n" + a["text"]).encode()) == \
-            digest(normalize_system(sys_a).encode())
+        assert (
+            ra.system_key
+            == digest(("\n" + a["text"]).encode())
+            == digest(normalize_system(sys_a).encode())
+        )
         assert rb.system_key == digest(normalize_system(sys_b).encode()) != ra.system_key
         assert (ra.project, rb.project) == ("app", "other-repo")
 
 
 def test_project_from_the_first_messages_when_the_prompt_names_none() -> None:
-    rnd = _round("You are Codex.", [
-        {"role": "user", "content": [{"type": "text",
-                                      "text": "<environment_context><cwd>/w/tool</cwd>"}]}])
+    rnd = _round(
+        "You are Codex.",
+        [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "<environment_context><cwd>/w/tool</cwd>"}],
+            }
+        ],
+    )
     assign_identity(rnd)
     assert rnd.project == "tool" and rnd.system_key == digest(b"You are Codex.")
     bare = _round([_billing(1)])  # nothing but noise: no working directory anywhere

@@ -51,7 +51,8 @@ def test_torn_tail_is_dropped(tmp_path: Path) -> None:
 
 
 def test_a_big_append_spans_frames_and_tears_from_the_frame_torn(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(journal_module, "FRAME_BYTES", 100)
     j = Journal(tmp_path)
     j.append([{"n": i, "text": "x" * 40} for i in range(6)])  # 2 records a frame
@@ -61,8 +62,8 @@ def test_a_big_append_spans_frames_and_tears_from_the_frame_torn(
     frames = []
     pos = 0
     while pos < len(raw):
-        size = int.from_bytes(raw[pos:pos + 4], "big")
-        frames.append(raw[pos:pos + 4 + size])
+        size = int.from_bytes(raw[pos : pos + 4], "big")
+        frames.append(raw[pos : pos + 4 + size])
         pos += 4 + size
     assert len(frames) == 3
     # the last frame complete in length but not zstd (a crash left zeros): cut, with it
@@ -84,7 +85,9 @@ def test_a_journal_of_one_record_a_frame_is_replayed(tmp_path: Path) -> None:
     j = Journal(tmp_path)
     j.recover()
     assert [r for batch in j.pending() for r in batch] == [
-        {"n": 1}, {"n": 2, "text": "line\nbreak"}]
+        {"n": 1},
+        {"n": 2, "text": "line\nbreak"},
+    ]
     j.close()
 
 
@@ -104,23 +107,62 @@ def test_rotation_after_commit(tmp_path: Path) -> None:
 
 
 def _exchange(i: int) -> Exchange:
-    body = {"model": "m", "stream": True, "tools": [{"name": "Bash"}],
-            "messages": [{"role": "user", "content": f"task {i}"}]}
-    ev = [("message_start", {"type": "message_start", "message": {
-              "id": f"msg_{i}", "model": "m", "usage": {"input_tokens": 5, "output_tokens": 1}}}),
-          ("content_block_start", {"type": "content_block_start", "index": 0,
-                                   "content_block": {"type": "text", "text": ""}}),
-          ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                   "delta": {"type": "text_delta", "text": "ok"}}),
-          ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-          ("message_stop", {"type": "message_stop"})]
+    body = {
+        "model": "m",
+        "stream": True,
+        "tools": [{"name": "Bash"}],
+        "messages": [{"role": "user", "content": f"task {i}"}],
+    }
+    ev = [
+        (
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": f"msg_{i}",
+                    "model": "m",
+                    "usage": {"input_tokens": 5, "output_tokens": 1},
+                },
+            },
+        ),
+        (
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": "ok"},
+            },
+        ),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("message_stop", {"type": "message_stop"}),
+    ]
     now = time.time()
-    return Exchange(uid=f"uid-{i}", api="anthropic_messages", transport="sse", method="POST",
-                    scheme="http", host="h", path="/v1/messages",
-                    request_headers=[("x-api-key", "sk-ant-api03-secret"),
-                                     ("x-claude-code-session-id", f"s{i % 2}")],
-                    request_body=json.dumps(body).encode(), request_at=now, status=200,
-                    end_at=now + 0.1, events=[StreamEvent(now, n, json.dumps(d)) for n, d in ev])
+    return Exchange(
+        uid=f"uid-{i}",
+        api="anthropic_messages",
+        transport="sse",
+        method="POST",
+        scheme="http",
+        host="h",
+        path="/v1/messages",
+        request_headers=[
+            ("x-api-key", "sk-ant-api03-secret"),
+            ("x-claude-code-session-id", f"s{i % 2}"),
+        ],
+        request_body=json.dumps(body).encode(),
+        request_at=now,
+        status=200,
+        end_at=now + 0.1,
+        events=[StreamEvent(now, n, json.dumps(d)) for n, d in ev],
+    )
 
 
 def _count(url: str) -> int:
@@ -196,13 +238,17 @@ def _session_exchanges(n: int) -> list[Exchange]:
         ex = _exchange(i)
         body = json.loads(ex.request_body)
         body["messages"] = list(messages)
-        body["system"] = [{"type": "text", "text": f"x-anthropic-billing-header: cch={i};"},
-                          {"type": "text", "text": "You are an agent. " * 100}]
+        body["system"] = [
+            {"type": "text", "text": f"x-anthropic-billing-header: cch={i};"},
+            {"type": "text", "text": "You are an agent. " * 100},
+        ]
         ex.request_body = json.dumps(body).encode()
         ex.request_headers = [("x-claude-code-session-id", "S")]
         out.append(ex)
-        messages += [{"role": "assistant", "content": [{"type": "text", "text": f"step {i}"}]},
-                     {"role": "user", "content": [{"type": "text", "text": os.urandom(300).hex()}]}]
+        messages += [
+            {"role": "assistant", "content": [{"type": "text", "text": f"step {i}"}]},
+            {"role": "user", "content": [{"type": "text", "text": os.urandom(300).hex()}]},
+        ]
     return out
 
 
@@ -220,8 +266,14 @@ def test_deduplicated_journal_replays_in_a_new_process(tmp_path: Path, workers: 
     ensure_schema(engine)
     exchanges = _session_exchanges(12)
     expected = [json.loads(ex.request_body) for ex in exchanges]
-    p = Pipeline(engine, tmp_path / "j", linger=0.01, retry_interval=30, workers=workers,
-                 worker_steps=list if workers > 1 else None)
+    p = Pipeline(
+        engine,
+        tmp_path / "j",
+        linger=0.01,
+        retry_interval=30,
+        workers=workers,
+        worker_steps=list if workers > 1 else None,
+    )
     p.start()
     for ex in exchanges[:5]:
         p.submit(ex)
@@ -273,13 +325,18 @@ def test_a_lone_surrogate_is_recorded_not_fatal(tmp_path: Path, workers: int) ->
     engine = make_engine(url)
     ensure_schema(engine)
     exchanges = _session_exchanges(4)
-    exchanges[1].request_body = exchanges[1].request_body.replace(b'"start ',
-                                                                  b'"start \\ud83d ')
+    exchanges[1].request_body = exchanges[1].request_body.replace(b'"start ', b'"start \\ud83d ')
     expected = [json.loads(ex.request_body)["messages"] for ex in exchanges]
     assert "\ud83d" in expected[1][0]["content"]
     transforms, extensions = default_transforms()
-    p = Pipeline(engine, tmp_path / "j", transforms=transforms, extensions=extensions,
-                 workers=workers, worker_steps=default_steps if workers > 1 else None)
+    p = Pipeline(
+        engine,
+        tmp_path / "j",
+        transforms=transforms,
+        extensions=extensions,
+        workers=workers,
+        worker_steps=default_steps if workers > 1 else None,
+    )
     p.start()
     for ex in exchanges:
         p.submit(ex)

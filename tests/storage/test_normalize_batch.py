@@ -33,8 +33,9 @@ def _normalizer(key_file: Path, style: str) -> Normalizer:
     """As the pipeline builds it: in its own process, or in a worker (global reuse deferred,
     re-sent elements as references)."""
     if style == "worker":
-        return Normalizer(defer_global(default_steps("redacted", str(key_file), TOKENIZER)),
-                          resent_refs=True)
+        return Normalizer(
+            defer_global(default_steps("redacted", str(key_file), TOKENIZER)), resent_refs=True
+        )
     return Normalizer(build_transforms("redacted", str(key_file), TOKENIZER)[0])
 
 
@@ -44,9 +45,18 @@ def _comparable(rec: Any) -> bytes:
         return f"{type(rec).__name__}: {rec}".encode()
     tokens = rec.get("r", {}).get("annotations", {}).get("tokens")
     if isinstance(tokens, dict):
-        rec = {**rec, "r": {**rec["r"], "annotations": {
-            **rec["r"]["annotations"],
-            "tokens": {k: v for k, v in tokens.items() if k not in ("elapsed_ms", "tokens_s")}}}}
+        rec = {
+            **rec,
+            "r": {
+                **rec["r"],
+                "annotations": {
+                    **rec["r"]["annotations"],
+                    "tokens": {
+                        k: v for k, v in tokens.items() if k not in ("elapsed_ms", "tokens_s")
+                    },
+                },
+            },
+        }
     return orjson.dumps(rec, default=_plain, option=orjson.OPT_SORT_KEYS)
 
 
@@ -71,16 +81,22 @@ def _one_by_one(normalizer: Normalizer, items: list[Any]) -> list[bytes]:
 
 
 def _batched(normalizer: Normalizer, items: list[Any], size: int) -> list[bytes]:
-    return [_comparable(rec) for i in range(0, len(items), size)
-            for rec in normalizer.batch(items[i:i + size])]
+    return [
+        _comparable(rec)
+        for i in range(0, len(items), size)
+        for rec in normalizer.batch(items[i : i + size])
+    ]
 
 
 def _items() -> list[Exchange]:
     """Four interleaved sessions with count_tokens requests and a body that does not parse
     (test_workers), and an exchange no adapter takes, in the middle."""
     items = _exchanges(claude_order=True)
-    return [*items[:40], dataclasses.replace(items[40], uid="nobody", api="no_such_api"),
-            *items[40:]]
+    return [
+        *items[:40],
+        dataclasses.replace(items[40], uid="nobody", api="no_such_api"),
+        *items[40:],
+    ]
 
 
 @pytest.mark.parametrize("style", ["pipeline", "worker"])
@@ -140,9 +156,15 @@ def test_an_exchange_failing_in_a_worker_is_normalized_here(tmp_path: Path) -> N
     engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
     ensure_schema(engine)
     transforms, extensions = build_transforms("redacted", str(key_file), TOKENIZER)
-    p = Pipeline(engine, tmp_path / "j", transforms=transforms, extensions=extensions,
-                 workers=2, batch_max=16,
-                 worker_steps=functools.partial(_steps_failing_in_worker, str(key_file), victim))
+    p = Pipeline(
+        engine,
+        tmp_path / "j",
+        transforms=transforms,
+        extensions=extensions,
+        workers=2,
+        batch_max=16,
+        worker_steps=functools.partial(_steps_failing_in_worker, str(key_file), victim),
+    )
     p.start()
     for ex in items:
         p.submit(ex)

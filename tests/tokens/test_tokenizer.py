@@ -42,8 +42,9 @@ def test_special_token_strings_in_a_prompt_are_text() -> None:
     tok = get_tokenizer()
     ids = tok.encode("see <|endoftext|> and <|fim_prefix|> here")
     assert 100257 not in ids and 100258 not in ids  # the special tokens' ids
-    assert tok.encode("<|endoftext|>") == tok.encode("<|") + tok.encode("endoftext") + \
-        tok.encode("|>")
+    assert tok.encode("<|endoftext|>") == tok.encode("<|") + tok.encode("endoftext") + tok.encode(
+        "|>"
+    )
 
 
 def test_hf_tokenizer_from_a_local_file(tmp_path: Path) -> None:
@@ -75,9 +76,15 @@ def test_id_arrays_are_the_encoded_ids() -> None:
     tok = get_tokenizer()
     assert tok._buffer is not None  # type: ignore[attr-defined]  # the buffer path is taken
     texts = [
-        "", "hello world", "see <|endoftext|> and <|fim_prefix|> here", "<|endoftext|>",
-        "def f(x):\n    return {'a': [1, 2.5e10]}\n\n\n  \t", "naïve 東京 🚀 ﷽ \u200b",
-        "lone \ud800 surrogate \udfff", "x" * 70_000, " ".join(str(i) for i in range(5_000)),
+        "",
+        "hello world",
+        "see <|endoftext|> and <|fim_prefix|> here",
+        "<|endoftext|>",
+        "def f(x):\n    return {'a': [1, 2.5e10]}\n\n\n  \t",
+        "naïve 東京 🚀 ﷽ \u200b",
+        "lone \ud800 surrogate \udfff",
+        "x" * 70_000,
+        " ".join(str(i) for i in range(5_000)),
     ]
     for text in texts:
         ids = tok.ids(text)  # type: ignore[attr-defined]

@@ -24,11 +24,25 @@ def summary(values: Any) -> dict[str, float | int | None]:
     arr = np.asarray(values, dtype=float)
     arr = arr[~np.isnan(arr)]
     if arr.size == 0:
-        return {"count": 0, "total": 0, "mean": None, "p10": None, "p50": None, "p90": None,
-                "p99": None}
+        return {
+            "count": 0,
+            "total": 0,
+            "mean": None,
+            "p10": None,
+            "p50": None,
+            "p90": None,
+            "p99": None,
+        }
     p10, p50, p90, p99 = np.percentile(arr, [10, 50, 90, 99])
-    return {"count": int(arr.size), "total": float(arr.sum()), "mean": float(arr.mean()),
-            "p10": float(p10), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
+    return {
+        "count": int(arr.size),
+        "total": float(arr.sum()),
+        "mean": float(arr.mean()),
+        "p10": float(p10),
+        "p50": float(p50),
+        "p90": float(p90),
+        "p99": float(p99),
+    }
 
 
 def ratio(num: float, den: float) -> float | None:

@@ -40,8 +40,10 @@ def padded_tokens(appends: np.ndarray, batch: int) -> float:
 def compute(ds: Dataset, opts: dict[str, Any]) -> dict[str, Any]:
     batch = int(opts.get("batch", 8))
     window = int(opts.get("window", 64))
-    a = ds.arrays("SELECT newly_append_tokens AS ap, prefix_tokens AS px, "
-                  "input_tokens_total AS tot FROM r ORDER BY arrival, rid")
+    a = ds.arrays(
+        "SELECT newly_append_tokens AS ap, prefix_tokens AS px, "
+        "input_tokens_total AS tot FROM r ORDER BY arrival, rid"
+    )
     ap = np.asarray(a["ap"], dtype=float)
     px = np.asarray(a["px"], dtype=float)
     tot = np.asarray(a["tot"], dtype=float)
@@ -49,17 +51,25 @@ def compute(ds: Dataset, opts: dict[str, Any]) -> dict[str, Any]:
     full_work = tot * (1 + tot / 2 / ATTN_SCALE)
     fifo = padded_tokens(ap, batch)
     n_win = -(-ap.size // window) if ap.size else 0
-    sorted_ap = np.concatenate([np.sort(ap[i * window:(i + 1) * window]) for i in range(n_win)]) \
-        if n_win else ap
+    sorted_ap = (
+        np.concatenate([np.sort(ap[i * window : (i + 1) * window]) for i in range(n_win)])
+        if n_win
+        else ap
+    )
     aware = padded_tokens(sorted_ap, batch)
     return {
-        "model": (f"cost ∝ tokens computed × (1 + context/{int(ATTN_SCALE)}); batches of {batch} "
-                  f"padded to the longest append; append-aware = sort each {window} arrivals"),
-        "rounds": int(ap.size), "batch_size": batch, "sort_window": window,
+        "model": (
+            f"cost ∝ tokens computed × (1 + context/{int(ATTN_SCALE)}); batches of {batch} "
+            f"padded to the longest append; append-aware = sort each {window} arrivals"
+        ),
+        "rounds": int(ap.size),
+        "batch_size": batch,
+        "sort_window": window,
         "append_only_tokens_per_round": summary(ap),
         "full_recompute_tokens_per_round": summary(tot),
         "append_only_work_share_of_full": ratio(append_work.sum(), full_work.sum()),
-        "padded_tokens_fifo": fifo, "padded_tokens_append_aware": aware,
+        "padded_tokens_fifo": fifo,
+        "padded_tokens_append_aware": aware,
         "useful_tokens": float(ap.sum()),
         "padding_waste_fifo": ratio(fifo - ap.sum(), fifo),
         "padding_waste_append_aware": ratio(aware - ap.sum(), aware),
@@ -70,8 +80,13 @@ def compute(ds: Dataset, opts: dict[str, Any]) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> list[Any]:
     from tracetap.analysis.report import kv_table, records_table
 
-    dists = {k: result[k] for k in ("append_only_tokens_per_round",
-                                    "full_recompute_tokens_per_round")}
-    return [kv_table("Append-length-aware prefill", {k: v for k, v in result.items()
-                                                     if not isinstance(v, dict)}),
-            records_table("Prefill tokens per round", dists, key="mode")]
+    dists = {
+        k: result[k] for k in ("append_only_tokens_per_round", "full_recompute_tokens_per_round")
+    }
+    return [
+        kv_table(
+            "Append-length-aware prefill",
+            {k: v for k, v in result.items() if not isinstance(v, dict)},
+        ),
+        records_table("Prefill tokens per round", dists, key="mode"),
+    ]

@@ -40,15 +40,17 @@ def _buckets(delta: np.ndarray) -> dict[str, Any]:
         "ordinary_reduction_rounds": int(((red > MICRO) & (red < MAJOR)).sum()),
         "major_reduction_rounds": int((red >= MAJOR).sum()),
     }
-    counts.update({
-        "total_context_increase_tokens": int(delta[delta > 0].sum()),
-        "total_raw_delta_tokens": int(delta.sum()),
-        "total_reduction_tokens": int(red.sum()) if red.size else None,
-        "median_raw_delta_tokens": pct(delta, 50),
-        "p10_raw_delta_tokens": pct(delta, 10),
-        "p90_raw_delta_tokens": pct(delta, 90),
-        "max_reduction_tokens": int(red.max()) if red.size else None,
-    })
+    counts.update(
+        {
+            "total_context_increase_tokens": int(delta[delta > 0].sum()),
+            "total_raw_delta_tokens": int(delta.sum()),
+            "total_reduction_tokens": int(red.sum()) if red.size else None,
+            "median_raw_delta_tokens": pct(delta, 50),
+            "p10_raw_delta_tokens": pct(delta, 10),
+            "p90_raw_delta_tokens": pct(delta, 90),
+            "max_reduction_tokens": int(red.max()) if red.size else None,
+        }
+    )
     return counts
 
 
@@ -71,8 +73,10 @@ def compute(ds: Dataset, opts: dict[str, Any]) -> dict[str, Any]:
         "by_trigger": {t: _buckets(delta[trig == t]) for t in ("user_message", "tool_result")},
         "compactions": int((delta <= -MAJOR).sum()),
         "compactions_50k": int((delta <= -MAJOR_DOCS).sum()),
-        "compaction_events": [{"session_id": sid, "round_index": idx, "input_before": before,
-                               "input_after": after} for sid, idx, before, after in events],
+        "compaction_events": [
+            {"session_id": sid, "round_index": idx, "input_before": before, "input_after": after}
+            for sid, idx, before, after in events
+        ],
         "redundant_prefill": {
             "rounds": int(delta.size),
             "append_tokens": float(append.sum()),
@@ -89,18 +93,30 @@ def render(result: dict[str, Any]) -> list[Any]:
     from tracetap.analysis.report import kv_table, list_table, records_table
 
     table = {"all": result["all"], **result["by_trigger"]}
-    return [records_table("Same-session input growth", table, key="rounds", transpose=True),
-            kv_table("Compaction and redundant prefill",
-                     {"compactions (≥64k drop)": result["compactions"],
-                      "compactions (≥50k drop)": result["compactions_50k"],
-                      **result["redundant_prefill"]}),
-            *([list_table("First compaction events", result["compaction_events"])]
-              if result["compaction_events"] else [])]
+    return [
+        records_table("Same-session input growth", table, key="rounds", transpose=True),
+        kv_table(
+            "Compaction and redundant prefill",
+            {
+                "compactions (≥64k drop)": result["compactions"],
+                "compactions (≥50k drop)": result["compactions_50k"],
+                **result["redundant_prefill"],
+            },
+        ),
+        *(
+            [list_table("First compaction events", result["compaction_events"])]
+            if result["compaction_events"]
+            else []
+        ),
+    ]
 
 
 def plot(result: dict[str, Any], fig_dir: Any) -> list[Any]:
     from tracetap.analysis.report import hist_plot
 
     d = result["_delta"].astype(float)
-    return [hist_plot(fig_dir, "growth", {"delta": d}, "input growth between rounds (tokens)",
-                      log=False)]
+    return [
+        hist_plot(
+            fig_dir, "growth", {"delta": d}, "input growth between rounds (tokens)", log=False
+        )
+    ]

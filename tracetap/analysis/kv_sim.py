@@ -31,8 +31,9 @@ TOOL_KEEP_S = 300.0
 EVICT_IF_PREDICTED_S = 60.0
 
 
-def matching_ttl(gap: np.ndarray, hit_tokens: np.ndarray, total: float,
-                 target: float) -> float | None:
+def matching_ttl(
+    gap: np.ndarray, hit_tokens: np.ndarray, total: float, target: float
+) -> float | None:
     """Smallest TTL T (s) with Σ hit_tokens[gap ≤ T] / total ≥ target (None if never)."""
     ok = np.isfinite(gap)
     order = np.argsort(gap[ok], kind="stable")
@@ -67,8 +68,12 @@ def _tool_keep(ds: Dataset, rids: np.ndarray) -> np.ndarray:
 
 
 def _policies(names: list[str]) -> list[Policy]:
-    table = {"lru": Policy("lru"), "ttl-5m": Policy("ttl", 300.0), "ttl-1h": Policy("ttl", 3600.0),
-             "tool-aware": Policy("keep", name="tool-aware")}
+    table = {
+        "lru": Policy("lru"),
+        "ttl-5m": Policy("ttl", 300.0),
+        "ttl-1h": Policy("ttl", 3600.0),
+        "tool-aware": Policy("keep", name="tool-aware"),
+    }
     return [table[n] for n in names]
 
 
@@ -89,8 +94,9 @@ def compute(ds: Dataset, opts: dict[str, Any]) -> dict[str, Any]:
     sess = np.asarray(a["session_id"]).astype(str)
     common = (a["reusable"] // bs).astype(np.int64)
     # a round leaves its input and its generated output cached (decode fills blocks too)
-    nblk = ((np.asarray(a["total"], dtype=float) + np.asarray(a["output"], dtype=float)) // bs
-            ).astype(np.int64)
+    nblk = (
+        (np.asarray(a["total"], dtype=float) + np.asarray(a["output"], dtype=float)) // bs
+    ).astype(np.int64)
     hashes: list[list[Any]] | None = None
     notes = []
     if ds.has_hashes:
@@ -117,53 +123,88 @@ def compute(ds: Dataset, opts: dict[str, Any]) -> dict[str, Any]:
                 cache: Any = BlockCache(cap_blocks, bs, pol)
                 for i in order.tolist():
                     hs = hashes[i] if scope == "global" else [(sess[i], h) for h in hashes[i]]
-                    hit_blocks += cache.lookup_and_insert(hs, float(arrival[i]),
-                                                          keep_until=float(end[i] + keep_for[i]))
+                    hit_blocks += cache.lookup_and_insert(
+                        hs, float(arrival[i]), keep_until=float(end[i] + keep_for[i])
+                    )
             else:
                 cache = ChainCache(cap_blocks, bs, pol)
                 access = cache.access
-                for i, s, c, k, t, ku in zip(order.tolist(), sess[order].tolist(),
-                                             common[order].tolist(), nblk[order].tolist(),
-                                             arrival[order].tolist(),
-                                             (end + keep_for)[order].tolist()):
+                for _i, s, c, k, t, ku in zip(
+                    order.tolist(),
+                    sess[order].tolist(),
+                    common[order].tolist(),
+                    nblk[order].tolist(),
+                    arrival[order].tolist(),
+                    (end + keep_for)[order].tolist(),
+                ):
                     hit_blocks += access(s, c, k, t, keep_until=ku)
             cache.finish(t_end)
             hit_tokens = float(hit_blocks * bs)
-            rows.append({"capacity_tokens": "inf" if cap is None else int(cap),
-                         "policy": pol.label, "hit_rate": ratio(hit_tokens, total_in),
-                         "prefill_tokens": total_in - hit_tokens,
-                         "idle_token_hours": cache.idle_block_seconds * bs / 3600})
+            rows.append(
+                {
+                    "capacity_tokens": "inf" if cap is None else int(cap),
+                    "policy": pol.label,
+                    "hit_rate": ratio(hit_tokens, total_in),
+                    "prefill_tokens": total_in - hit_tokens,
+                    "idle_token_hours": cache.idle_block_seconds * bs / 3600,
+                }
+            )
     gap = np.nan_to_num(a["gap"], nan=np.inf)
     block_hits = (a["reusable"] // bs) * bs
     ttl = matching_ttl(gap, block_hits, total_in, reported) if reported is not None else None
     ceiling = ratio(block_hits.sum(), total_in)
     if ttl is None and reported is not None:
-        notes.append(f"no TTL reaches the reported hit rate: the simulated ceiling is "
-                     f"{ceiling:.3f} (providers also reuse prefixes across sessions, e.g. on "
-                     "first rounds)")
-    return {"policies": "lru: evict least recent when full; ttl-*: expire after the TTL, refreshed "
-                        "on hit; tool-aware: evict at a round's end if its tools' forecast ≥ "
-                        f"{EVICT_IF_PREDICTED_S:g} s, else keep {TOOL_KEEP_S:g} s "
-                        f"(human turns {HUMAN_KEEP_S:g} s)",
-            "rounds": n, "block_size": bs, "scope": scope, "reported_hit_rate": reported,
-            "simulated_hit_rate_unbounded": ceiling, "ttl_matching_reported_s": ttl,
-            "notes": notes, "grid": rows}
+        notes.append(
+            f"no TTL reaches the reported hit rate: the simulated ceiling is "
+            f"{ceiling:.3f} (providers also reuse prefixes across sessions, e.g. on "
+            "first rounds)"
+        )
+    return {
+        "policies": "lru: evict least recent when full; ttl-*: expire after the TTL, refreshed "
+        "on hit; tool-aware: evict at a round's end if its tools' forecast ≥ "
+        f"{EVICT_IF_PREDICTED_S:g} s, else keep {TOOL_KEEP_S:g} s "
+        f"(human turns {HUMAN_KEEP_S:g} s)",
+        "rounds": n,
+        "block_size": bs,
+        "scope": scope,
+        "reported_hit_rate": reported,
+        "simulated_hit_rate_unbounded": ceiling,
+        "ttl_matching_reported_s": ttl,
+        "notes": notes,
+        "grid": rows,
+    }
 
 
 def render(result: dict[str, Any]) -> list[Any]:
     from tracetap.analysis.report import kv_table, list_table
 
     head = {k: v for k, v in result.items() if k != "grid"}
-    return [kv_table("KV-cache simulation", head),
-            list_table("Capacity × policy (reported hit rate: "
-                       f"{(result['reported_hit_rate'] or 0):.3f})", result["grid"])]
+    return [
+        kv_table("KV-cache simulation", head),
+        list_table(
+            f"Capacity × policy (reported hit rate: {(result['reported_hit_rate'] or 0):.3f})",
+            result["grid"],
+        ),
+    ]
 
 
 def plot(result: dict[str, Any], fig_dir: Any) -> list[Any]:
     from tracetap.analysis.report import scatter_plot
 
-    pts = {f"{r['policy']} @ {r['capacity_tokens']} tokens":
-           (r["idle_token_hours"], r["hit_rate"] or 0)
-           for r in result["grid"]}
-    return [scatter_plot(fig_dir, "kv_sim", pts, "idle KV storage (token-hours)", "hit rate",
-                         hline=result["reported_hit_rate"])]
+    pts = {
+        f"{r['policy']} @ {r['capacity_tokens']} tokens": (
+            r["idle_token_hours"],
+            r["hit_rate"] or 0,
+        )
+        for r in result["grid"]
+    }
+    return [
+        scatter_plot(
+            fig_dir,
+            "kv_sim",
+            pts,
+            "idle KV storage (token-hours)",
+            "hit rate",
+            hline=result["reported_hit_rate"],
+        )
+    ]

@@ -64,22 +64,28 @@ def compute(ds: Dataset, opts: dict[str, Any]) -> dict[str, Any]:
         keep = gap <= T
         tool = float(gap[keep & fin & (trig == "tool_result")].sum())
         human = float(gap[keep & fin & (trig != "tool_result")].sum())
-        rows.append({
-            "timeout_s": T,
-            "kv_active_ratio": ratio(gen_total, gen_total + tool + human),
-            "hit_rate": ratio(a["reusable"][keep].sum(), total_in),
-            "idle_token_hours": float((a["held"][fin] * np.minimum(gap[fin], T)).sum()) / 3600,
-        })
-    return {"reported_hit_rate": reported,
-            "hit_rate_unbounded": ratio(a["reusable"].sum(), total_in),
-            "by_timeout": rows}
+        rows.append(
+            {
+                "timeout_s": T,
+                "kv_active_ratio": ratio(gen_total, gen_total + tool + human),
+                "hit_rate": ratio(a["reusable"][keep].sum(), total_in),
+                "idle_token_hours": float((a["held"][fin] * np.minimum(gap[fin], T)).sum()) / 3600,
+            }
+        )
+    return {
+        "reported_hit_rate": reported,
+        "hit_rate_unbounded": ratio(a["reusable"].sum(), total_in),
+        "by_timeout": rows,
+    }
 
 
 def render(result: dict[str, Any]) -> list[Any]:
     from tracetap.analysis.report import kv_table, list_table
 
-    return [kv_table("Reuse", {k: v for k, v in result.items() if k != "by_timeout"}),
-            list_table("KV retention timeout trade-off", result["by_timeout"])]
+    return [
+        kv_table("Reuse", {k: v for k, v in result.items() if k != "by_timeout"}),
+        list_table("KV retention timeout trade-off", result["by_timeout"]),
+    ]
 
 
 def plot(result: dict[str, Any], fig_dir: Any) -> list[Any]:
@@ -87,7 +93,17 @@ def plot(result: dict[str, Any], fig_dir: Any) -> list[Any]:
 
     rows = result["by_timeout"]
     xs = [r["timeout_s"] for r in rows]
-    return [line_plot(fig_dir, "kv_timeout", xs,
-                      {"hit rate": [r["hit_rate"] or 0 for r in rows],
-                       "KV active ratio": [r["kv_active_ratio"] or 0 for r in rows]},
-                      "timeout (s)", "ratio", hline=result["reported_hit_rate"])]
+    return [
+        line_plot(
+            fig_dir,
+            "kv_timeout",
+            xs,
+            {
+                "hit rate": [r["hit_rate"] or 0 for r in rows],
+                "KV active ratio": [r["kv_active_ratio"] or 0 for r in rows],
+            },
+            "timeout (s)",
+            "ratio",
+            hline=result["reported_hit_rate"],
+        )
+    ]

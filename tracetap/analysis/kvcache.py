@@ -10,9 +10,8 @@ from __future__ import annotations
 import heapq
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Hashable
 
 __all__ = ["Policy", "BlockCache", "ChainCache", "chain_hashes"]
 
@@ -80,8 +79,9 @@ class BlockCache:
                 del self._blocks[h]
                 self.idle_block_seconds += deadline - entry[0]
 
-    def lookup_and_insert(self, block_hashes: Sequence[Hashable], now: float, *,
-                          keep_until: float | None = None) -> int:
+    def lookup_and_insert(
+        self, block_hashes: Sequence[Hashable], now: float, *, keep_until: float | None = None
+    ) -> int:
         """Count the cached leading blocks of `block_hashes`, then cache them all at `now`."""
         self._expire(now)
         hits = 0
@@ -163,8 +163,15 @@ class ChainCache:
             if st[0] <= 0:
                 heapq.heappop(self._lru)
 
-    def access(self, key: Hashable, common_blocks: int, n_blocks: int, now: float, *,
-               keep_until: float | None = None) -> int:
+    def access(
+        self,
+        key: Hashable,
+        common_blocks: int,
+        n_blocks: int,
+        now: float,
+        *,
+        keep_until: float | None = None,
+    ) -> int:
         self._expire(now)
         st = self._state.get(key)
         if st is None:

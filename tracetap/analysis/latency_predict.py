@@ -61,15 +61,18 @@ class LatencyModel:
     def _keys(name: str, exe: str, chars: float) -> list[tuple[Any, ...]]:
         return [(name, exe, _size_bin(chars)), (name, exe), (name,)]
 
-    def fit(self, names: np.ndarray, exes: np.ndarray, chars: np.ndarray,
-            lat: np.ndarray) -> LatencyModel:
+    def fit(
+        self, names: np.ndarray, exes: np.ndarray, chars: np.ndarray, lat: np.ndarray
+    ) -> LatencyModel:
         groups: list[dict[tuple[Any, ...], list[float]]] = [defaultdict(list) for _ in range(3)]
         for n, e, c, y in zip(names, exes, chars, lat):
             if y > 0:
                 for level, key in enumerate(self._keys(n, e, c)):
                     groups[level][key].append(y)
-        self.tables = [{k: float(np.median(v)) for k, v in g.items() if len(v) >= self.min_count}
-                       for g in groups]
+        self.tables = [
+            {k: float(np.median(v)) for k, v in g.items() if len(v) >= self.min_count}
+            for g in groups
+        ]
         ok = lat[lat > 0]
         self.global_median = float(np.median(ok)) if ok.size else 1.0
         return self
@@ -80,8 +83,14 @@ class LatencyModel:
                 return self.tables[level][key]
         return self.global_median
 
-    def predict(self, sessions: np.ndarray, names: np.ndarray, exes: np.ndarray,
-                chars: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    def predict(
+        self,
+        sessions: np.ndarray,
+        names: np.ndarray,
+        exes: np.ndarray,
+        chars: np.ndarray,
+        lat: np.ndarray,
+    ) -> np.ndarray:
         """Predict in order; a call sees the latencies of earlier calls of its session."""
         seen: dict[tuple[Any, ...], list[float]] = defaultdict(list)
         out = np.empty(len(names))
@@ -99,14 +108,16 @@ def _metrics(pred: np.ndarray, y: np.ndarray, tau: float) -> dict[str, Any]:
     p, t = np.maximum(pred[ok], 1e-3), y[ok]
     long_ = t >= tau
     keep = p < tau
-    return {"median_abs_log10_error": float(np.median(np.abs(np.log10(p / t)))) if t.size else None,
-            "mae_s": float(np.mean(np.abs(p - t))) if t.size else None,
-            "decision_accuracy": float(np.mean(keep == ~long_)) if t.size else None,
-            "kept_but_long": int((keep & long_).sum()),
-            "evicted_but_short": int((~keep & ~long_).sum()),
-            # KV held τ for nothing (the call outlasted τ anyway) / hits lost by evicting early
-            "wasted_keep_seconds": float(tau * (keep & long_).sum()),
-            "avoidable_misses": int((~keep & ~long_).sum())}
+    return {
+        "median_abs_log10_error": float(np.median(np.abs(np.log10(p / t)))) if t.size else None,
+        "mae_s": float(np.mean(np.abs(p - t))) if t.size else None,
+        "decision_accuracy": float(np.mean(keep == ~long_)) if t.size else None,
+        "kept_but_long": int((keep & long_).sum()),
+        "evicted_but_short": int((~keep & ~long_).sum()),
+        # KV held τ for nothing (the call outlasted τ anyway) / hits lost by evicting early
+        "wasted_keep_seconds": float(tau * (keep & long_).sum()),
+        "avoidable_misses": int((~keep & ~long_).sum()),
+    }
 
 
 def compute(ds: Dataset, opts: dict[str, Any]) -> dict[str, Any]:
@@ -127,20 +138,27 @@ def compute(ds: Dataset, opts: dict[str, Any]) -> dict[str, Any]:
     pred = model.predict(sessions[test], names[test], exes[test], chars[test], lat[test])
     tool_only = LatencyModel(min_count=1)
     tool_only.fit(names[train], np.full(train.sum(), ""), np.ones(train.sum()), lat[train])
-    per_tool = np.array([tool_only.tables[2].get((x,), tool_only.global_median)
-                         for x in names[test]])
+    per_tool = np.array(
+        [tool_only.tables[2].get((x,), tool_only.global_median) for x in names[test]]
+    )
     y = lat[test]
     fixed = np.full(y.size, tau * 0.999)  # a fixed timeout keeps every call's KV for τ
     return {
-        "calls": int(n), "train_calls": int(train.sum()), "test_calls": int(test.sum()),
-        "train_sessions": len(cut), "test_sessions": len(uniq) - len(cut),
+        "calls": int(n),
+        "train_calls": int(train.sum()),
+        "test_calls": int(test.sum()),
+        "train_sessions": len(cut),
+        "test_sessions": len(uniq) - len(cut),
         "uses_command_features": bool(ds.has_input),
-        "features": "tool name, executable, input size, session history" if ds.has_input else
-                    "tool name, input size, session history (no tools[].input in this trace)",
+        "features": "tool name, executable, input size, session history"
+        if ds.has_input
+        else "tool name, input size, session history (no tools[].input in this trace)",
         "keep_threshold_s": tau,
-        "methods": {"semantic": _metrics(pred, y, tau),
-                    "per_tool_median": _metrics(per_tool, y, tau),
-                    "fixed_timeout": _metrics(fixed, y, tau)},
+        "methods": {
+            "semantic": _metrics(pred, y, tau),
+            "per_tool_median": _metrics(per_tool, y, tau),
+            "fixed_timeout": _metrics(fixed, y, tau),
+        },
     }
 
 
@@ -150,6 +168,9 @@ def render(result: dict[str, Any]) -> list[Any]:
     if "methods" not in result:
         return [kv_table(TITLE, result)]
     head = {k: v for k, v in result.items() if k != "methods"}
-    return [kv_table("Tool-latency prediction", head),
-            records_table("Error and keep-or-evict decisions (test sessions)", result["methods"],
-                          key="method")]
+    return [
+        kv_table("Tool-latency prediction", head),
+        records_table(
+            "Error and keep-or-evict decisions (test sessions)", result["methods"], key="method"
+        ),
+    ]

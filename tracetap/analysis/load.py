@@ -19,24 +19,49 @@ __all__ = ["Dataset", "InputError", "load", "GROUP_KEYS"]
 
 GROUP_KEYS = ("provider", "model", "project", "session")
 
-_EVENT_T = ("STRUCT(event_type VARCHAR, \"timestamp\" VARCHAR, source VARCHAR, "
-            "tool_call_id VARCHAR, tool_name VARCHAR, tool_index BIGINT, is_error BOOLEAN, "
-            "result_chars BIGINT, content_chars BIGINT)[]")
-_TOOL_T = ("STRUCT(tool_index BIGINT, tool_name VARCHAR, tool_call_id VARCHAR, emitted_at VARCHAR, "
-           "result_at VARCHAR, \"input\" VARCHAR, input_chars BIGINT, result_chars BIGINT, "
-           "tool_wall_latency_ms BIGINT, tool_internal_latency_ms BIGINT, is_error BOOLEAN)[]")
-_SEGMENTS = ("tools", "system", "history", "new_input", "output", "output_text",
-             "output_reasoning", "output_tool_args")
+_EVENT_T = (
+    'STRUCT(event_type VARCHAR, "timestamp" VARCHAR, source VARCHAR, '
+    "tool_call_id VARCHAR, tool_name VARCHAR, tool_index BIGINT, is_error BOOLEAN, "
+    "result_chars BIGINT, content_chars BIGINT)[]"
+)
+_TOOL_T = (
+    "STRUCT(tool_index BIGINT, tool_name VARCHAR, tool_call_id VARCHAR, emitted_at VARCHAR, "
+    'result_at VARCHAR, "input" VARCHAR, input_chars BIGINT, result_chars BIGINT, '
+    "tool_wall_latency_ms BIGINT, tool_internal_latency_ms BIGINT, is_error BOOLEAN)[]"
+)
+_SEGMENTS = (
+    "tools",
+    "system",
+    "history",
+    "new_input",
+    "output",
+    "output_text",
+    "output_reasoning",
+    "output_tool_args",
+)
 _SCALARS = {
-    "provider": "VARCHAR", "project": "VARCHAR", "session_id": "VARCHAR",
-    "round_index": "BIGINT", "round_id": "VARCHAR", "model": "VARCHAR",
-    "input_tokens_total": "BIGINT", "prefix_tokens": "BIGINT", "newly_append_tokens": "BIGINT",
-    "output_tokens": "BIGINT", "reasoning_output_tokens": "BIGINT",
-    "current_user_message_count": "BIGINT", "current_tool_result_count": "BIGINT",
-    "current_input_chars": "BIGINT", "first_input_event_type": "VARCHAR",
+    "provider": "VARCHAR",
+    "project": "VARCHAR",
+    "session_id": "VARCHAR",
+    "round_index": "BIGINT",
+    "round_id": "VARCHAR",
+    "model": "VARCHAR",
+    "input_tokens_total": "BIGINT",
+    "prefix_tokens": "BIGINT",
+    "newly_append_tokens": "BIGINT",
+    "output_tokens": "BIGINT",
+    "reasoning_output_tokens": "BIGINT",
+    "current_user_message_count": "BIGINT",
+    "current_tool_result_count": "BIGINT",
+    "current_input_chars": "BIGINT",
+    "first_input_event_type": "VARCHAR",
 }
-_GROUP_COLUMN = {"provider": "provider", "model": "model", "project": "project",
-                 "session": "session_id"}
+_GROUP_COLUMN = {
+    "provider": "provider",
+    "model": "model",
+    "project": "project",
+    "session": "session_id",
+}
 
 
 class InputError(ValueError):
@@ -80,7 +105,8 @@ class Dataset:
     def groups(self, limit: int = 12) -> tuple[list[str], int]:
         """Group values by descending round count (at most `limit`) and the total number."""
         rows = self.con.execute(
-            "SELECT grp, count(*) AS n FROM rounds GROUP BY grp ORDER BY n DESC, grp").fetchall()
+            "SELECT grp, count(*) AS n FROM rounds GROUP BY grp ORDER BY n DESC, grp"
+        ).fetchall()
         return [str(g) for g, _ in rows[:limit]], len(rows)
 
     def select(self, group: str | None) -> None:
@@ -105,55 +131,77 @@ def _connect() -> duckdb.DuckDBPyConnection:
 
 def _load_jsonl(con: duckdb.DuckDBPyConnection, path: str) -> None:
     cols = dict(_SCALARS)
-    cols.update({"timing_events": _EVENT_T, "tools": _TOOL_T, "tt_segments": "JSON",
-                 "tt_block_hashes": "JSON", "tt_block_size": "BIGINT"})
+    cols.update(
+        {
+            "timing_events": _EVENT_T,
+            "tools": _TOOL_T,
+            "tt_segments": "JSON",
+            "tt_block_hashes": "JSON",
+            "tt_block_size": "BIGINT",
+        }
+    )
     spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in cols.items()) + "}"
     con.execute(
         f"CREATE TEMP TABLE raw AS SELECT row_number() OVER () - 1 AS rid, * FROM read_json("
         f"{_quote(path)}, format='newline_delimited', columns={spec}, "
-        "maximum_object_size=33554432)")
-    seg = ", ".join(f"CAST(json_extract(tt_segments, '$.{k}') AS BIGINT) AS seg_{k}"
-                    for k in _SEGMENTS)
-    con.execute(f"CREATE TABLE rounds_base AS SELECT rid, {', '.join(_SCALARS)}, {seg}, "
-                "CAST(tt_block_hashes AS VARCHAR) AS block_hashes, tt_block_size AS block_size "
-                "FROM raw")
+        "maximum_object_size=33554432)"
+    )
+    seg = ", ".join(
+        f"CAST(json_extract(tt_segments, '$.{k}') AS BIGINT) AS seg_{k}" for k in _SEGMENTS
+    )
+    con.execute(
+        f"CREATE TABLE rounds_base AS SELECT rid, {', '.join(_SCALARS)}, {seg}, "
+        "CAST(tt_block_hashes AS VARCHAR) AS block_hashes, tt_block_size AS block_size "
+        "FROM raw"
+    )
     con.execute(
         "CREATE TABLE tools_base AS SELECT rid, u.tool_index, u.tool_name, u.tool_call_id, "
         f"{_epoch('u.emitted_at')} AS emitted, {_epoch('u.result_at')} AS result, "
         "u.tool_wall_latency_ms AS wall_ms, u.tool_internal_latency_ms AS internal_ms, "
-        "u.is_error, u.input_chars, u.result_chars, u.\"input\" AS input "
-        "FROM (SELECT rid, unnest(tools) AS u FROM raw)")
+        'u.is_error, u.input_chars, u.result_chars, u."input" AS input '
+        "FROM (SELECT rid, unnest(tools) AS u FROM raw)"
+    )
     con.execute(
         "CREATE TABLE events_base AS SELECT rid, ord AS event_index, u.event_type, "
-        f"{_epoch('u.\"timestamp\"')} AS ts, u.tool_call_id, u.tool_name, u.is_error, "
+        f"{_epoch('u."timestamp"')} AS ts, u.tool_call_id, u.tool_name, u.is_error, "
         "u.result_chars, u.content_chars FROM ("
         "SELECT rid, unnest(timing_events) AS u, generate_subscripts(timing_events, 1) AS ord "
-        "FROM raw)")
+        "FROM raw)"
+    )
     con.execute("DROP TABLE raw")
 
 
 def _load_duckdb(con: duckdb.DuckDBPyConnection, path: str) -> None:
     con.execute(f"ATTACH {_quote(path)} AS src (READ_ONLY)")
-    tables = {r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'src'").fetchall()}
+    tables = {
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'src'"
+        ).fetchall()
+    }
     missing = {"rounds", "tool_calls", "timing_events"} - tables
     if missing:
-        raise InputError(f"{path}: not a TraceLab DuckDB file "
-                         f"(missing {', '.join(sorted(missing))})")
+        raise InputError(
+            f"{path}: not a TraceLab DuckDB file (missing {', '.join(sorted(missing))})"
+        )
     seg = ", ".join(f"NULL::BIGINT AS seg_{k}" for k in _SEGMENTS)
     scalars = ", ".join(f"CAST({k} AS {v}) AS {k}" for k, v in _SCALARS.items())
-    con.execute(f"CREATE TABLE rounds_base AS SELECT round_pk AS rid, {scalars}, "
-                f"{seg}, NULL::VARCHAR AS block_hashes, NULL::BIGINT AS block_size "
-                "FROM src.rounds")
+    con.execute(
+        f"CREATE TABLE rounds_base AS SELECT round_pk AS rid, {scalars}, "
+        f"{seg}, NULL::VARCHAR AS block_hashes, NULL::BIGINT AS block_size "
+        "FROM src.rounds"
+    )
     con.execute(
         "CREATE TABLE tools_base AS SELECT round_pk AS rid, tool_index, tool_name, tool_call_id, "
         f"{_epoch('emitted_at')} AS emitted, {_epoch('result_at')} AS result, "
         "tool_wall_latency_ms AS wall_ms, tool_internal_latency_ms AS internal_ms, is_error, "
-        "input_chars, result_chars, NULL::VARCHAR AS input FROM src.tool_calls")
+        "input_chars, result_chars, NULL::VARCHAR AS input FROM src.tool_calls"
+    )
     con.execute(
         "CREATE TABLE events_base AS SELECT round_pk AS rid, event_index, event_type, "
-        f"{_epoch('\"timestamp\"')} AS ts, tool_call_id, tool_name, is_error, result_chars, "
-        "content_chars FROM src.timing_events")
+        f"{_epoch('"timestamp"')} AS ts, tool_call_id, tool_name, is_error, result_chars, "
+        "content_chars FROM src.timing_events"
+    )
     con.execute("DETACH src")
 
 
@@ -183,10 +231,14 @@ def _finish(con: duckdb.DuckDBPyConnection, group_by: str | None) -> None:
             row_number() OVER w - 1 AS pos
         FROM rounds_base b LEFT JOIN ev USING (rid) LEFT JOIN tc USING (rid)
         WINDOW w AS (PARTITION BY b.session_id ORDER BY b.round_index, b.rid)""")
-    con.execute("CREATE TABLE tools AS SELECT tb.*, r.grp, r.provider, r.session_id, "
-                "r.round_index FROM tools_base tb JOIN rounds r USING (rid)")
-    con.execute("CREATE TABLE events AS SELECT eb.*, r.grp, r.provider, r.session_id, "
-                "r.round_index FROM events_base eb JOIN rounds r USING (rid)")
+    con.execute(
+        "CREATE TABLE tools AS SELECT tb.*, r.grp, r.provider, r.session_id, "
+        "r.round_index FROM tools_base tb JOIN rounds r USING (rid)"
+    )
+    con.execute(
+        "CREATE TABLE events AS SELECT eb.*, r.grp, r.provider, r.session_id, "
+        "r.round_index FROM events_base eb JOIN rounds r USING (rid)"
+    )
     for t in ("rounds_base", "tools_base", "events_base"):
         con.execute(f"DROP TABLE {t}")
 

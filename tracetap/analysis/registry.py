@@ -11,8 +11,18 @@ from types import ModuleType
 
 __all__ = ["ANALYSES", "get"]
 
-_MODULES = ("overview", "tokens", "growth", "timing", "tools", "kv_timeout", "tool_overhead",
-            "append_prefill", "latency_predict", "kv_sim")
+_MODULES = (
+    "overview",
+    "tokens",
+    "growth",
+    "timing",
+    "tools",
+    "kv_timeout",
+    "tool_overhead",
+    "append_prefill",
+    "latency_predict",
+    "kv_sim",
+)
 
 ANALYSES: dict[str, ModuleType] = {}
 for _m in _MODULES:

@@ -13,8 +13,17 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-__all__ = ["kv_table", "records_table", "list_table", "hist_plot", "bar_plot", "line_plot",
-           "scatter_plot", "fmt", "html_report"]
+__all__ = [
+    "kv_table",
+    "records_table",
+    "list_table",
+    "hist_plot",
+    "bar_plot",
+    "line_plot",
+    "scatter_plot",
+    "fmt",
+    "html_report",
+]
 
 
 def fmt(v: Any) -> str:
@@ -46,8 +55,9 @@ def kv_table(title: str, data: dict[str, Any]) -> Table:
     return t
 
 
-def records_table(title: str, records: dict[str, dict[str, Any]], *, key: str,
-                  transpose: bool = False) -> Table:
+def records_table(
+    title: str, records: dict[str, dict[str, Any]], *, key: str, transpose: bool = False
+) -> Table:
     cols: list[str] = []
     for rec in records.values():
         cols += [c for c in rec if c not in cols]
@@ -97,8 +107,9 @@ def _save(plt: Any, fig: Any, fig_dir: Path, name: str) -> Path:
     return path
 
 
-def hist_plot(fig_dir: Path, name: str, series: dict[str, np.ndarray], xlabel: str, *,
-              log: bool) -> Path:
+def hist_plot(
+    fig_dir: Path, name: str, series: dict[str, np.ndarray], xlabel: str, *, log: bool
+) -> Path:
     plt, fig, ax = _fig()
     for label, values in series.items():
         v = np.asarray(values, dtype=float)
@@ -117,8 +128,9 @@ def hist_plot(fig_dir: Path, name: str, series: dict[str, np.ndarray], xlabel: s
     return _save(plt, fig, fig_dir, name)
 
 
-def bar_plot(fig_dir: Path, name: str, labels: list[str], series: dict[str, list[float]],
-             ylabel: str) -> Path:
+def bar_plot(
+    fig_dir: Path, name: str, labels: list[str], series: dict[str, list[float]], ylabel: str
+) -> Path:
     plt, fig, ax = _fig()
     x = np.arange(len(labels))
     w = 0.8 / max(len(series), 1)
@@ -130,8 +142,16 @@ def bar_plot(fig_dir: Path, name: str, labels: list[str], series: dict[str, list
     return _save(plt, fig, fig_dir, name)
 
 
-def line_plot(fig_dir: Path, name: str, xs: list[float], series: dict[str, list[float]],
-              xlabel: str, ylabel: str, *, hline: float | None = None) -> Path:
+def line_plot(
+    fig_dir: Path,
+    name: str,
+    xs: list[float],
+    series: dict[str, list[float]],
+    xlabel: str,
+    ylabel: str,
+    *,
+    hline: float | None = None,
+) -> Path:
     plt, fig, ax = _fig()
     for label, ys in series.items():
         ax.plot(xs, ys, marker="o", label=label)
@@ -144,8 +164,15 @@ def line_plot(fig_dir: Path, name: str, xs: list[float], series: dict[str, list[
     return _save(plt, fig, fig_dir, name)
 
 
-def scatter_plot(fig_dir: Path, name: str, points: dict[str, tuple[float, float]], xlabel: str,
-                 ylabel: str, *, hline: float | None = None) -> Path:
+def scatter_plot(
+    fig_dir: Path,
+    name: str,
+    points: dict[str, tuple[float, float]],
+    xlabel: str,
+    ylabel: str,
+    *,
+    hline: float | None = None,
+) -> Path:
     plt, fig, ax = _fig()
     for label, (x, y) in points.items():
         ax.scatter([x], [y], label=label)
@@ -162,8 +189,10 @@ def scatter_plot(fig_dir: Path, name: str, points: dict[str, tuple[float, float]
 def _table_html(table: Table) -> str:
     head = "".join(f"<th>{html.escape(str(c.header))}</th>" for c in table.columns)
     cells = [list(c.cells) for c in table.columns]
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(col[i]))}</td>" for col in cells)
-                   + "</tr>" for i in range(table.row_count))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(col[i]))}</td>" for col in cells) + "</tr>"
+        for i in range(table.row_count)
+    )
     title = html.escape(str(table.title or ""))
     thead = f"<thead><tr>{head}</tr></thead>" if table.show_header else ""
     return f"<h3>{title}</h3><table>{thead}<tbody>{body}</tbody></table>"
@@ -171,19 +200,23 @@ def _table_html(table: Table) -> str:
 
 def html_report(title: str, sections: list[tuple[str, list[Any], list[Path]]]) -> str:
     """One HTML page: per section its tables and its figures inlined as base64 PNG data: URIs."""
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-             "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
-             "collapse;margin-bottom:1em}td,th{border:1px solid #ccc;padding:2px 8px;"
-             "text-align:right}img{max-width:720px;display:block}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
+        "collapse;margin-bottom:1em}td,th{border:1px solid #ccc;padding:2px 8px;"
+        "text-align:right}img{max-width:720px;display:block}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
     for heading, tables, figures in sections:
         parts.append(f"<h2>{html.escape(heading)}</h2>")
         for t in tables:
-            parts.append(_table_html(t) if isinstance(t, Table) else
-                         f"<p>{html.escape(str(t))}</p>")
+            parts.append(
+                _table_html(t) if isinstance(t, Table) else f"<p>{html.escape(str(t))}</p>"
+            )
         for fig in figures:
             data = base64.b64encode(Path(fig).read_bytes()).decode()
-            parts.append(f"<img alt='{html.escape(Path(fig).stem)}' "
-                         f"src='data:image/png;base64,{data}'>")
+            parts.append(
+                f"<img alt='{html.escape(Path(fig).stem)}' src='data:image/png;base64,{data}'>"
+            )
     parts.append("</body></html>")
     return "\n".join(parts)

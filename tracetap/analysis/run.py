@@ -15,9 +15,14 @@ from tracetap.analysis.registry import ANALYSES, get
 __all__ = ["run", "public"]
 
 
-def run(ds: Dataset, names: list[str] | None = None, opts: dict[str, Any] | None = None,
-        *, max_groups: int = 12,
-        progress: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+def run(
+    ds: Dataset,
+    names: list[str] | None = None,
+    opts: dict[str, Any] | None = None,
+    *,
+    max_groups: int = 12,
+    progress: Callable[[str, int], None] | None = None,
+) -> dict[str, Any]:
     """{name: {"all": result, "groups": {value: result}}}; private `_` keys kept for plots.
 
     `progress(name, steps)` is called first with the total step count (name "") and then after

@@ -43,8 +43,11 @@ def compute(ds: Dataset, opts: dict[str, Any]) -> dict[str, Any]:
     ok = gen > 0
     speed = out[ok] / gen[ok]
     waits = human_waits(ds)
-    tool_s = ds.scalar("""SELECT sum(coalesce(internal_ms, wall_ms)) / 1000.0 FROM t
-                          WHERE coalesce(internal_ms, wall_ms) > 0""") or 0.0
+    tool_s = (
+        ds.scalar("""SELECT sum(coalesce(internal_ms, wall_ms)) / 1000.0 FROM t
+                          WHERE coalesce(internal_ms, wall_ms) > 0""")
+        or 0.0
+    )
     gen_total = float(gen[gen > 0].sum())
     human_total = float(waits.sum())
     wall = gen_total + float(tool_s) + human_total
@@ -53,35 +56,58 @@ def compute(ds: Dataset, opts: dict[str, Any]) -> dict[str, Any]:
         "decode_speed_tokens_per_second": summary(speed),
         # TraceLab's "average normalized decoding speed": Σ output / Σ generation time
         "normalized_decode_speed_tokens_per_second": float(out[ok].sum() / gen[ok].sum())
-        if ok.any() else None,
+        if ok.any()
+        else None,
         "input_to_reasoning_end_seconds": summary(np.asarray(a["to_reasoning"], dtype=float)),
         "human_wait_seconds": summary(waits),
         "human_waits_within_5_min": float((waits <= 300).mean()) if waits.size else None,
-        "time_shares": {"generation": gen_total / wall if wall else None,
-                        "tools": float(tool_s) / wall if wall else None,
-                        "human": human_total / wall if wall else None},
-        "_waits": waits, "_speed": speed,
+        "time_shares": {
+            "generation": gen_total / wall if wall else None,
+            "tools": float(tool_s) / wall if wall else None,
+            "human": human_total / wall if wall else None,
+        },
+        "_waits": waits,
+        "_speed": speed,
     }
 
 
 def render(result: dict[str, Any]) -> list[Any]:
     from tracetap.analysis.report import kv_table, records_table
 
-    dist = {k: result[k] for k in ("observable_generation_seconds",
-                                   "decode_speed_tokens_per_second",
-                                   "input_to_reasoning_end_seconds", "human_wait_seconds")}
-    return [records_table("Timing distributions", dist, key="metric"),
-            kv_table("Share of session time (generation + tools + human)",
-                     {"normalized decode speed (Σout/Σtime)":
-                      result["normalized_decode_speed_tokens_per_second"],
-                      **result["time_shares"],
-                      "human waits ≤ 5 min": result["human_waits_within_5_min"]})]
+    dist = {
+        k: result[k]
+        for k in (
+            "observable_generation_seconds",
+            "decode_speed_tokens_per_second",
+            "input_to_reasoning_end_seconds",
+            "human_wait_seconds",
+        )
+    }
+    return [
+        records_table("Timing distributions", dist, key="metric"),
+        kv_table(
+            "Share of session time (generation + tools + human)",
+            {
+                "normalized decode speed (Σout/Σtime)": result[
+                    "normalized_decode_speed_tokens_per_second"
+                ],
+                **result["time_shares"],
+                "human waits ≤ 5 min": result["human_waits_within_5_min"],
+            },
+        ),
+    ]
 
 
 def plot(result: dict[str, Any], fig_dir: Any) -> list[Any]:
     from tracetap.analysis.report import hist_plot
 
-    return [hist_plot(fig_dir, "human_wait", {"human wait": result["_waits"]}, "seconds",
-                      log=True),
-            hist_plot(fig_dir, "decode_speed", {"decode speed": result["_speed"]},
-                      "output tokens / observable generation second", log=True)]
+    return [
+        hist_plot(fig_dir, "human_wait", {"human wait": result["_waits"]}, "seconds", log=True),
+        hist_plot(
+            fig_dir,
+            "decode_speed",
+            {"decode speed": result["_speed"]},
+            "output tokens / observable generation second",
+            log=True,
+        ),
+    ]

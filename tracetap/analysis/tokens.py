@@ -36,16 +36,17 @@ def compute(ds: Dataset, opts: dict[str, Any]) -> dict[str, Any]:
     out["new_input_tokens"] = float(append.sum())
     out["cached_read_input_tokens"] = float(prefix.sum())
     out["prefix_hit_rate"] = ratio(prefix.sum(), prefix.sum() + append.sum())
-    out["mean_round_hit_ratio"] = float(np.mean(prefix / np.maximum(prefix + append, 1))) \
-        if prefix.size else None
+    out["mean_round_hit_ratio"] = (
+        float(np.mean(prefix / np.maximum(prefix + append, 1))) if prefix.size else None
+    )
     trig = np.asarray(a["trig"]).astype(str)
     for t in ("user_message", "tool_result"):
         m = trig == t
-        out["hit_ratio"][t] = {"rounds": int(m.sum()),
-                               "prefix_hit_rate": ratio(prefix[m].sum(),
-                                                        prefix[m].sum() + append[m].sum()),
-                               "average_new_input_tokens": float(append[m].mean()) if m.any()
-                               else None}
+        out["hit_ratio"][t] = {
+            "rounds": int(m.sum()),
+            "prefix_hit_rate": ratio(prefix[m].sum(), prefix[m].sum() + append[m].sum()),
+            "average_new_input_tokens": float(append[m].mean()) if m.any() else None,
+        }
     reasoning = np.asarray(a["reasoning"], dtype=float)
     output = np.asarray(a["output"], dtype=float)
     out["total_output_tokens"] = float(output.sum())
@@ -56,11 +57,16 @@ def compute(ds: Dataset, opts: dict[str, Any]) -> dict[str, Any]:
         out["by_provider"][p] = {
             "rounds": int(m.sum()),
             "prefix_hit_rate": ratio(prefix[m].sum(), prefix[m].sum() + append[m].sum()),
-            "p50_prefix": float(np.median(prefix[m])), "p50_append": float(np.median(append[m])),
+            "p50_prefix": float(np.median(prefix[m])),
+            "p50_append": float(np.median(append[m])),
             "p50_output": float(np.median(output[m])),
-            **{f"hit_{t}": ratio(prefix[m & (trig == t)].sum(),
-                                 prefix[m & (trig == t)].sum() + append[m & (trig == t)].sum())
-               for t in ("user_message", "tool_result")},
+            **{
+                f"hit_{t}": ratio(
+                    prefix[m & (trig == t)].sum(),
+                    prefix[m & (trig == t)].sum() + append[m & (trig == t)].sum(),
+                )
+                for t in ("user_message", "tool_result")
+            },
         }
     out["_hist"] = {k: np.asarray(a[k], dtype=float) for k in ("prefix", "append", "output")}
     return out
@@ -69,14 +75,24 @@ def compute(ds: Dataset, opts: dict[str, Any]) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> list[Any]:
     from tracetap.analysis.report import kv_table, records_table
 
-    head = {k: result[k] for k in ("total_input_tokens", "new_input_tokens",
-                                   "cached_read_input_tokens", "prefix_hit_rate",
-                                   "mean_round_hit_ratio", "total_output_tokens",
-                                   "reasoning_output_tokens")}
-    return [kv_table("Tokens", head),
-            records_table("Token distributions", result["distributions"], key="tokens"),
-            records_table("Prefix hit ratio by trigger", result["hit_ratio"], key="trigger"),
-            records_table("By provider", result["by_provider"], key="provider")]
+    head = {
+        k: result[k]
+        for k in (
+            "total_input_tokens",
+            "new_input_tokens",
+            "cached_read_input_tokens",
+            "prefix_hit_rate",
+            "mean_round_hit_ratio",
+            "total_output_tokens",
+            "reasoning_output_tokens",
+        )
+    }
+    return [
+        kv_table("Tokens", head),
+        records_table("Token distributions", result["distributions"], key="tokens"),
+        records_table("Prefix hit ratio by trigger", result["hit_ratio"], key="trigger"),
+        records_table("By provider", result["by_provider"], key="provider"),
+    ]
 
 
 def plot(result: dict[str, Any], fig_dir: Any) -> list[Any]:

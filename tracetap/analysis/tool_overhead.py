@@ -42,11 +42,15 @@ def compute(ds: Dataset, opts: dict[str, Any]) -> dict[str, Any]:
     if exact and has.all():
         method = "exact: tokenizer segments (tt_segments.tools)"
     elif exact:
-        method = (f"exact for {int(has.sum())} of {has.size} rounds (tt_segments.tools); the rest "
-                  "estimated from sizes")
+        method = (
+            f"exact for {int(has.sum())} of {has.size} rounds (tt_segments.tools); the rest "
+            "estimated from sizes"
+        )
     else:
-        method = ("estimated from sizes (no tokenizer segments): the session's smallest input "
-                  "minus that round's new text ≈ system prompt + tool definitions (upper bound)")
+        method = (
+            "estimated from sizes (no tokenizer segments): the session's smallest input "
+            "minus that round's new text ≈ system prompt + tool definitions (upper bound)"
+        )
     args = np.asarray(a["arg_chars"], dtype=float) / CHARS_PER_TOKEN
     if exact:
         measured_args = np.asarray(a["seg_output_tool_args"], dtype=float)
@@ -56,19 +60,32 @@ def compute(ds: Dataset, opts: dict[str, Any]) -> dict[str, Any]:
     sess = np.asarray(a["session_id"]).astype(str)
     _, inv = np.unique(sess, return_inverse=True)
     per_session = np.bincount(inv, weights=defs + framing) if sess.size else np.array([])
-    return {"method": method, "rounds": int(total.size), "exact_rounds": int(has.sum()),
-            "definition_tokens_per_round": summary(defs),
-            "framing_tokens_per_round": summary(framing),
-            "overhead_tokens_per_session": summary(per_session),
-            "definition_share_of_input": ratio(defs.sum(), total.sum()),
-            "framing_share_of_input": ratio(framing.sum(), total.sum())}
+    return {
+        "method": method,
+        "rounds": int(total.size),
+        "exact_rounds": int(has.sum()),
+        "definition_tokens_per_round": summary(defs),
+        "framing_tokens_per_round": summary(framing),
+        "overhead_tokens_per_session": summary(per_session),
+        "definition_share_of_input": ratio(defs.sum(), total.sum()),
+        "framing_share_of_input": ratio(framing.sum(), total.sum()),
+    }
 
 
 def render(result: dict[str, Any]) -> list[Any]:
     from tracetap.analysis.report import kv_table, records_table
 
-    dists = {k: result[k] for k in ("definition_tokens_per_round", "framing_tokens_per_round",
-                                    "overhead_tokens_per_session")}
-    return [kv_table("Tool-calling overhead", {k: v for k, v in result.items()
-                                               if not isinstance(v, dict)}),
-            records_table("Distributions", dists, key="tokens")]
+    dists = {
+        k: result[k]
+        for k in (
+            "definition_tokens_per_round",
+            "framing_tokens_per_round",
+            "overhead_tokens_per_session",
+        )
+    }
+    return [
+        kv_table(
+            "Tool-calling overhead", {k: v for k, v in result.items() if not isinstance(v, dict)}
+        ),
+        records_table("Distributions", dists, key="tokens"),
+    ]

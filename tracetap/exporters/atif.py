@@ -45,11 +45,20 @@ def trajectory(session: list[dict[str, Any]]) -> dict[str, Any]:
     for row in session:
         for ev in row.get("timing_events") or []:
             if ev.get("event_type") == "user_message":
-                steps.append({"step_id": len(steps) + 1, "timestamp": ev.get("timestamp"),
-                              "source": "user", "message": "",
-                              "extra": {"content_chars": ev.get("content_chars")}})
-        outputs = [e for e in row.get("timing_events") or []
-                   if e.get("event_type") in ("reasoning", "text", "tool_call")]
+                steps.append(
+                    {
+                        "step_id": len(steps) + 1,
+                        "timestamp": ev.get("timestamp"),
+                        "source": "user",
+                        "message": "",
+                        "extra": {"content_chars": ev.get("content_chars")},
+                    }
+                )
+        outputs = [
+            e
+            for e in row.get("timing_events") or []
+            if e.get("event_type") in ("reasoning", "text", "tool_call")
+        ]
         tools = row.get("tools") or []
         prompt = int(row.get("input_tokens_total") or 0)
         completion = int(row.get("output_tokens") or 0)
@@ -60,46 +69,97 @@ def trajectory(session: list[dict[str, Any]]) -> dict[str, Any]:
         step: dict[str, Any] = {
             "step_id": len(steps) + 1,
             "timestamp": outputs[-1]["timestamp"] if outputs else None,
-            "source": "agent", "model_name": row.get("model"), "message": ""}
+            "source": "agent",
+            "model_name": row.get("model"),
+            "message": "",
+        }
         if tools:
-            step["tool_calls"] = [{"tool_call_id": t.get("tool_call_id"),
-                                   "function_name": t.get("tool_name"),
-                                   "arguments": _arguments(t)} for t in tools]
-            step["observation"] = {"results": [{"source_call_id": t.get("tool_call_id"),
-                                                "content": ""} for t in tools]}
-        step["metrics"] = {"prompt_tokens": prompt, "completion_tokens": completion,
-                           "cached_tokens": cached, "extra": _drop_none({
-                               "newly_append_tokens": row.get("newly_append_tokens"),
-                               "cache_creation_input_tokens":
-                                   row.get("claude_cache_creation_input_tokens"),
-                               "reasoning_output_tokens": row.get("reasoning_output_tokens")})}
-        step["extra"] = _drop_none({
-            "round_index": row.get("round_index"), "round_id": row.get("round_id"),
-            "turn_id": row.get("turn_id"), "trace_key": row.get("trace_key"),
-            "text_chars": sum(int(e.get("content_chars") or 0) for e in outputs
-                              if e.get("event_type") == "text") or None,
-            "tools": [_drop_none({k: t.get(k) for k in (
-                "tool_call_id", "emitted_at", "result_at", "input_chars", "result_chars",
-                "tool_wall_latency_ms", "tool_internal_latency_ms", "is_error")})
-                for t in tools] or None,
-            "kind": row.get("tt_kind")})
+            step["tool_calls"] = [
+                {
+                    "tool_call_id": t.get("tool_call_id"),
+                    "function_name": t.get("tool_name"),
+                    "arguments": _arguments(t),
+                }
+                for t in tools
+            ]
+            step["observation"] = {
+                "results": [{"source_call_id": t.get("tool_call_id"), "content": ""} for t in tools]
+            }
+        step["metrics"] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "cached_tokens": cached,
+            "extra": _drop_none(
+                {
+                    "newly_append_tokens": row.get("newly_append_tokens"),
+                    "cache_creation_input_tokens": row.get("claude_cache_creation_input_tokens"),
+                    "reasoning_output_tokens": row.get("reasoning_output_tokens"),
+                }
+            ),
+        }
+        step["extra"] = _drop_none(
+            {
+                "round_index": row.get("round_index"),
+                "round_id": row.get("round_id"),
+                "turn_id": row.get("turn_id"),
+                "trace_key": row.get("trace_key"),
+                "text_chars": sum(
+                    int(e.get("content_chars") or 0)
+                    for e in outputs
+                    if e.get("event_type") == "text"
+                )
+                or None,
+                "tools": [
+                    _drop_none(
+                        {
+                            k: t.get(k)
+                            for k in (
+                                "tool_call_id",
+                                "emitted_at",
+                                "result_at",
+                                "input_chars",
+                                "result_chars",
+                                "tool_wall_latency_ms",
+                                "tool_internal_latency_ms",
+                                "is_error",
+                            )
+                        }
+                    )
+                    for t in tools
+                ]
+                or None,
+                "kind": row.get("tt_kind"),
+            }
+        )
         steps.append(_drop_none(step))
     provider = first.get("provider")
     models = sorted({r.get("model") for r in session if r.get("model")})
     return {
         "schema_version": SCHEMA_VERSION,
         "session_id": first.get("session_id"),
-        "agent": _drop_none({"name": _AGENTS.get(provider, provider or "unknown"),
-                             "version": "unknown",
-                             "model_name": models[0] if len(models) == 1 else None,
-                             "extra": {"models": models} if len(models) > 1 else None}),
+        "agent": _drop_none(
+            {
+                "name": _AGENTS.get(provider, provider or "unknown"),
+                "version": "unknown",
+                "model_name": models[0] if len(models) == 1 else None,
+                "extra": {"models": models} if len(models) > 1 else None,
+            }
+        ),
         "steps": steps,
-        "final_metrics": {"total_prompt_tokens": totals["prompt"],
-                          "total_completion_tokens": totals["completion"],
-                          "total_cached_tokens": totals["cached"],
-                          "total_steps": len(steps)},
-        "extra": _drop_none({"project": first.get("project"), "provider": provider,
-                             "store": first.get("store"), "exporter": "tracetap"}),
+        "final_metrics": {
+            "total_prompt_tokens": totals["prompt"],
+            "total_completion_tokens": totals["completion"],
+            "total_cached_tokens": totals["cached"],
+            "total_steps": len(steps),
+        },
+        "extra": _drop_none(
+            {
+                "project": first.get("project"),
+                "provider": provider,
+                "store": first.get("store"),
+                "exporter": "tracetap",
+            }
+        ),
     }
 
 

@@ -18,21 +18,31 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 __all__ = ["export_app", "register", "source_rows"]
 
 err = Console(stderr=True, soft_wrap=True)  # messages and paths stay on one line
-export_app = typer.Typer(help="Export recorded rounds (TraceLab JSONL and other formats).",
-                         no_args_is_help=True)
+export_app = typer.Typer(
+    help="Export recorded rounds (TraceLab JSONL and other formats).", no_args_is_help=True
+)
 
-DbOption = Annotated[str | None, typer.Option("--db", envvar="TRACETAP_DB",
-                                              help="Database URL (default: the embedded "
-                                                   "SQLite store).")]
-InputOption = Annotated[Path | None, typer.Option("--input", "-i", help="Read TraceLab JSONL "
-                                                  "(.gz) rows instead of a database.")]
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db", envvar="TRACETAP_DB", help="Database URL (default: the embedded SQLite store)."
+    ),
+]
+InputOption = Annotated[
+    Path | None,
+    typer.Option("--input", "-i", help="Read TraceLab JSONL (.gz) rows instead of a database."),
+]
 SinceOption = Annotated[str | None, typer.Option(help="Only rounds at or after this ISO time.")]
 UntilOption = Annotated[str | None, typer.Option(help="Only rounds before this ISO time.")]
 ProviderOption = Annotated[str | None, typer.Option(help="Only claude, codex or openai.")]
-SessionOption = Annotated[str | None, typer.Option(help="Only this session (id or "
-                                                        "provider:id).")]
-KindOption = Annotated[str, typer.Option(help="main: main-agent rounds; agent: with subagents "
-                                              "and compactions; all: also side requests.")]
+SessionOption = Annotated[str | None, typer.Option(help="Only this session (id or provider:id).")]
+KindOption = Annotated[
+    str,
+    typer.Option(
+        help="main: main-agent rounds; agent: with subagents "
+        "and compactions; all: also side requests."
+    ),
+]
 
 
 def _when(value: str | None) -> float | None:
@@ -46,9 +56,16 @@ def _when(value: str | None) -> float | None:
         raise typer.BadParameter(f"{value!r} is not an ISO-8601 time") from None
 
 
-def source_rows(db: str | None, input_path: Path | None, *, since: str | None,
-                until: str | None, provider: str | None, session: str | None,
-                kind: str) -> Iterator[dict[str, Any]]:
+def source_rows(
+    db: str | None,
+    input_path: Path | None,
+    *,
+    since: str | None,
+    until: str | None,
+    provider: str | None,
+    session: str | None,
+    kind: str,
+) -> Iterator[dict[str, Any]]:
     """TraceLab rows from a database or a TraceLab file, filtered alike."""
     from tracetap.exporters.tracelab import KINDS
 
@@ -63,23 +80,27 @@ def source_rows(db: str | None, input_path: Path | None, *, since: str | None,
         for row in read_rows(input_path):
             if provider and row.get("provider") != provider:
                 continue
-            if session and session not in (row.get("session_id"),
-                                           str(row.get("session_id")).split(":", 1)[-1]):
+            if session and session not in (
+                row.get("session_id"),
+                str(row.get("session_id")).split(":", 1)[-1],
+            ):
                 continue
             if kind == "main" and row.get("tt_kind", "main") != "main":
                 continue
             stamps = [parse_ts(e.get("timestamp")) for e in row.get("timing_events") or []]
             first = min((s for s in stamps if s is not None), default=None)
-            if first is not None and ((t0 is not None and first < t0)
-                                      or (t1 is not None and first >= t1)):
+            if first is not None and (
+                (t0 is not None and first < t0) or (t1 is not None and first >= t1)
+            ):
                 continue
             yield row
         return
     from tracetap.exporters.tracelab import iter_rows
     from tracetap.storage.db import default_url
 
-    yield from iter_rows(db or default_url(), since=t0, until=t1, provider=provider,
-                         session=session, kind=kind)
+    yield from iter_rows(
+        db or default_url(), since=t0, until=t1, provider=provider, session=session, kind=kind
+    )
 
 
 @contextmanager
@@ -98,8 +119,14 @@ def _progress(rows: Iterator[dict[str, Any]], label: str) -> Iterator[dict[str, 
     if not err.is_terminal:
         yield from rows
         return
-    with Progress(TextColumn(label), BarColumn(), TextColumn("{task.completed:,} rows"),
-                  TimeElapsedColumn(), console=err, transient=True) as bar:
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
         task = bar.add_task(label, total=None)
         for row in rows:
             yield row
@@ -108,8 +135,10 @@ def _progress(rows: Iterator[dict[str, Any]], label: str) -> Iterator[dict[str, 
 
 @export_app.command("tracelab")
 def export_tracelab(
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output .jsonl or "
-                                                "jsonl.gz file (default: stdout).")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Output .jsonl or jsonl.gz file (default: stdout)."),
+    ] = None,
     db: DbOption = None,
     input_path: InputOption = None,
     since: SinceOption = None,
@@ -117,15 +146,24 @@ def export_tracelab(
     provider: ProviderOption = None,
     session: SessionOption = None,
     kind: KindOption = "agent",
-    extended: Annotated[bool, typer.Option(help="Add tracetap's tt_* fields (proxy timing, "
-                                                "round kind, cache writes).")] = False,
-    public: Annotated[bool, typer.Option(help="Sanitized rows: no text or tool inputs, no "
-                                              "path-like keys, ids as keyed pseudonyms.")] =
-    False,
-    key_file: Annotated[Path | None, typer.Option(envvar="TRACETAP_KEY_FILE",
-                                                  help="Pseudonym key file (default: the "
-                                                       "installation key, created 0600).")] =
-    None,
+    extended: Annotated[
+        bool,
+        typer.Option(help="Add tracetap's tt_* fields (proxy timing, round kind, cache writes)."),
+    ] = False,
+    public: Annotated[
+        bool,
+        typer.Option(
+            help="Sanitized rows: no text or tool inputs, no "
+            "path-like keys, ids as keyed pseudonyms."
+        ),
+    ] = False,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="TRACETAP_KEY_FILE",
+            help="Pseudonym key file (default: the installation key, created 0600).",
+        ),
+    ] = None,
 ) -> None:
     """Write TraceLab-format JSONL rows, one per round (../shared/tracelab-format.md).
 
@@ -133,8 +171,9 @@ def export_tracelab(
     """
     from tracetap.tracelab import write_rows
 
-    rows = source_rows(db, input_path, since=since, until=until, provider=provider,
-                       session=session, kind=kind)
+    rows = source_rows(
+        db, input_path, since=since, until=until, provider=provider, session=session, kind=kind
+    )
     if not extended:
         rows = ({k: v for k, v in r.items() if not k.startswith("tt_")} for r in rows)
     if public:
@@ -155,15 +194,27 @@ def export_tracelab(
     err.print(f"wrote {n:,} rows" + (f" to {output}" if output else ""))
 
 
-OutputFile = Annotated[Path | None, typer.Option("-o", "--output", help="Output file "
-                                                 "(default: stdout).")]
+OutputFile = Annotated[
+    Path | None, typer.Option("-o", "--output", help="Output file (default: stdout).")
+]
 
 
-def _rows(db: str | None, input_path: Path | None, since: str | None, until: str | None,
-          provider: str | None, session: str | None, kind: str,
-          label: str) -> Iterator[dict[str, Any]]:
-    return _progress(source_rows(db, input_path, since=since, until=until, provider=provider,
-                                 session=session, kind=kind), label)
+def _rows(
+    db: str | None,
+    input_path: Path | None,
+    since: str | None,
+    until: str | None,
+    provider: str | None,
+    session: str | None,
+    kind: str,
+    label: str,
+) -> Iterator[dict[str, Any]]:
+    return _progress(
+        source_rows(
+            db, input_path, since=since, until=until, provider=provider, session=session, kind=kind
+        ),
+        label,
+    )
 
 
 def _done(n: int, what: str, target: Path | str | None) -> None:
@@ -172,11 +223,16 @@ def _done(n: int, what: str, target: Path | str | None) -> None:
 
 @export_app.command("tracelab-duckdb")
 def export_duckdb(
-    output: Annotated[Path, typer.Option("-o", "--output", help="DuckDB file to write "
-                                         "(replaced if it exists).")],
-    db: DbOption = None, input_path: InputOption = None, since: SinceOption = None,
-    until: UntilOption = None, provider: ProviderOption = None,
-    session: SessionOption = None, kind: KindOption = "agent",
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="DuckDB file to write (replaced if it exists).")
+    ],
+    db: DbOption = None,
+    input_path: InputOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    provider: ProviderOption = None,
+    session: SessionOption = None,
+    kind: KindOption = "agent",
 ) -> None:
     """Write the DuckDB file TraceLab's scripts query (rounds, tool_calls, timing_events,
     trace_source).
@@ -186,21 +242,32 @@ def export_duckdb(
     from tracetap.exporters import duckdb_file
 
     source = str(input_path) if input_path else (db or "tracetap-store")
-    n = duckdb_file.export(_rows(db, input_path, since, until, provider, session, kind,
-                                 "duckdb"), output, source_path=source)
+    n = duckdb_file.export(
+        _rows(db, input_path, since, until, provider, session, kind, "duckdb"),
+        output,
+        source_path=source,
+    )
     _done(n, "rounds", output)
 
 
 @export_app.command("replay-csv")
 def export_replay_csv(
     output: OutputFile = None,
-    db: DbOption = None, input_path: InputOption = None, since: SinceOption = None,
-    until: UntilOption = None, provider: ProviderOption = None,
-    session: SessionOption = None, kind: KindOption = "main",
-    waits: Annotated[str, typer.Option(help="recorded: end of response to next request "
-                                            "(tools and human waits); tool-only: sum of the "
-                                            "round's tool latencies (TraceLab's).")] =
-    "recorded",
+    db: DbOption = None,
+    input_path: InputOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    provider: ProviderOption = None,
+    session: SessionOption = None,
+    kind: KindOption = "main",
+    waits: Annotated[
+        str,
+        typer.Option(
+            help="recorded: end of response to next request "
+            "(tools and human waits); tool-only: sum of the "
+            "round's tool latencies (TraceLab's)."
+        ),
+    ] = "recorded",
 ) -> None:
     """Write TraceLab's session-runner CSV with recorded arrivals and waits.
 
@@ -211,19 +278,28 @@ def export_replay_csv(
     if waits not in replay_csv.WAITS:
         raise typer.BadParameter(f"--waits must be one of {', '.join(replay_csv.WAITS)}")
     with _output(output) as fh:
-        n = replay_csv.export(_rows(db, input_path, since, until, provider, session, kind,
-                                    "replay-csv"), fh, waits=waits)
+        n = replay_csv.export(
+            _rows(db, input_path, since, until, provider, session, kind, "replay-csv"),
+            fh,
+            waits=waits,
+        )
     _done(n, f"rounds (waits: {waits})", output)
 
 
 @export_app.command("mooncake")
 def export_mooncake(
     output: OutputFile = None,
-    db: DbOption = None, input_path: InputOption = None, since: SinceOption = None,
-    until: UntilOption = None, provider: ProviderOption = None,
-    session: SessionOption = None, kind: KindOption = "agent",
-    block_size: Annotated[int, typer.Option(help="Tokens per hash block (a multiple of the "
-                                                 "recorded 64-token blocks).")] = 512,
+    db: DbOption = None,
+    input_path: InputOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    provider: ProviderOption = None,
+    session: SessionOption = None,
+    kind: KindOption = "agent",
+    block_size: Annotated[
+        int,
+        typer.Option(help="Tokens per hash block (a multiple of the recorded 64-token blocks)."),
+    ] = 512,
 ) -> None:
     """Write a mooncake trace (timestamp, input_length, output_length, hash_ids) for AIPerf,
     SGLang bench_serving and Dynamo.
@@ -236,8 +312,11 @@ def export_mooncake(
         raise typer.BadParameter("--block-size must be positive")
     try:
         with _output(output) as fh:
-            n = mooncake.export(_rows(db, input_path, since, until, provider, session, kind,
-                                      "mooncake"), fh, block_size=block_size)
+            n = mooncake.export(
+                _rows(db, input_path, since, until, provider, session, kind, "mooncake"),
+                fh,
+                block_size=block_size,
+            )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     _done(n, "requests", output)
@@ -245,12 +324,23 @@ def export_mooncake(
 
 @export_app.command("atif")
 def export_atif(
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="A directory (one "
-                                                "<session>.json each) or a .jsonl file "
-                                                "(default: JSON lines on stdout).")] = None,
-    db: DbOption = None, input_path: InputOption = None, since: SinceOption = None,
-    until: UntilOption = None, provider: ProviderOption = None,
-    session: SessionOption = None, kind: KindOption = "main",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="A directory (one "
+            "<session>.json each) or a .jsonl file "
+            "(default: JSON lines on stdout).",
+        ),
+    ] = None,
+    db: DbOption = None,
+    input_path: InputOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    provider: ProviderOption = None,
+    session: SessionOption = None,
+    kind: KindOption = "main",
 ) -> None:
     """Write one Harbor ATIF trajectory per session.
 
@@ -270,12 +360,19 @@ def export_atif(
 @export_app.command("otel")
 def export_otel(
     output: OutputFile = None,
-    endpoint: Annotated[str | None, typer.Option(help="OTLP/HTTP collector base URL; spans "
-                                                      "are POSTed to URL/v1/traces as "
-                                                      "JSON.")] = None,
-    db: DbOption = None, input_path: InputOption = None, since: SinceOption = None,
-    until: UntilOption = None, provider: ProviderOption = None,
-    session: SessionOption = None, kind: KindOption = "agent",
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="OTLP/HTTP collector base URL; spans are POSTed to URL/v1/traces as JSON."
+        ),
+    ] = None,
+    db: DbOption = None,
+    input_path: InputOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    provider: ProviderOption = None,
+    session: SessionOption = None,
+    kind: KindOption = "agent",
 ) -> None:
     """Write OpenTelemetry GenAI spans (a span per round, a child per tool call) as OTLP
     JSON, or send them to an OTLP endpoint.
@@ -302,11 +399,17 @@ def export_otel(
 
 @export_app.command("parquet")
 def export_parquet(
-    output: Annotated[Path, typer.Option("-o", "--output", help="Directory for "
-                                         "rounds/, tool_calls/, timing_events/.")],
-    db: DbOption = None, input_path: InputOption = None, since: SinceOption = None,
-    until: UntilOption = None, provider: ProviderOption = None,
-    session: SessionOption = None, kind: KindOption = "agent",
+    output: Annotated[
+        Path,
+        typer.Option("-o", "--output", help="Directory for rounds/, tool_calls/, timing_events/."),
+    ],
+    db: DbOption = None,
+    input_path: InputOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    provider: ProviderOption = None,
+    session: SessionOption = None,
+    kind: KindOption = "agent",
 ) -> None:
     """Write the three TraceLab tables as Parquet, partitioned by day (day=YYYY-MM-DD).
 
@@ -314,8 +417,9 @@ def export_parquet(
     """
     from tracetap.exporters import parquet
 
-    n = parquet.export(_rows(db, input_path, since, until, provider, session, kind,
-                             "parquet"), output)
+    n = parquet.export(
+        _rows(db, input_path, since, until, provider, session, kind, "parquet"), output
+    )
     _done(n, "rounds", output)
 
 

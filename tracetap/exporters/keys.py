@@ -17,8 +17,9 @@ __all__ = ["default_key_file", "load_key"]
 
 
 def default_key_file() -> Path:
-    return Path(os.environ.get("TRACETAP_KEY_FILE") or
-                Path(user_data_dir("tracetap")) / "pseudonym.key")
+    return Path(
+        os.environ.get("TRACETAP_KEY_FILE") or Path(user_data_dir("tracetap")) / "pseudonym.key"
+    )
 
 
 def load_key(path: str | Path | None = None) -> bytes:

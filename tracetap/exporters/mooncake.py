@@ -55,18 +55,18 @@ class _Synth:
         n_blocks = -(-total // block_size)
         reuse = min(prefix // block_size, len(self.prev), n_blocks)
         keys = self.prev[:reuse] + [self.fresh() for _ in range(n_blocks - reuse)]
-        self.prev = keys[:total // block_size]
+        self.prev = keys[: total // block_size]
         return keys
 
 
-def row_block_keys(row: dict[str, Any], block_size: int,
-                   synth: _Synth) -> list[int | str]:
+def row_block_keys(row: dict[str, Any], block_size: int, synth: _Synth) -> list[int | str]:
     """Raw block keys of a round's prompt at `block_size` tokens per block.
 
     With tt_block_hashes (a hash chain: each hash names the whole prefix up to its block), a
     big block is named by the hash of its last small block; a trailing partial block, and
     full blocks the chain does not reach, get keys of their own (the list always has
-    ceil(input_tokens_total / block_size) keys). Without them, keys are synthesized from prefix/appended token counts.
+    ceil(input_tokens_total / block_size) keys). Without them, keys are synthesized from
+    prefix/appended token counts.
     """
     hashes = row.get("tt_block_hashes")
     total = int(row.get("input_tokens_total") or 0)
@@ -74,15 +74,18 @@ def row_block_keys(row: dict[str, Any], block_size: int,
         return synth.keys(row, block_size)
     source = int(row.get("tt_block_size") or 64)
     if block_size % source:
-        raise ValueError(f"block size {block_size} is not a multiple of the recorded "
-                         f"block size {source}")
+        raise ValueError(
+            f"block size {block_size} is not a multiple of the recorded block size {source}"
+        )
     k = block_size // source
     n_full = total // block_size
-    keys: list[int | str] = [str(hashes[(j + 1) * k - 1]) for j in range(min(len(hashes) // k, n_full))]
+    keys: list[int | str] = [
+        str(hashes[(j + 1) * k - 1]) for j in range(min(len(hashes) // k, n_full))
+    ]
     # the proxy's tokenizer may count a little differently from the provider: blocks the
     # chain does not cover (and a trailing partial block) get keys of their own
     keys += [synth.fresh() for _ in range(-(-total // block_size) - len(keys))]
-    synth.session, synth.prev = row.get("session_id"), keys[:total // block_size]
+    synth.session, synth.prev = row.get("session_id"), keys[: total // block_size]
     return keys
 
 
@@ -124,10 +127,14 @@ def export(rows: Iterable[dict[str, Any]], out: IO[str], *, block_size: int = 51
             t = request_time(row)
             if t is None:
                 continue
-            line = json.dumps([int(row.get("input_tokens_total") or 0),
-                               int(row.get("output_tokens") or 0),
-                               row_block_keys(row, block_size, synth)],
-                              separators=(",", ":"))
+            line = json.dumps(
+                [
+                    int(row.get("input_tokens_total") or 0),
+                    int(row.get("output_tokens") or 0),
+                    row_block_keys(row, block_size, synth),
+                ],
+                separators=(",", ":"),
+            )
             index.append((t, len(index), spill.tell()))
             spill.write(line + "\n")
         index.sort()
@@ -137,8 +144,16 @@ def export(rows: Iterable[dict[str, Any]], out: IO[str], *, block_size: int = 51
             spill.seek(offset)
             input_length, output_length, keys = json.loads(spill.readline())
             hash_ids = [renumber(key) for key in keys]
-            out.write(json.dumps({"timestamp": round((t - t0) * 1000),
-                                  "input_length": input_length,
-                                  "output_length": output_length,
-                                  "hash_ids": hash_ids}, separators=(", ", ": ")) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "timestamp": round((t - t0) * 1000),
+                        "input_length": input_length,
+                        "output_length": output_length,
+                        "hash_ids": hash_ids,
+                    },
+                    separators=(", ", ": "),
+                )
+                + "\n"
+            )
     return len(index)

@@ -50,8 +50,11 @@ def round_spans(row: dict[str, Any]) -> list[dict[str, Any]]:
     start = request_time(row)
     if start is None:
         return []
-    stamps = [parse_ts(e.get("timestamp")) for e in row.get("timing_events") or []
-              if e.get("event_type") in _OUTPUT_EVENTS]
+    stamps = [
+        parse_ts(e.get("timestamp"))
+        for e in row.get("timing_events") or []
+        if e.get("event_type") in _OUTPUT_EVENTS
+    ]
     end = max([s for s in stamps if s is not None], default=start)
     session = str(row.get("session_id"))
     trace_id = _hex_id(f"session:{session}", 32)
@@ -68,8 +71,7 @@ def round_spans(row: dict[str, Any]) -> list[dict[str, Any]]:
         "gen_ai.usage.input_tokens": row.get("input_tokens_total"),
         "gen_ai.usage.output_tokens": row.get("output_tokens"),
         "gen_ai.usage.cache_read.input_tokens": row.get("prefix_tokens"),
-        "gen_ai.usage.cache_creation.input_tokens":
-            row.get("claude_cache_creation_input_tokens"),
+        "gen_ai.usage.cache_creation.input_tokens": row.get("claude_cache_creation_input_tokens"),
         "gen_ai.usage.reasoning.output_tokens": row.get("reasoning_output_tokens"),
         "tracetap.round_index": row.get("round_index"),
         "tracetap.turn_id": row.get("turn_id"),
@@ -79,47 +81,67 @@ def round_spans(row: dict[str, Any]) -> list[dict[str, Any]]:
         "tracetap.ttft_ms": row.get("tt_ttft_ms"),
         "tracetap.decode_ms": row.get("tt_decode_ms"),
     }
-    spans = [{"traceId": trace_id, "spanId": span_id, "name": f"chat {model}",
-              "kind": _CLIENT, "startTimeUnixNano": _nanos(start),
-              "endTimeUnixNano": _nanos(max(end, start)), "attributes": _attrs(attrs),
-              "status": {}}]
+    spans = [
+        {
+            "traceId": trace_id,
+            "spanId": span_id,
+            "name": f"chat {model}",
+            "kind": _CLIENT,
+            "startTimeUnixNano": _nanos(start),
+            "endTimeUnixNano": _nanos(max(end, start)),
+            "attributes": _attrs(attrs),
+            "status": {},
+        }
+    ]
     for tool in row.get("tools") or []:
         t0 = parse_ts(tool.get("emitted_at")) or end
         t1 = parse_ts(tool.get("result_at"))
         error = bool(tool.get("is_error"))
-        spans.append({
-            "traceId": trace_id,
-            "spanId": _hex_id(f"tool:{session}:{tool.get('tool_call_id')}:{span_id}", 16),
-            "parentSpanId": span_id, "name": f"execute_tool {tool.get('tool_name')}",
-            "kind": _INTERNAL, "startTimeUnixNano": _nanos(t0),
-            "endTimeUnixNano": _nanos(max(t1, t0) if t1 is not None else t0),
-            "attributes": _attrs({
-                "gen_ai.operation.name": "execute_tool",
-                "gen_ai.tool.name": tool.get("tool_name"),
-                "gen_ai.tool.call.id": tool.get("tool_call_id"),
-                "gen_ai.tool.type": "function",
-                "tracetap.tool.input_chars": tool.get("input_chars"),
-                "tracetap.tool.result_chars": tool.get("result_chars"),
-                "tracetap.tool.wall_latency_ms": tool.get("tool_wall_latency_ms"),
-                "tracetap.tool.internal_latency_ms": tool.get("tool_internal_latency_ms"),
-                "tracetap.tool.unanswered": True if t1 is None else None,
-            }),
-            "status": {"code": 2} if error else {}})
+        spans.append(
+            {
+                "traceId": trace_id,
+                "spanId": _hex_id(f"tool:{session}:{tool.get('tool_call_id')}:{span_id}", 16),
+                "parentSpanId": span_id,
+                "name": f"execute_tool {tool.get('tool_name')}",
+                "kind": _INTERNAL,
+                "startTimeUnixNano": _nanos(t0),
+                "endTimeUnixNano": _nanos(max(t1, t0) if t1 is not None else t0),
+                "attributes": _attrs(
+                    {
+                        "gen_ai.operation.name": "execute_tool",
+                        "gen_ai.tool.name": tool.get("tool_name"),
+                        "gen_ai.tool.call.id": tool.get("tool_call_id"),
+                        "gen_ai.tool.type": "function",
+                        "tracetap.tool.input_chars": tool.get("input_chars"),
+                        "tracetap.tool.result_chars": tool.get("result_chars"),
+                        "tracetap.tool.wall_latency_ms": tool.get("tool_wall_latency_ms"),
+                        "tracetap.tool.internal_latency_ms": tool.get("tool_internal_latency_ms"),
+                        "tracetap.tool.unanswered": True if t1 is None else None,
+                    }
+                ),
+                "status": {"code": 2} if error else {},
+            }
+        )
     return spans
 
 
-def request_batches(rows: Iterable[dict[str, Any]], *, spans_per_request: int = 2000,
-                    service_name: str = "tracetap") -> Iterator[tuple[dict[str, Any], int]]:
+def request_batches(
+    rows: Iterable[dict[str, Any]], *, spans_per_request: int = 2000, service_name: str = "tracetap"
+) -> Iterator[tuple[dict[str, Any], int]]:
     """ExportTraceServiceRequest dicts of at most ~spans_per_request spans, with the number
     of rounds in each."""
-    resource = {"attributes": _attrs({"service.name": service_name,
-                                      "telemetry.sdk.name": "tracetap"})}
+    resource = {
+        "attributes": _attrs({"service.name": service_name, "telemetry.sdk.name": "tracetap"})
+    }
     spans: list[dict[str, Any]] = []
     n_rounds = 0
 
     def request() -> dict[str, Any]:
-        return {"resourceSpans": [{"resource": resource,
-                                   "scopeSpans": [{"scope": SCOPE, "spans": spans}]}]}
+        return {
+            "resourceSpans": [
+                {"resource": resource, "scopeSpans": [{"scope": SCOPE, "spans": spans}]}
+            ]
+        }
 
     for row in rows:
         new = round_spans(row)
@@ -134,8 +156,7 @@ def request_batches(rows: Iterable[dict[str, Any]], *, spans_per_request: int = 
         yield request(), n_rounds
 
 
-def export(rows: Iterable[dict[str, Any]], out: IO[str], *,
-           spans_per_request: int = 2000) -> int:
+def export(rows: Iterable[dict[str, Any]], out: IO[str], *, spans_per_request: int = 2000) -> int:
     """Write OTLP/JSON lines (one ExportTraceServiceRequest per line, as the collector's file
     exporter writes them); returns the number of rounds exported."""
     total = 0
@@ -145,10 +166,15 @@ def export(rows: Iterable[dict[str, Any]], out: IO[str], *,
     return total
 
 
-def post_batches(rows: Iterable[dict[str, Any]], endpoint: str, *,
-                 spans_per_request: int = 2000, timeout: float = 30.0,
-                 headers: dict[str, str] | None = None,
-                 on_batch: Callable[[int], None] | None = None) -> int:
+def post_batches(
+    rows: Iterable[dict[str, Any]],
+    endpoint: str,
+    *,
+    spans_per_request: int = 2000,
+    timeout: float = 30.0,
+    headers: dict[str, str] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
     """POST each request as OTLP/HTTP JSON to `endpoint`/v1/traces; returns rounds sent.
     Raises httpx.HTTPError on a transport error or a non-2xx answer."""
     import httpx
@@ -159,9 +185,11 @@ def post_batches(rows: Iterable[dict[str, Any]], endpoint: str, *,
     total = 0
     with httpx.Client(timeout=timeout) as client:
         for req, n in request_batches(rows, spans_per_request=spans_per_request):
-            resp = client.post(url, content=json.dumps(req, separators=(",", ":")),
-                               headers={"Content-Type": "application/json",
-                                        **(headers or {})})
+            resp = client.post(
+                url,
+                content=json.dumps(req, separators=(",", ":")),
+                headers={"Content-Type": "application/json", **(headers or {})},
+            )
             resp.raise_for_status()
             total += n
             if on_batch:

@@ -31,8 +31,7 @@ def _round_days(events: pa.RecordBatch, n_first: int, n_rounds: int) -> list[str
     return days
 
 
-def export(rows: Iterable[dict[str, Any]], out_dir: str | Path, *,
-           batch_rows: int = 20_000) -> int:
+def export(rows: Iterable[dict[str, Any]], out_dir: str | Path, *, batch_rows: int = 20_000) -> int:
     """Write `out_dir/{rounds,tool_calls,timing_events}/day=.../part-K.parquet`; returns rounds.
 
     A round and its tool calls and events go to the day of the round's first event, so the
@@ -40,8 +39,7 @@ def export(rows: Iterable[dict[str, Any]], out_dir: str | Path, *,
     """
     out_dir = Path(out_dir)
     n = 0
-    for part, (rounds, tools, events) in enumerate(table_batches(rows,
-                                                                 batch_rows=batch_rows)):
+    for part, (rounds, tools, events) in enumerate(table_batches(rows, batch_rows=batch_rows)):
         first = rounds.column("round_pk")[0].as_py()
         days = _round_days(events, first, rounds.num_rows)
         for name, batch in zip(_TABLES, (rounds, tools, events)):

@@ -41,7 +41,7 @@ class Pseudonymizer:
             return self._cache[value]
         head, sep, tail = value.rpartition("_")
         prefix = head + sep if sep and head.isalpha() else ""
-        body = value[len(prefix):]
+        body = value[len(prefix) :]
         hexish = all(c in _HEX or not c.isalnum() for c in body)
         stream = self._stream(value, len(body))
         chars = []

@@ -13,16 +13,26 @@ from tracetap.tracelab import parse_ts
 
 __all__ = ["HEADER", "WAITS", "by_session", "export"]
 
-HEADER = ("session_id", "arrival_time", "round_idx", "prefix_len", "input_len", "output_len",
-          "tool_wait_after_ms")
+HEADER = (
+    "session_id",
+    "arrival_time",
+    "round_idx",
+    "prefix_len",
+    "input_len",
+    "output_len",
+    "tool_wait_after_ms",
+)
 WAITS = ("recorded", "tool-only")
 _OUTPUT_EVENTS = ("reasoning", "text", "tool_call", "usage_report")
 
 
 def _end_time(row: dict[str, Any]) -> float | None:
     """End of the round's response: its last model output event (else its request time)."""
-    stamps = [parse_ts(e.get("timestamp")) for e in row.get("timing_events") or []
-              if e.get("event_type") in _OUTPUT_EVENTS]
+    stamps = [
+        parse_ts(e.get("timestamp"))
+        for e in row.get("timing_events") or []
+        if e.get("event_type") in _OUTPUT_EVENTS
+    ]
     stamps = [s for s in stamps if s is not None]
     return max(stamps) if stamps else request_time(row)
 
@@ -66,10 +76,18 @@ def export(rows: Iterable[dict[str, Any]], out: IO[str], *, waits: str = "record
                 wait = max(0, round((nxt - end) * 1000)) if end and nxt else 0
             else:
                 wait = 0
-            lines.append((start, len(lines), str(row.get("session_id")), i,
-                          int(row.get("prefix_tokens") or 0),
-                          int(row.get("newly_append_tokens") or 0),
-                          int(row.get("output_tokens") or 0), wait))
+            lines.append(
+                (
+                    start,
+                    len(lines),
+                    str(row.get("session_id")),
+                    i,
+                    int(row.get("prefix_tokens") or 0),
+                    int(row.get("newly_append_tokens") or 0),
+                    int(row.get("output_tokens") or 0),
+                    wait,
+                )
+            )
     lines.sort(key=lambda x: (x[0], x[1]))
     t0 = lines[0][0] if lines else 0.0
     writer = csv.writer(out, lineterminator="\n")

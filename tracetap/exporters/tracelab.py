@@ -29,21 +29,34 @@ KINDS: dict[str, tuple[str, ...]] = {
 _SESSION_CHUNK = 100
 
 
-def iter_rows(db_url: str, *, since: float | None = None, until: float | None = None,
-              provider: str | None = None, session: str | None = None,
-              kind: str = "agent") -> Iterator[dict[str, Any]]:
+def iter_rows(
+    db_url: str,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    provider: str | None = None,
+    session: str | None = None,
+    kind: str = "agent",
+) -> Iterator[dict[str, Any]]:
     """Private TraceLab rows (with tools[].input and tt_* extras), ordered by session, round."""
     engine = make_engine(db_url)
     try:
-        yield from rows_from_engine(engine, since=since, until=until, provider=provider,
-                                    session=session, kind=kind)
+        yield from rows_from_engine(
+            engine, since=since, until=until, provider=provider, session=session, kind=kind
+        )
     finally:
         engine.dispose()
 
 
-def rows_from_engine(engine: Engine, *, since: float | None = None, until: float | None = None,
-                     provider: str | None = None, session: str | None = None,
-                     kind: str = "agent") -> Iterator[dict[str, Any]]:
+def rows_from_engine(
+    engine: Engine,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    provider: str | None = None,
+    session: str | None = None,
+    kind: str = "agent",
+) -> Iterator[dict[str, Any]]:
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
     kinds = KINDS[kind]
@@ -63,25 +76,42 @@ def rows_from_engine(engine: Engine, *, since: float | None = None, until: float
         q = q.group_by(m.Session.id).order_by(sa.func.min(m.Round.request_at), m.Session.id)
         session_pks = list(db.scalars(q))
         for i in range(0, len(session_pks), _SESSION_CHUNK):
-            yield from _chunk_rows(db, session_pks[i:i + _SESSION_CHUNK], kinds, since, until)
+            yield from _chunk_rows(db, session_pks[i : i + _SESSION_CHUNK], kinds, since, until)
 
 
-def _chunk_rows(db: OrmSession, session_pks: Sequence[int], kinds: Sequence[str],
-                since: float | None, until: float | None) -> Iterator[dict[str, Any]]:
-    sessions = {s.id: s for s in db.scalars(sa.select(m.Session).where(
-        m.Session.id.in_(session_pks)))}
-    rounds = list(db.scalars(sa.select(m.Round).where(m.Round.session_pk.in_(session_pks))
-                             .order_by(m.Round.session_pk, m.Round.request_at, m.Round.id)))
+def _chunk_rows(
+    db: OrmSession,
+    session_pks: Sequence[int],
+    kinds: Sequence[str],
+    since: float | None,
+    until: float | None,
+) -> Iterator[dict[str, Any]]:
+    sessions = {
+        s.id: s for s in db.scalars(sa.select(m.Session).where(m.Session.id.in_(session_pks)))
+    }
+    rounds = list(
+        db.scalars(
+            sa.select(m.Round)
+            .where(m.Round.session_pk.in_(session_pks))
+            .order_by(m.Round.session_pk, m.Round.request_at, m.Round.id)
+        )
+    )
     pks = [r.id for r in rounds]
     tools: dict[int, list[m.ToolCall]] = defaultdict(list)
     events: dict[int, list[m.TimingEvent]] = defaultdict(list)
     for i in range(0, len(pks), 5000):
-        part = pks[i:i + 5000]
-        for t in db.scalars(sa.select(m.ToolCall).where(m.ToolCall.round_pk.in_(part))
-                            .order_by(m.ToolCall.round_pk, m.ToolCall.tool_index)):
+        part = pks[i : i + 5000]
+        for t in db.scalars(
+            sa.select(m.ToolCall)
+            .where(m.ToolCall.round_pk.in_(part))
+            .order_by(m.ToolCall.round_pk, m.ToolCall.tool_index)
+        ):
             tools[t.round_pk].append(t)
-        for e in db.scalars(sa.select(m.TimingEvent).where(m.TimingEvent.round_pk.in_(part))
-                            .order_by(m.TimingEvent.round_pk, m.TimingEvent.event_index)):
+        for e in db.scalars(
+            sa.select(m.TimingEvent)
+            .where(m.TimingEvent.round_pk.in_(part))
+            .order_by(m.TimingEvent.round_pk, m.TimingEvent.event_index)
+        ):
             events[e.round_pk].append(e)
     inputs = _load_blobs(db, [t.input_hash for ts in tools.values() for t in ts if t.input_hash])
     by_session: dict[int, list[m.Round]] = defaultdict(list)
@@ -96,14 +126,27 @@ def _chunk_rows(db: OrmSession, session_pks: Sequence[int], kinds: Sequence[str]
                 if e.event_type == "tool_result" and e.tool_call_id:
                     if e.tool_call_id not in results or e.ts < results[e.tool_call_id][0]:
                         results[e.tool_call_id] = (e.ts, e)
-        selected = [r for r in srounds if r.kind in kinds and _exportable(r)
-                    and (since is None or r.request_at >= since)
-                    and (until is None or r.request_at < until)]
+        selected = [
+            r
+            for r in srounds
+            if r.kind in kinds
+            and _exportable(r)
+            and (since is None or r.request_at >= since)
+            and (until is None or r.request_at < until)
+        ]
         turn_counts: dict[str, int] = defaultdict(int)
         extras = _token_extras(db, [r.id for r in selected])
         for index, r in enumerate(selected):
-            row = _row(sessions[spk], r, index, tools.get(r.id, []), events.get(r.id, []),
-                       results, inputs, turn_counts)
+            row = _row(
+                sessions[spk],
+                r,
+                index,
+                tools.get(r.id, []),
+                events.get(r.id, []),
+                results,
+                inputs,
+                turn_counts,
+            )
             row.update(extras.get(r.id, {}))
             yield row
 
@@ -129,7 +172,7 @@ def _load_blobs(db: OrmSession, hashes: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     unique = list(set(hashes))
     for i in range(0, len(unique), 500):
-        for b in db.scalars(sa.select(m.Blob).where(m.Blob.hash.in_(unique[i:i + 500]))):
+        for b in db.scalars(sa.select(m.Blob).where(m.Blob.hash.in_(unique[i : i + 500]))):
             out[b.hash] = load_json(b.codec, b.data)
     return out
 
@@ -139,8 +182,11 @@ def _ms(t: float | None) -> int | None:
 
 
 def _event(e: m.TimingEvent) -> dict[str, Any]:
-    out: dict[str, Any] = {"event_type": e.event_type, "timestamp": format_ts(e.ts),
-                           "source": e.source}
+    out: dict[str, Any] = {
+        "event_type": e.event_type,
+        "timestamp": format_ts(e.ts),
+        "source": e.source,
+    }
     if e.event_type in ("user_message", "reasoning", "text"):
         if e.chars is not None:
             out["content_chars"] = e.chars
@@ -154,8 +200,12 @@ def _event(e: m.TimingEvent) -> dict[str, Any]:
     return out
 
 
-def _tool(t: m.ToolCall, imported: bool, results: dict[str, tuple[float, m.TimingEvent]],
-          inputs: dict[str, Any]) -> dict[str, Any]:
+def _tool(
+    t: m.ToolCall,
+    imported: bool,
+    results: dict[str, tuple[float, m.TimingEvent]],
+    inputs: dict[str, Any],
+) -> dict[str, Any]:
     if imported:
         result_at, result_chars, is_error = t.result_at, t.result_chars, t.is_error
         wall, internal = t.wall_latency_ms, t.internal_latency_ms
@@ -167,23 +217,40 @@ def _tool(t: m.ToolCall, imported: bool, results: dict[str, tuple[float, m.Timin
         result_chars = hit[1].chars if hit else None
         is_error = bool(hit[1].is_error) if hit else False
         internal = hit[1].internal_latency_ms if hit else None
-        wall = (_ms(result_at) - _ms(t.emitted_at)  # type: ignore[operator]
-                if result_at is not None and t.emitted_at is not None else None)
+        wall = (
+            _ms(result_at) - _ms(t.emitted_at)  # type: ignore[operator]
+            if result_at is not None and t.emitted_at is not None
+            else None
+        )
     out: dict[str, Any] = {
-        "tool_index": t.tool_index, "tool_name": t.name, "tool_call_id": t.call_id,
-        "emitted_at": format_ts(t.emitted_at), "result_at": format_ts(result_at),
+        "tool_index": t.tool_index,
+        "tool_name": t.name,
+        "tool_call_id": t.call_id,
+        "emitted_at": format_ts(t.emitted_at),
+        "result_at": format_ts(result_at),
     }
     if t.input_hash and t.input_hash in inputs:
         out["input"] = inputs[t.input_hash]
-    out.update(input_chars=t.input_chars, result_chars=result_chars,
-               tool_wall_latency_ms=wall, tool_internal_latency_ms=internal,
-               is_error=is_error if imported else bool(is_error))
+    out.update(
+        input_chars=t.input_chars,
+        result_chars=result_chars,
+        tool_wall_latency_ms=wall,
+        tool_internal_latency_ms=internal,
+        is_error=is_error if imported else bool(is_error),
+    )
     return out
 
 
-def _row(s: m.Session, r: m.Round, index: int, tools: list[m.ToolCall],
-         events: list[m.TimingEvent], results: dict[str, tuple[float, m.TimingEvent]],
-         inputs: dict[str, Any], turn_counts: dict[str, int]) -> dict[str, Any]:
+def _row(
+    s: m.Session,
+    r: m.Round,
+    index: int,
+    tools: list[m.ToolCall],
+    events: list[m.TimingEvent],
+    results: dict[str, tuple[float, m.TimingEvent]],
+    inputs: dict[str, Any],
+    turn_counts: dict[str, int],
+) -> dict[str, Any]:
     imported = r.transport == "import"
     extra = r.extra or {}
     provider = s.provider
@@ -204,49 +271,54 @@ def _row(s: m.Session, r: m.Round, index: int, tools: list[m.ToolCall],
     row.update(session_id=session_id, round_index=index, round_id=round_id)
     if r.turn_id is not None:
         row["turn_id"] = r.turn_id
-    row.update({
-        "model": r.model,
-        "input_tokens_total": total,
-        "prefix_tokens": prefix,
-        "newly_append_tokens": total - prefix,
-        "claude_uncached_input_tokens": r.uncached_input_tokens if claude else None,
-        "claude_cache_creation_input_tokens": r.cache_creation_input_tokens if claude else None,
-        "claude_cache_read_input_tokens": r.cache_read_input_tokens if claude else None,
-        "output_tokens": r.output_tokens or 0,
-        "reasoning_output_tokens": r.reasoning_tokens,
-        "timing_events": [_event(e) for e in ordered],
-        "tools": [_tool(t, imported, results, inputs) for t in tools],
-        "current_input_event_count": extra.get(
-            "current_input_event_count", r.user_message_count + r.tool_result_count),
-        "current_user_message_count": r.user_message_count,
-        "current_tool_result_count": r.tool_result_count,
-        "current_user_message_chars": r.user_message_chars,
-        "current_tool_result_chars": r.tool_result_chars,
-        "current_input_chars": extra.get("current_input_chars",
-                                         r.user_message_chars + r.tool_result_chars),
-        "first_input_event_type": r.first_input_type,
-        "store": extra.get("store", "tracetap"),
-        "trace_key": f"{provider}:{session_id}:{round_id}",
-    })
+    row.update(
+        {
+            "model": r.model,
+            "input_tokens_total": total,
+            "prefix_tokens": prefix,
+            "newly_append_tokens": total - prefix,
+            "claude_uncached_input_tokens": r.uncached_input_tokens if claude else None,
+            "claude_cache_creation_input_tokens": r.cache_creation_input_tokens if claude else None,
+            "claude_cache_read_input_tokens": r.cache_read_input_tokens if claude else None,
+            "output_tokens": r.output_tokens or 0,
+            "reasoning_output_tokens": r.reasoning_tokens,
+            "timing_events": [_event(e) for e in ordered],
+            "tools": [_tool(t, imported, results, inputs) for t in tools],
+            "current_input_event_count": extra.get(
+                "current_input_event_count", r.user_message_count + r.tool_result_count
+            ),
+            "current_user_message_count": r.user_message_count,
+            "current_tool_result_count": r.tool_result_count,
+            "current_user_message_chars": r.user_message_chars,
+            "current_tool_result_chars": r.tool_result_chars,
+            "current_input_chars": extra.get(
+                "current_input_chars", r.user_message_chars + r.tool_result_chars
+            ),
+            "first_input_event_type": r.first_input_type,
+            "store": extra.get("store", "tracetap"),
+            "trace_key": f"{provider}:{session_id}:{round_id}",
+        }
+    )
     ttft = (r.first_token_at - r.request_at) if r.first_token_at else None
-    decode = (r.last_token_at - r.first_token_at) if r.first_token_at and r.last_token_at \
-        else None
-    row.update({
-        "tt_kind": r.kind,
-        "tt_round_uid": r.uid,
-        "tt_transport": r.transport,
-        "tt_status": r.status,
-        "tt_complete": r.complete,
-        "tt_error_type": r.error_type,
-        "tt_request_at": format_ts(r.request_at) if not imported else None,
-        "tt_upstream_ttfb_ms": _round_ms(r.upstream_first_byte_at, r.request_at),
-        "tt_ttft_ms": None if ttft is None else round(ttft * 1000, 3),
-        "tt_decode_ms": None if decode is None else round(decode * 1000, 3),
-        "tt_end_ms": _round_ms(r.end_at, r.request_at),
-        "tt_retry_count": r.retry_count,
-        "tt_cache_creation_5m_tokens": r.cache_creation_5m_tokens,
-        "tt_cache_creation_1h_tokens": r.cache_creation_1h_tokens,
-    })
+    decode = (r.last_token_at - r.first_token_at) if r.first_token_at and r.last_token_at else None
+    row.update(
+        {
+            "tt_kind": r.kind,
+            "tt_round_uid": r.uid,
+            "tt_transport": r.transport,
+            "tt_status": r.status,
+            "tt_complete": r.complete,
+            "tt_error_type": r.error_type,
+            "tt_request_at": format_ts(r.request_at) if not imported else None,
+            "tt_upstream_ttfb_ms": _round_ms(r.upstream_first_byte_at, r.request_at),
+            "tt_ttft_ms": None if ttft is None else round(ttft * 1000, 3),
+            "tt_decode_ms": None if decode is None else round(decode * 1000, 3),
+            "tt_end_ms": _round_ms(r.end_at, r.request_at),
+            "tt_retry_count": r.retry_count,
+            "tt_cache_creation_5m_tokens": r.cache_creation_5m_tokens,
+            "tt_cache_creation_1h_tokens": r.cache_creation_1h_tokens,
+        }
+    )
     for key, value in extra.items():
         if key.startswith("tt_"):
             row[key] = value

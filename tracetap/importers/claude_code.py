@@ -13,9 +13,11 @@ from tracetap.importers.logrows import LogRound, LogSession, iter_log_files, rea
 
 __all__ = ["default_dir", "parse_file", "rows_from_dir"]
 
-_BLOCK_EVENTS = {"thinking": ("reasoning", "assistant.content.thinking"),
-                 "redacted_thinking": ("reasoning", "assistant.content.thinking"),
-                 "text": ("text", "assistant.content.text")}
+_BLOCK_EVENTS = {
+    "thinking": ("reasoning", "assistant.content.thinking"),
+    "redacted_thinking": ("reasoning", "assistant.content.thinking"),
+    "text": ("text", "assistant.content.text"),
+}
 
 
 def default_dir() -> Path:
@@ -71,9 +73,12 @@ def parse_file(path: Path) -> list[LogSession]:
         side = bool(line.get("isSidechain")) or path.name.startswith("agent-")
         key = (sid, _side_name(line, path) if side else "")
         if key not in sessions:
-            sessions[key] = LogSession("claude", f"{sid}:{key[1]}" if side else sid,
-                                       _project(line.get("cwd"), path.parent.name),
-                                       "claude-code")
+            sessions[key] = LogSession(
+                "claude",
+                f"{sid}:{key[1]}" if side else sid,
+                _project(line.get("cwd"), path.parent.name),
+                "claude-code",
+            )
             current[key] = None
         session = sessions[key]
         ts = line.get("timestamp")
@@ -83,16 +88,25 @@ def parse_file(path: Path) -> list[LogSession]:
             for block in blocks:
                 if isinstance(block, dict) and block.get("type") == "tool_result":
                     session.add_result(
-                        ts=ts, call_id=str(block.get("tool_use_id")),
+                        ts=ts,
+                        call_id=str(block.get("tool_use_id")),
                         source="user.content.tool_result",
                         chars=text_chars(block.get("content")),
                         is_error=bool(block.get("is_error")),
-                        internal_ms=_internal_ms(line.get("toolUseResult")))
-                elif isinstance(block, str) or (isinstance(block, dict)
-                                                and block.get("type") == "text"):
+                        internal_ms=_internal_ms(line.get("toolUseResult")),
+                    )
+                elif isinstance(block, str) or (
+                    isinstance(block, dict) and block.get("type") == "text"
+                ):
                     chars = len(block) if isinstance(block, str) else text_chars([block])
-                    session.add_input({"event_type": "user_message", "timestamp": ts,
-                                       "source": "user.message", "content_chars": chars})
+                    session.add_input(
+                        {
+                            "event_type": "user_message",
+                            "timestamp": ts,
+                            "source": "user.message",
+                            "content_chars": chars,
+                        }
+                    )
             continue
         model = message.get("model")
         if model == "<synthetic>":
@@ -100,8 +114,9 @@ def parse_file(path: Path) -> list[LogSession]:
         msg_id = str(message.get("id") or line.get("requestId") or line.get("uuid"))
         open_round = current[key]
         if open_round is None or open_round[0] != msg_id:
-            rnd = session.start_round(LogRound(round_id=msg_id, model=model,
-                                               kind="subagent" if side else "main"))
+            rnd = session.start_round(
+                LogRound(round_id=msg_id, model=model, kind="subagent" if side else "main")
+            )
             current[key] = (msg_id, rnd)
         else:
             rnd = open_round[1]
@@ -114,15 +129,26 @@ def parse_file(path: Path) -> list[LogSession]:
             if btype in _BLOCK_EVENTS:
                 etype, source = _BLOCK_EVENTS[btype]
                 body = block.get("thinking") if btype == "thinking" else block.get("text")
-                rnd.outputs.append({"event_type": etype, "timestamp": ts, "source": source,
-                                    "content_chars": len(body) if isinstance(body, str)
-                                    else 0})
+                rnd.outputs.append(
+                    {
+                        "event_type": etype,
+                        "timestamp": ts,
+                        "source": source,
+                        "content_chars": len(body) if isinstance(body, str) else 0,
+                    }
+                )
             elif btype in ("tool_use", "server_tool_use"):
-                args = json.dumps(block.get("input") or {}, ensure_ascii=False,
-                                  separators=(",", ":"))
-                session.add_tool(rnd, ts=ts, call_id=str(block.get("id")),
-                                 name=str(block.get("name")),
-                                 source="assistant.content.tool_use", arguments=args)
+                args = json.dumps(
+                    block.get("input") or {}, ensure_ascii=False, separators=(",", ":")
+                )
+                session.add_tool(
+                    rnd,
+                    ts=ts,
+                    call_id=str(block.get("id")),
+                    name=str(block.get("name")),
+                    source="assistant.content.tool_use",
+                    arguments=args,
+                )
     return list(sessions.values())
 
 

@@ -4,7 +4,7 @@ TraceLab JSONL file, so past sessions are there at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,12 +15,16 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 __all__ = ["import_app", "register"]
 
 err = Console(stderr=True, soft_wrap=True)
-import_app = typer.Typer(help="Import past sessions (agent logs, TraceLab files) into the "
-                              "store.", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Import past sessions (agent logs, TraceLab files) into the store.", no_args_is_help=True
+)
 
-DbOption = Annotated[str | None, typer.Option("--db", envvar="TRACETAP_DB",
-                                              help="Database URL (default: the embedded "
-                                                   "SQLite store).")]
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db", envvar="TRACETAP_DB", help="Database URL (default: the embedded SQLite store)."
+    ),
+]
 
 
 def _load(db: str | None, rows: Iterator[dict[str, Any]], source: str, label: str) -> None:
@@ -31,10 +35,19 @@ def _load(db: str | None, rows: Iterator[dict[str, Any]], source: str, label: st
     url = db or default_url()
     try:
         if err.is_terminal:
-            with Progress(TextColumn(label), BarColumn(), TextColumn("{task.completed:,} rows"),
-                          TimeElapsedColumn(), console=err, transient=True) as bar:
+            with Progress(
+                TextColumn(label),
+                BarColumn(),
+                TextColumn("{task.completed:,} rows"),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            ) as bar:
                 task = bar.add_task(label, total=None)
-                advance: Callable[[int], None] = lambda n: bar.advance(task, n)
+
+                def advance(n: int) -> None:
+                    bar.advance(task, n)
+
                 stored = import_rows(url, rows, source=source, progress=advance)
         else:
             stored = import_rows(url, rows, source=source)
@@ -53,9 +66,14 @@ def _log_dir(directory: Path | None, default: Path, what: str) -> Path:
 
 @import_app.command("claude-code")
 def import_claude_code(
-    directory: Annotated[Path | None, typer.Argument(help="Claude Code projects directory "
-                                                          "or one session .jsonl (default: "
-                                                          "~/.claude/projects).")] = None,
+    directory: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Claude Code projects directory "
+            "or one session .jsonl (default: "
+            "~/.claude/projects)."
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Import Claude Code sessions from its local history (rounds marked as from logs).
@@ -70,9 +88,12 @@ def import_claude_code(
 
 @import_app.command("codex")
 def import_codex(
-    directory: Annotated[Path | None, typer.Argument(help="Codex sessions directory or one "
-                                                          "rollout .jsonl (default: "
-                                                          "~/.codex/sessions).")] = None,
+    directory: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Codex sessions directory or one rollout .jsonl (default: ~/.codex/sessions)."
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Import Codex sessions from its rollout files (rounds marked as from logs).

@@ -29,8 +29,11 @@ def _output_text(output: Any) -> tuple[str, bool | None, int | None]:
     """(text, is_error, internal ms) of a function_call_output's `output`."""
     if isinstance(output, dict):
         text = output.get("content") if isinstance(output.get("content"), str) else ""
-        return text, (False if output.get("success") is None
-                      else not output.get("success")), wall_time_ms(text)
+        return (
+            text,
+            (False if output.get("success") is None else not output.get("success")),
+            wall_time_ms(text),
+        )
     if isinstance(output, list):
         text = "".join(p.get("text", "") for p in output if isinstance(p, dict))
         return text, None, wall_time_ms(text)
@@ -43,14 +46,16 @@ def _output_text(output: Any) -> tuple[str, bool | None, int | None]:
         meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
         code = meta.get("exit_code")
         secs = meta.get("duration_seconds")
-        return (str(obj.get("output") or ""), None if code is None else code != 0,
-                None if secs is None else round(float(secs) * 1000))
+        return (
+            str(obj.get("output") or ""),
+            None if code is None else code != 0,
+            None if secs is None else round(float(secs) * 1000),
+        )
     code = None
     for marker in ("Process exited with code ", "Exit code: "):
         at = text.find(marker)
         if at >= 0:
-            digits = text[at + len(marker):].split(None, 1)[0] if text[at + len(marker):] \
-                else ""
+            digits = text[at + len(marker) :].split(None, 1)[0] if text[at + len(marker) :] else ""
             if digits.lstrip("-").isdigit():
                 code = int(digits)
             break
@@ -69,8 +74,9 @@ class _State:
     def round(self) -> LogRound:
         if self.open is None:
             turn = self.turn_id or self.session.session_id
-            self.open = self.session.start_round(LogRound(
-                round_id=f"{turn}:{self.turn_rounds}", turn_id=turn, model=self.model))
+            self.open = self.session.start_round(
+                LogRound(round_id=f"{turn}:{self.turn_rounds}", turn_id=turn, model=self.model)
+            )
             self.turn_rounds += 1
         return self.open
 
@@ -87,8 +93,9 @@ def parse_file(path: Path) -> list[LogSession]:
             if state is None:
                 cwd = payload.get("cwd")
                 sid = str(payload.get("id") or path.stem)
-                state = _State(LogSession("codex", sid, Path(cwd).name if cwd else "codex",
-                                          "codex"))
+                state = _State(
+                    LogSession("codex", sid, Path(cwd).name if cwd else "codex", "codex")
+                )
             continue
         if state is None:
             continue
@@ -102,13 +109,17 @@ def parse_file(path: Path) -> list[LogSession]:
             if payload["turn_id"] != state.turn_id:
                 state.turn_id, state.turn_rounds = str(payload["turn_id"]), 0
         elif kind == "event_msg" and ptype == "user_message":
-            session.add_input({"event_type": "user_message", "timestamp": ts,
-                               "source": "event_msg.user_message",
-                               "content_chars": len(str(payload.get("message") or ""))})
+            session.add_input(
+                {
+                    "event_type": "user_message",
+                    "timestamp": ts,
+                    "source": "event_msg.user_message",
+                    "content_chars": len(str(payload.get("message") or "")),
+                }
+            )
         elif kind == "event_msg" and ptype == "token_count":
             info = payload.get("info")
-            if not isinstance(info, dict) or not isinstance(info.get("last_token_usage"),
-                                                             dict):
+            if not isinstance(info, dict) or not isinstance(info.get("last_token_usage"), dict):
                 continue
             if info.get("total_token_usage") == state.last_total and state.open is None:
                 continue  # repeated report (e.g. a rate-limit update) with no new output
@@ -119,33 +130,56 @@ def parse_file(path: Path) -> list[LogSession]:
             rnd.prefix = int(usage.get("cached_input_tokens") or 0)
             rnd.output = int(usage.get("output_tokens") or 0)
             rnd.reasoning = usage.get("reasoning_output_tokens")
-            rnd.outputs.append({"event_type": "usage_report", "timestamp": ts,
-                                "source": "event_msg.token_count"})
+            rnd.outputs.append(
+                {"event_type": "usage_report", "timestamp": ts, "source": "event_msg.token_count"}
+            )
             state.open = None
-        elif kind == "response_item" and ptype == "message" and payload.get("role") == \
-                "assistant":
-            state.round().outputs.append({"event_type": "text", "timestamp": ts,
-                                          "source": "response_item.message",
-                                          "content_chars": text_chars(payload.get("content"))})
+        elif kind == "response_item" and ptype == "message" and payload.get("role") == "assistant":
+            state.round().outputs.append(
+                {
+                    "event_type": "text",
+                    "timestamp": ts,
+                    "source": "response_item.message",
+                    "content_chars": text_chars(payload.get("content")),
+                }
+            )
         elif kind == "response_item" and ptype == "reasoning":
-            state.round().outputs.append({"event_type": "reasoning", "timestamp": ts,
-                                          "source": "response_item.reasoning"})
-        elif kind == "response_item" and ptype in ("function_call", "custom_tool_call",
-                                                   "local_shell_call"):
-            args = payload.get("arguments") if ptype == "function_call" else \
-                payload.get("input", payload.get("action"))
+            state.round().outputs.append(
+                {"event_type": "reasoning", "timestamp": ts, "source": "response_item.reasoning"}
+            )
+        elif kind == "response_item" and ptype in (
+            "function_call",
+            "custom_tool_call",
+            "local_shell_call",
+        ):
+            args = (
+                payload.get("arguments")
+                if ptype == "function_call"
+                else payload.get("input", payload.get("action"))
+            )
             if not isinstance(args, str):
                 args = json.dumps(args or {}, ensure_ascii=False, separators=(",", ":"))
-            session.add_tool(state.round(), ts=ts,
-                             call_id=str(payload.get("call_id") or payload.get("id")),
-                             name=str(payload.get("name") or "local_shell"),
-                             source=f"response_item.{ptype}", arguments=args)
-        elif kind == "response_item" and ptype in ("function_call_output",
-                                                   "custom_tool_call_output"):
+            session.add_tool(
+                state.round(),
+                ts=ts,
+                call_id=str(payload.get("call_id") or payload.get("id")),
+                name=str(payload.get("name") or "local_shell"),
+                source=f"response_item.{ptype}",
+                arguments=args,
+            )
+        elif kind == "response_item" and ptype in (
+            "function_call_output",
+            "custom_tool_call_output",
+        ):
             text, is_error, internal = _output_text(payload.get("output"))
-            session.add_result(ts=ts, call_id=str(payload.get("call_id")),
-                               source=f"response_item.{ptype}", chars=len(text),
-                               is_error=is_error, internal_ms=internal)
+            session.add_result(
+                ts=ts,
+                call_id=str(payload.get("call_id")),
+                source=f"response_item.{ptype}",
+                chars=len(text),
+                is_error=is_error,
+                internal_ms=internal,
+            )
     return [state.session] if state is not None and state.session.rounds else []
 
 

@@ -102,24 +102,53 @@ class LogSession:
         self.rounds.append(rnd)
         return rnd
 
-    def add_tool(self, rnd: LogRound, *, ts: str | None, call_id: str, name: str,
-                 source: str, arguments: str) -> None:
+    def add_tool(
+        self, rnd: LogRound, *, ts: str | None, call_id: str, name: str, source: str, arguments: str
+    ) -> None:
         index = len(rnd.tools)
-        tool = {"tool_index": index, "tool_name": name, "tool_call_id": call_id,
-                "emitted_at": ts, "result_at": None, "input": arguments,
-                "input_chars": len(arguments), "result_chars": None,
-                "tool_wall_latency_ms": None, "tool_internal_latency_ms": None,
-                "is_error": None}
+        tool = {
+            "tool_index": index,
+            "tool_name": name,
+            "tool_call_id": call_id,
+            "emitted_at": ts,
+            "result_at": None,
+            "input": arguments,
+            "input_chars": len(arguments),
+            "result_chars": None,
+            "tool_wall_latency_ms": None,
+            "tool_internal_latency_ms": None,
+            "is_error": None,
+        }
         rnd.tools.append(tool)
         self.tools_by_id[call_id] = tool
-        rnd.outputs.append({"event_type": "tool_call", "timestamp": ts, "source": source,
-                            "tool_call_id": call_id, "tool_name": name, "tool_index": index})
+        rnd.outputs.append(
+            {
+                "event_type": "tool_call",
+                "timestamp": ts,
+                "source": source,
+                "tool_call_id": call_id,
+                "tool_name": name,
+                "tool_index": index,
+            }
+        )
 
-    def add_result(self, *, ts: str | None, call_id: str, source: str, chars: int,
-                   is_error: bool | None, internal_ms: int | None) -> None:
-        event: dict[str, Any] = {"event_type": "tool_result", "timestamp": ts,
-                                 "source": source, "tool_call_id": call_id,
-                                 "result_chars": chars}
+    def add_result(
+        self,
+        *,
+        ts: str | None,
+        call_id: str,
+        source: str,
+        chars: int,
+        is_error: bool | None,
+        internal_ms: int | None,
+    ) -> None:
+        event: dict[str, Any] = {
+            "event_type": "tool_result",
+            "timestamp": ts,
+            "source": source,
+            "tool_call_id": call_id,
+            "result_chars": chars,
+        }
         if is_error is not None:
             event["is_error"] = is_error
         self.add_input(event)
@@ -141,24 +170,38 @@ class LogSession:
             results = [e for e in rnd.inputs if e["event_type"] == "tool_result"]
             user_chars = sum(int(e.get("content_chars") or 0) for e in users)
             result_chars = sum(int(e.get("result_chars") or 0) for e in results)
-            events = sorted(rnd.inputs + rnd.outputs,
-                            key=lambda e: parse_ts(e.get("timestamp")) or 0.0)
+            events = sorted(
+                rnd.inputs + rnd.outputs, key=lambda e: parse_ts(e.get("timestamp")) or 0.0
+            )
             for e in events:
                 e["timestamp"] = format_ts(parse_ts(e.get("timestamp")))
-            tools = [dict(t, emitted_at=format_ts(parse_ts(t["emitted_at"])),
-                          result_at=format_ts(parse_ts(t["result_at"]))) for t in rnd.tools]
+            tools = [
+                dict(
+                    t,
+                    emitted_at=format_ts(parse_ts(t["emitted_at"])),
+                    result_at=format_ts(parse_ts(t["result_at"])),
+                )
+                for t in rnd.tools
+            ]
             session_id = f"{self.provider}:{self.session_id}"
             row = {
-                "provider": self.provider, "project": self.project,
-                "session_id": session_id, "round_index": index,
-                "round_id": rnd.round_id, "turn_id": rnd.turn_id, "model": rnd.model,
-                "input_tokens_total": rnd.input_total, "prefix_tokens": rnd.prefix,
+                "provider": self.provider,
+                "project": self.project,
+                "session_id": session_id,
+                "round_index": index,
+                "round_id": rnd.round_id,
+                "turn_id": rnd.turn_id,
+                "model": rnd.model,
+                "input_tokens_total": rnd.input_total,
+                "prefix_tokens": rnd.prefix,
                 "newly_append_tokens": rnd.input_total - rnd.prefix,
                 "claude_uncached_input_tokens": rnd.claude_uncached,
                 "claude_cache_creation_input_tokens": rnd.claude_creation,
                 "claude_cache_read_input_tokens": rnd.claude_read,
-                "output_tokens": rnd.output, "reasoning_output_tokens": rnd.reasoning,
-                "timing_events": events, "tools": tools,
+                "output_tokens": rnd.output,
+                "reasoning_output_tokens": rnd.reasoning,
+                "timing_events": events,
+                "tools": tools,
                 "current_input_event_count": len(rnd.inputs),
                 "current_user_message_count": len(users),
                 "current_tool_result_count": len(results),
@@ -168,7 +211,8 @@ class LogSession:
                 "first_input_event_type": rnd.inputs[0]["event_type"] if rnd.inputs else None,
                 "store": f"tracetap-import:{self.tool}",
                 "trace_key": f"{self.provider}:{session_id}:{rnd.round_id}",
-                "tt_source": "log", "tt_kind": rnd.kind,
+                "tt_source": "log",
+                "tt_kind": rnd.kind,
             }
             if rnd.turn_id is None:
                 del row["turn_id"]

@@ -23,8 +23,13 @@ _BATCH = 2000
 _PROVIDERS = ("claude", "codex", "openai")
 
 
-def import_rows(db_url: str, rows: Iterable[dict[str, Any]], *, source: str,
-                progress: Callable[[int], None] | None = None) -> int:
+def import_rows(
+    db_url: str,
+    rows: Iterable[dict[str, Any]],
+    *,
+    source: str,
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """Load TraceLab rows; returns how many new rounds were stored (repeats are skipped).
 
     `source` names where they came from (e.g. "tracelab", "log:claude-code"); `progress` is
@@ -63,25 +68,48 @@ def _agent_session(row: dict[str, Any]) -> tuple[str, str]:
     return provider, tail if tail and head in _PROVIDERS else sid
 
 
-def _write(engine: sa.Engine, rows: list[dict[str, Any]], source: str,
-           sessions: dict[tuple[str, str], int], last_at: dict[int, float]) -> int:
+def _write(
+    engine: sa.Engine,
+    rows: list[dict[str, Any]],
+    source: str,
+    sessions: dict[tuple[str, str], int],
+    last_at: dict[int, float],
+) -> int:
     dialect = engine.dialect.name
     with OrmSession(engine) as db, db.begin():
-        uids = ["import:" + digest(str(r.get("trace_key") or
-                                       f"{r['session_id']}:{r['round_id']}").encode())
-                for r in rows]
+        uids = [
+            "import:"
+            + digest(str(r.get("trace_key") or f"{r['session_id']}:{r['round_id']}").encode())
+            for r in rows
+        ]
         seen = set()
         for i in range(0, len(uids), 500):
-            seen.update(db.scalars(sa.select(m.Round.uid).where(m.Round.uid.in_(uids[i:i + 500]))))
+            seen.update(
+                db.scalars(sa.select(m.Round.uid).where(m.Round.uid.in_(uids[i : i + 500])))
+            )
         keys = {_agent_session(r) for r in rows} - set(sessions)
         if keys:
-            values = [{"provider": p, "agent_session_id": s, "session_source": "import",
-                       "origin": f"import:{source}"} for p, s in keys]
-            db.execute(_insert(dialect, m.Session).on_conflict_do_nothing(
-                index_elements=["provider", "agent_session_id"]), values)
+            values = [
+                {
+                    "provider": p,
+                    "agent_session_id": s,
+                    "session_source": "import",
+                    "origin": f"import:{source}",
+                }
+                for p, s in keys
+            ]
+            db.execute(
+                _insert(dialect, m.Session).on_conflict_do_nothing(
+                    index_elements=["provider", "agent_session_id"]
+                ),
+                values,
+            )
             for p, s in keys:
-                sessions[(p, s)] = db.scalar(sa.select(m.Session.id).where(
-                    m.Session.provider == p, m.Session.agent_session_id == s))
+                sessions[(p, s)] = db.scalar(
+                    sa.select(m.Session.id).where(
+                        m.Session.provider == p, m.Session.agent_session_id == s
+                    )
+                )
         round_rows, children, blobs = [], [], {}
         for uid, row in zip(uids, rows):
             if uid in seen:
@@ -96,16 +124,18 @@ def _write(engine: sa.Engine, rows: list[dict[str, Any]], source: str,
             existing = set()
             hashes = list(blobs)
             for i in range(0, len(hashes), 500):
-                existing.update(db.scalars(sa.select(m.Blob.hash).where(
-                    m.Blob.hash.in_(hashes[i:i + 500]))))
+                existing.update(
+                    db.scalars(sa.select(m.Blob.hash).where(m.Blob.hash.in_(hashes[i : i + 500])))
+                )
             new = []
             for h in hashes:
                 if h not in existing:
                     codec, data = encode(blobs[h])
                     new.append({"hash": h, "size": len(blobs[h]), "codec": codec, "data": data})
             if new:
-                db.execute(_insert(dialect, m.Blob).on_conflict_do_nothing(
-                    index_elements=["hash"]), new)
+                db.execute(
+                    _insert(dialect, m.Blob).on_conflict_do_nothing(index_elements=["hash"]), new
+                )
         stmt = sa.insert(m.Round).returning(m.Round.id, sort_by_parameter_order=True)
         pks = list(db.scalars(stmt, round_rows))
         tool_rows, event_rows = [], []
@@ -139,21 +169,35 @@ def _round(uid: str, row: dict[str, Any], spk: int, last_at: dict[int, float]) -
         if key.startswith("tt_") and key not in ("tt_kind",):
             extra[key] = value
     return {
-        "uid": uid, "session_pk": spk, "kind": row.get("tt_kind") or "main",
-        "provider": row["provider"], "api": "import", "transport": "import",
-        "endpoint": "", "model": row.get("model"), "response_id": row["round_id"],
-        "turn_id": row.get("turn_id"), "complete": True, "request_at": at,
-        "input_tokens_total": row["input_tokens_total"], "cached_tokens": row["prefix_tokens"],
+        "uid": uid,
+        "session_pk": spk,
+        "kind": row.get("tt_kind") or "main",
+        "provider": row["provider"],
+        "api": "import",
+        "transport": "import",
+        "endpoint": "",
+        "model": row.get("model"),
+        "response_id": row["round_id"],
+        "turn_id": row.get("turn_id"),
+        "complete": True,
+        "request_at": at,
+        "input_tokens_total": row["input_tokens_total"],
+        "cached_tokens": row["prefix_tokens"],
         "uncached_input_tokens": row.get("claude_uncached_input_tokens") if claude else None,
         "cache_creation_input_tokens": row.get("claude_cache_creation_input_tokens")
-        if claude else None,
+        if claude
+        else None,
         "cache_read_input_tokens": row.get("claude_cache_read_input_tokens") if claude else None,
         "output_tokens": row["output_tokens"],
         "reasoning_tokens": row.get("reasoning_output_tokens"),
-        "user_message_count": users, "tool_result_count": results,
-        "user_message_chars": uchars, "tool_result_chars": tchars,
+        "user_message_count": users,
+        "tool_result_count": results,
+        "user_message_chars": uchars,
+        "tool_result_chars": tchars,
         "first_input_type": row.get("first_input_event_type"),
-        "content_policy": "import", "msg_new": [], "headers": [],
+        "content_policy": "import",
+        "msg_new": [],
+        "headers": [],
         "extra": extra,
     }
 
@@ -166,22 +210,38 @@ def _children(row: dict[str, Any], blobs: dict[str, bytes]) -> tuple[list[dict],
             data = canonical(t["input"])
             input_hash = digest(data)
             blobs[input_hash] = data
-        tools.append({
-            "tool_index": t["tool_index"], "call_id": t.get("tool_call_id") or "",
-            "name": t.get("tool_name") or "", "kind": "import", "input_hash": input_hash,
-            "input_chars": t.get("input_chars") or 0, "emitted_at": parse_ts(t.get("emitted_at")),
-            "result_at": parse_ts(t.get("result_at")), "result_chars": t.get("result_chars"),
-            "is_error": t.get("is_error"), "wall_latency_ms": t.get("tool_wall_latency_ms"),
-            "internal_latency_ms": t.get("tool_internal_latency_ms"),
-        })
+        tools.append(
+            {
+                "tool_index": t["tool_index"],
+                "call_id": t.get("tool_call_id") or "",
+                "name": t.get("tool_name") or "",
+                "kind": "import",
+                "input_hash": input_hash,
+                "input_chars": t.get("input_chars") or 0,
+                "emitted_at": parse_ts(t.get("emitted_at")),
+                "result_at": parse_ts(t.get("result_at")),
+                "result_chars": t.get("result_chars"),
+                "is_error": t.get("is_error"),
+                "wall_latency_ms": t.get("tool_wall_latency_ms"),
+                "internal_latency_ms": t.get("tool_internal_latency_ms"),
+            }
+        )
     events = []
     for i, e in enumerate(row.get("timing_events") or [], 1):
         etype = e.get("event_type")
         chars = e.get("result_chars") if etype == "tool_result" else e.get("content_chars")
-        events.append({
-            "event_index": i, "event_type": etype, "ts": parse_ts(e.get("timestamp")) or 0.0,
-            "source": e.get("source") or "", "tool_call_id": e.get("tool_call_id"),
-            "tool_name": e.get("tool_name"), "tool_index": e.get("tool_index"), "chars": chars,
-            "is_error": e.get("is_error"), "internal_latency_ms": None,
-        })
+        events.append(
+            {
+                "event_index": i,
+                "event_type": etype,
+                "ts": parse_ts(e.get("timestamp")) or 0.0,
+                "source": e.get("source") or "",
+                "tool_call_id": e.get("tool_call_id"),
+                "tool_name": e.get("tool_name"),
+                "tool_index": e.get("tool_index"),
+                "chars": chars,
+                "is_error": e.get("is_error"),
+                "internal_latency_ms": None,
+            }
+        )
     return tools, events

@@ -21,8 +21,14 @@ from tracetap.storage.content import canonical, digest
 from tracetap.storage.writer import BLOB_REF, PREFIX_REF, is_prefix_ref
 from tracetap.tokens.enrich import CHAIN
 
-__all__ = ["CREDENTIAL_HEADERS", "SESSION_HEADERS", "Normalizer", "Transform",
-           "drop_credentials", "session_hint"]
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "SESSION_HEADERS",
+    "Normalizer",
+    "Transform",
+    "drop_credentials",
+    "session_hint",
+]
 
 log = logging.getLogger("tracetap.ingest")
 
@@ -31,16 +37,35 @@ log = logging.getLogger("tracetap.ingest")
 Transform = Callable[[Round], Round]
 
 # Headers that carry credentials: dropped before anything is queued for the writer.
-CREDENTIAL_HEADERS = frozenset({
-    "x-api-key", "authorization", "proxy-authorization", "cookie", "set-cookie",
-    "chatgpt-account-id", "openai-organization", "openai-project", "anthropic-api-key",
-    "x-goog-api-key", "api-key",
-})
+CREDENTIAL_HEADERS = frozenset(
+    {
+        "x-api-key",
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "chatgpt-account-id",
+        "openai-organization",
+        "openai-project",
+        "anthropic-api-key",
+        "x-goog-api-key",
+        "api-key",
+    }
+)
 
 
 # Request headers naming the agent session, as the adapters read them (any one suffices).
-SESSION_HEADERS = frozenset({"x-claude-code-session-id", "session_id", "session-id",
-                             "x-session-id", "thread-id", "thread_id", "conversation_id"})
+SESSION_HEADERS = frozenset(
+    {
+        "x-claude-code-session-id",
+        "session_id",
+        "session-id",
+        "x-session-id",
+        "thread-id",
+        "thread_id",
+        "conversation_id",
+    }
+)
 
 
 def session_hint(item: Exchange) -> tuple[str, str] | None:
@@ -66,8 +91,9 @@ class Normalizer:
     that record is journaled first, so its content is in the journal or the database.
     """
 
-    def __init__(self, transforms: Sequence[Transform] = (), *, reuse: bool = True,
-                 resent_refs: bool = False) -> None:
+    def __init__(
+        self, transforms: Sequence[Transform] = (), *, reuse: bool = True, resent_refs: bool = False
+    ) -> None:
         self.transforms = list(transforms)
         self.resent_refs = resent_refs
         self.adapter_errors = 0
@@ -83,8 +109,7 @@ class Normalizer:
             raise out
         return out
 
-    def batch(self, items: Sequence[Exchange | dict[str, Any]]
-              ) -> list[dict[str, Any] | Exception]:
+    def batch(self, items: Sequence[Exchange | dict[str, Any]]) -> list[dict[str, Any] | Exception]:
         """The records of `items` in order, as one call each would give them, but with each
         stage (parsing, every transform, hashing) run over the whole batch before the next:
         a stage's code and tables stay in the CPU's caches (the tokenizer's above all), which
@@ -128,8 +153,9 @@ class Normalizer:
         try:
             adapter = by_name(item.api)
             if self.interner is not None and item.request_body:
-                body, skipped = parse_resent(item.request_body, adapter.body_parts,
-                                             self.interner.lines_for(hint))
+                body, skipped = parse_resent(
+                    item.request_body, adapter.body_parts, self.interner.lines_for(hint)
+                )
                 self.resent_bytes_skipped += skipped
                 rnd = adapter.to_round(item, body)
             else:
@@ -137,13 +163,24 @@ class Normalizer:
         except Exception as exc:  # an adapter bug must never lose the exchange's facts
             self.adapter_errors += 1
             # the path only, never the query string (it may carry a key)
-            log.exception("adapter %s failed on %s %s", item.api, item.method,
-                          item.path.split("?", 1)[0])
-            return {"t": "side", "s": {
-                "uid": item.uid, "kind": f"adapter_error:{type(exc).__name__}",
-                "method": item.method, "host": item.host, "path": item.path.split("?", 1)[0],
-                "status": item.status, "request_at": item.request_at, "end_at": item.end_at,
-                "request_bytes": len(item.request_body), "response_bytes": item.response_bytes}}
+            log.exception(
+                "adapter %s failed on %s %s", item.api, item.method, item.path.split("?", 1)[0]
+            )
+            return {
+                "t": "side",
+                "s": {
+                    "uid": item.uid,
+                    "kind": f"adapter_error:{type(exc).__name__}",
+                    "method": item.method,
+                    "host": item.host,
+                    "path": item.path.split("?", 1)[0],
+                    "status": item.status,
+                    "request_at": item.request_at,
+                    "end_at": item.end_at,
+                    "request_bytes": len(item.request_body),
+                    "response_bytes": item.response_bytes,
+                },
+            }
         rnd.request_headers = drop_credentials(rnd.request_headers)
         if self.interner is not None:
             try:
@@ -166,25 +203,43 @@ class Normalizer:
     @staticmethod
     def _side_round(item: Exchange, rnd: Round) -> dict[str, Any]:
         """A count_tokens request: kept as a side request, with its content."""
-        return {"t": "side", "s": {
-            "uid": rnd.uid, "kind": "count_tokens", "method": item.method,
-            "host": item.host, "path": item.path.split("?", 1)[0], "status": rnd.status,
-            "request_at": rnd.request_at, "end_at": rnd.end_at,
-            "request_bytes": rnd.request_bytes, "response_bytes": rnd.response_bytes,
-            "input_tokens": rnd.usage.input_tokens_total,
-            "request": {"envelope": rnd.envelope, "system": rnd.system, "tools": rnd.tools,
-                        "messages": rnd.messages},
-            "response": rnd.response}}
+        return {
+            "t": "side",
+            "s": {
+                "uid": rnd.uid,
+                "kind": "count_tokens",
+                "method": item.method,
+                "host": item.host,
+                "path": item.path.split("?", 1)[0],
+                "status": rnd.status,
+                "request_at": rnd.request_at,
+                "end_at": rnd.end_at,
+                "request_bytes": rnd.request_bytes,
+                "response_bytes": rnd.response_bytes,
+                "input_tokens": rnd.usage.input_tokens_total,
+                "request": {
+                    "envelope": rnd.envelope,
+                    "system": rnd.system,
+                    "tools": rnd.tools,
+                    "messages": rnd.messages,
+                },
+                "response": rnd.response,
+            },
+        }
 
     # -- content hashes -----------------------------------------------------------------------
     def _with_hashes(self, r: dict[str, Any]) -> dict[str, Any]:
         session = (r["provider"], r["agent_session_id"])
         hashes: dict[str, Any] = {"system": None, "tools": None}
         message_hashes, r["messages"] = self._content_hashes(
-            "messages", session, r["messages"], r["uid"])
+            "messages", session, r["messages"], r["uid"]
+        )
         head = r["messages"][:1]  # the pipeline needs the hashes after a "$prefix" only
-        hashes["messages"] = message_hashes[head[0][PREFIX_REF][1]:] \
-            if head and is_prefix_ref(head[0]) else message_hashes
+        hashes["messages"] = (
+            message_hashes[head[0][PREFIX_REF][1] :]
+            if head and is_prefix_ref(head[0])
+            else message_hashes
+        )
         if isinstance(r["system"], list):
             hashes["system"], r["system"] = self._content_hashes("system", session, r["system"])
         if r["tools"]:
@@ -193,8 +248,9 @@ class Normalizer:
                 r["tools"] = {BLOB_REF: hashes["tools"]}
         return {"t": "round", "r": r, "h": hashes}
 
-    def _content_hashes(self, part: str, session: Any, items: list[Any], uid: str | None = None
-                        ) -> tuple[list[str | None], list[Any]]:
+    def _content_hashes(
+        self, part: str, session: Any, items: list[Any], uid: str | None = None
+    ) -> tuple[list[str | None], list[Any]]:
         """(content address of each element, the elements): the session's re-sent ones keep
         their address (by identity) and, with `resent_refs`, become references; messages
         that begin as an earlier round's (`uid` names each round) become one reference to
@@ -204,8 +260,10 @@ class Normalizer:
             return [None if p is None else digest(canonical(p)) for p in items], items
         recent = self._hashes[part]
         done, origin, lead = recent.match_from(session, items)
-        out = [(None if p is None else digest(canonical(p))) if h is MISS else h
-               for p, h in zip(items, done)]
+        out = [
+            (None if p is None else digest(canonical(p))) if h is MISS else h
+            for p, h in zip(items, done)
+        ]
         recent.keep(session, items, out, uid)
         if self.resent_refs:
             # the writer keeps a round's message hashes without those of null messages
@@ -214,8 +272,10 @@ class Normalizer:
                 head = [{PREFIX_REF: [origin, lead]}]
             else:
                 lead = 0
-            items = head + [p if d is MISS or p is None else {BLOB_REF: h}
-                            for p, d, h in zip(items[lead:], done[lead:], out[lead:])]
+            items = head + [
+                p if d is MISS or p is None else {BLOB_REF: h}
+                for p, d, h in zip(items[lead:], done[lead:], out[lead:])
+            ]
         return out, items
 
     def _tools_hash(self, session: Any, tools: Any) -> tuple[str, bool]:
@@ -225,8 +285,11 @@ class Normalizer:
             return digest(canonical(tools)), False
         key = (session, "tools")
         prev = self._tools.get(key)
-        if prev is not None and len(prev[0]) == len(tools) \
-                and all(map(operator.is_, prev[0], tools)):
+        if (
+            prev is not None
+            and len(prev[0]) == len(tools)
+            and all(map(operator.is_, prev[0], tools))
+        ):
             self._tools.move_to_end(key)
             return prev[1], True
         h = digest(canonical(tools))

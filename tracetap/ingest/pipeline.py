@@ -34,6 +34,7 @@ __all__ = ["CREDENTIAL_HEADERS", "Pipeline", "PipelineStats", "Transform", "drop
 
 log = logging.getLogger("tracetap.ingest")
 
+
 @dataclass
 class PipelineStats:
     rounds_recorded: int = 0
@@ -59,16 +60,26 @@ class Pipeline:
     exchange waits in memory only for the time it takes to process the ones before it.
     """
 
-    def __init__(self, engine: Engine, journal_dir: str | Path, *,
-                 transforms: Sequence[Transform] = (), batch_max: int = 256,
-                 linger: float = 0.0, queue_max: int = 10_000,
-                 retry_interval: float = 2.0,
-                 extensions: Sequence[WriterExtension] = (), reuse: bool = True,
-                 workers: int = 1,
-                 worker_steps: Callable[[], Sequence[Transform]] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        journal_dir: str | Path,
+        *,
+        transforms: Sequence[Transform] = (),
+        batch_max: int = 256,
+        linger: float = 0.0,
+        queue_max: int = 10_000,
+        retry_interval: float = 2.0,
+        extensions: Sequence[WriterExtension] = (),
+        reuse: bool = True,
+        workers: int = 1,
+        worker_steps: Callable[[], Sequence[Transform]] | None = None,
+    ) -> None:
         if workers > 1 and worker_steps is None:
-            raise ValueError("workers > 1 needs worker_steps: a picklable callable that builds "
-                             "the transforms in each worker process")
+            raise ValueError(
+                "workers > 1 needs worker_steps: a picklable callable that builds "
+                "the transforms in each worker process"
+            )
         self.engine = engine
         self.writer = Writer(engine, extensions)
         self.journal = Journal(journal_dir)
@@ -110,18 +121,20 @@ class Pipeline:
         self._drain_journal()
         if self.workers > 1:
             assert self.worker_steps is not None
-            self._shards = Shards(self.workers, self.worker_steps, reuse=self.reuse,
-                                  fallback=self._fallback)
+            self._shards = Shards(
+                self.workers, self.worker_steps, reuse=self.reuse, fallback=self._fallback
+            )
             self._shards.start()
-        self._thread = threading.Thread(target=self._run_journal, name="tracetap-journal",
-                                        daemon=True)
-        self._db_thread = threading.Thread(target=self._run_db, name="tracetap-writer",
-                                           daemon=True)
+        self._thread = threading.Thread(
+            target=self._run_journal, name="tracetap-journal", daemon=True
+        )
+        self._db_thread = threading.Thread(target=self._run_db, name="tracetap-writer", daemon=True)
         self._thread.start()
         self._db_thread.start()
         if self._shards is not None:
-            self._collect_thread = threading.Thread(target=self._run_collect,
-                                                    name="tracetap-collect", daemon=True)
+            self._collect_thread = threading.Thread(
+                target=self._run_collect, name="tracetap-collect", daemon=True
+            )
             self._collect_thread.start()
 
     def stop(self, timeout: float = 60.0) -> None:
@@ -307,8 +320,10 @@ class Pipeline:
         head = []
         if messages and is_prefix_ref(messages[0]):  # an earlier round's messages, journaled
             head, messages = messages[:1], messages[1:]
-        r["messages"] = head + [{BLOB_REF: h} if h in journaled else ref(obj, h)
-                                for obj, h in zip(messages, message_hashes)]
+        r["messages"] = head + [
+            {BLOB_REF: h} if h in journaled else ref(obj, h)
+            for obj, h in zip(messages, message_hashes)
+        ]
         if isinstance(r["system"], list):
             r["system"] = list(map(ref, r["system"], hashes["system"]))
         if r["tools"]:
@@ -321,8 +336,9 @@ class Pipeline:
             self.journal.append(records)
             return start, self.journal.end
 
-    def _drain_journal(self, batches: list[tuple[list[dict[str, Any]], tuple[int, int]]]
-                       | None = None) -> None:
+    def _drain_journal(
+        self, batches: list[tuple[list[dict[str, Any]], tuple[int, int]]] | None = None
+    ) -> None:
         """Write journaled records to the database; on failure keep them for a retry.
 
         `batches` are records the journal thread just appended, with their offsets: when they
@@ -336,8 +352,7 @@ class Pipeline:
             return
         started = time.perf_counter()
         try:
-            if batches and self.stats.db_healthy and \
-                    batches[0][1][0] == self.journal.committed:
+            if batches and self.stats.db_healthy and batches[0][1][0] == self.journal.committed:
                 self._store([rec for records, _ in batches for rec in records])
             else:
                 for chunk in self.journal.pending(upto=target):
@@ -376,4 +391,3 @@ class Pipeline:
                     self.stats.upstream_errors += 1
             else:
                 self.stats.side_recorded += 1
-

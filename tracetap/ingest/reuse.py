@@ -38,9 +38,9 @@ def _keys(objs: list[Any]) -> list[bytes | None]:
         return [_key(o) for o in objs]
 
 
-def _keys_reusing(objs: list[Any], lines: Sequence[_Lineage], name: str,
-                  first: list[bytes | None] | None = None
-                  ) -> tuple[list[bytes | None], tuple[_Lineage, int] | None]:
+def _keys_reusing(
+    objs: list[Any], lines: Sequence[_Lineage], name: str, first: list[bytes | None] | None = None
+) -> tuple[list[bytes | None], tuple[_Lineage, int] | None]:
     """(`_keys(objs)`, its origin): the serializations of a leading run of objects that a
     line already holds (shared by `Interner` or `parse_resent`) are taken from that line, the
     origin (line, run length); so are those of a run after a first object of its own (Claude
@@ -57,7 +57,7 @@ def _keys_reusing(objs: list[Any], lines: Sequence[_Lineage], name: str,
     for line in lines:
         n = _leading(list(map(operator.is_, objs[1:], line.objs[name][1:])))
         if n:
-            return head + line.keys[name][1:1 + n] + _keys(objs[1 + n:]), None
+            return head + line.keys[name][1 : 1 + n] + _keys(objs[1 + n :]), None
     return head + _keys(objs[1:]), None
 
 
@@ -76,8 +76,12 @@ def _leading(flags: list[bool]) -> int:
 class _Lineage(Line):
     __slots__ = ("size",)
 
-    def __init__(self, keys: dict[str, list[bytes | None]], objs: dict[str, list[Any]],
-                 origins: dict[str, tuple[Line, int]] | None = None) -> None:
+    def __init__(
+        self,
+        keys: dict[str, list[bytes | None]],
+        objs: dict[str, list[Any]],
+        origins: dict[str, tuple[Line, int]] | None = None,
+    ) -> None:
         super().__init__(keys, objs, origins)
         self.size = sum(sum(map(len, filter(None, ks))) for ks in keys.values())
 
@@ -115,16 +119,19 @@ class Interner:
     def __call__(self, rnd: Round, hint: Hashable | None = None) -> None:
         """Share this round's elements with its session's recent lines; `hint` (its session
         header, if any) finds them again for `lines_for`."""
-        cur = {"tools": rnd.tools if isinstance(rnd.tools, list) else [],
-               "system": rnd.system if isinstance(rnd.system, list) else [],
-               "messages": rnd.messages if isinstance(rnd.messages, list) else []}
+        cur = {
+            "tools": rnd.tools if isinstance(rnd.tools, list) else [],
+            "system": rnd.system if isinstance(rnd.system, list) else [],
+            "messages": rnd.messages if isinstance(rnd.messages, list) else [],
+        }
         head = None if rnd.agent_session_id else _keys(cur["messages"][:1])
         sid = (rnd.provider, rnd.agent_session_id or (head[0] if head else None))
         lines = self._sessions.get(sid, ())
         keys, origins = {}, {}
         for name, objs in cur.items():
-            keys[name], origin = _keys_reusing(objs, lines, name,
-                                               head if name == "messages" else None)
+            keys[name], origin = _keys_reusing(
+                objs, lines, name, head if name == "messages" else None
+            )
             if origin is not None:
                 origins[name] = origin
         msgs = keys["messages"]
@@ -144,12 +151,16 @@ class Interner:
         objs: dict[str, list[Any]] = {}
         for name, items in cur.items():
             if best is not None and best.keys[name]:
-                same = best_same if name == "messages" else \
-                    list(map(operator.eq, keys[name], best.keys[name]))
+                same = (
+                    best_same
+                    if name == "messages"
+                    else list(map(operator.eq, keys[name], best.keys[name]))
+                )
                 if None in keys[name]:  # unserializable: never shared
                     same = [s and k is not None for s, k in zip(same, keys[name])]
-                items = [p if s else o for o, p, s in zip(items, best.objs[name], same)] \
-                    + items[len(best.objs[name]):]
+                items = [p if s else o for o, p, s in zip(items, best.objs[name], same)] + items[
+                    len(best.objs[name]) :
+                ]
                 self.shared += same.count(True)
             self.seen += len(items)
             objs[name] = items
@@ -209,8 +220,9 @@ class Recent:
                 out[i] = prev_results[i]
         return out, tag, best_n
 
-    def keep(self, key: Hashable, objs: Sequence[Any], results: Sequence[Any],
-             tag: Any = None) -> None:
+    def keep(
+        self, key: Hashable, objs: Sequence[Any], results: Sequence[Any], tag: Any = None
+    ) -> None:
         """Remember this round's results (replacing the round it continued, if any)."""
         rounds = self._by.pop(key, None) or []
         objs, results = list(objs), list(results)
@@ -219,7 +231,7 @@ class Recent:
                 del rounds[j]  # this round continues that one: keep only the newer
                 break
         rounds.append((objs, results, tag))
-        del rounds[:-self.per_session]
+        del rounds[: -self.per_session]
         self._by[key] = rounds
         while len(self._by) > self.sessions:
             self._by.popitem(last=False)

@@ -47,8 +47,7 @@ def _denoised_blocks(system: Any) -> tuple[str, ...]:
     """The system prompt's blocks without their noise lines: block by block (the noise is a
     line, never across blocks), each the very string it was when it has none."""
     if isinstance(system, list):
-        return tuple(_denoise(b.get("text", "") if isinstance(b, dict) else str(b))
-                     for b in system)
+        return tuple(_denoise(b.get("text", "") if isinstance(b, dict) else str(b)) for b in system)
     return (_denoise(system_text(system)),)
 
 
@@ -96,8 +95,11 @@ def _texts(content: Any) -> list[str]:
     if isinstance(content, str):
         return [content]
     if isinstance(content, list):
-        return [p.get("text", "") for p in content if isinstance(p, dict)
-                and isinstance(p.get("text"), str)]
+        return [
+            p.get("text", "")
+            for p in content
+            if isinstance(p, dict) and isinstance(p.get("text"), str)
+        ]
     return []
 
 
@@ -112,15 +114,22 @@ def assign_identity(rnd: Round) -> None:
             lead.append(msg)
         system = canonical(lead).decode() if lead else ""
         rnd.system_key = digest(system.encode())
-    first = next((m for m in rnd.messages if not (isinstance(m, dict)
-                  and m.get("role") in ("system", "developer"))), None)
+    first = next(
+        (
+            m
+            for m in rnd.messages
+            if not (isinstance(m, dict) and m.get("role") in ("system", "developer"))
+        ),
+        None,
+    )
     rnd.thread_key = digest(canonical(first)) if first is not None else None
     cwd = cwd or _messages_cwd(rnd.messages)  # the system prompt's, without its noise lines
     if cwd and not rnd.project:
         rnd.project = PurePath(cwd.replace("\\", "/")).name or cwd
     if not rnd.agent_session_id:
-        rnd.agent_session_id = "prefix-" + digest(
-            f"{rnd.system_key}:{rnd.thread_key}".encode())[:20]
+        rnd.agent_session_id = (
+            "prefix-" + digest(f"{rnd.system_key}:{rnd.thread_key}".encode())[:20]
+        )
         rnd.session_source = "prefix"
 
 
@@ -129,8 +138,11 @@ def classify(rnd: Round, main_system_key: str | None) -> tuple[str, str | None]:
     if rnd.kind:
         return rnd.kind, main_system_key
     max_tokens = rnd.envelope.get("max_tokens") or rnd.envelope.get("max_output_tokens")
-    if not rnd.tools or (isinstance(max_tokens, int) and max_tokens <= 1) \
-            or rnd.envelope.get("generate") is False:  # quota probes, titles, cache prewarms
+    if (
+        not rnd.tools
+        or (isinstance(max_tokens, int) and max_tokens <= 1)
+        or rnd.envelope.get("generate") is False
+    ):  # quota probes, titles, cache prewarms
         return SIDE, main_system_key
     last = _last_user_text(rnd.messages).lower()
     if any(marker in last for marker in _COMPACTION_MARKERS):

@@ -58,8 +58,9 @@ class SessionRouter:
             got = self._of.get(session)
             if got is None:
                 load = self._load
-                i = min((k for k in range(self.n) if k not in avoid), key=load.__getitem__,
-                        default=0)
+                i = min(
+                    (k for k in range(self.n) if k not in avoid), key=load.__getitem__, default=0
+                )
                 self._of[session] = i
                 if len(self._of) > self._remember:
                     self._of.popitem(last=False)
@@ -135,8 +136,12 @@ class BodyDeltas:
         if base + tail < self.MIN:
             return item
         self.spared += base + tail
-        return _Delta(base, len(prev), dataclasses.replace(
-            item, request_body=body[base:len(body) - tail]), tail)
+        return _Delta(
+            base,
+            len(prev),
+            dataclasses.replace(item, request_body=body[base : len(body) - tail]),
+            tail,
+        )
 
     def decode(self, item: Any) -> Any:
         """The exchange as it was sent; ValueError when its base body is not here (then the
@@ -150,7 +155,8 @@ class BodyDeltas:
                 raise ValueError("the body this request continues is not known here")
             with memoryview(prev) as view:  # one copy, not one per slice
                 exchange.request_body = b"".join(
-                    (view[:item.base], exchange.request_body, view[len(prev) - item.tail:]))
+                    (view[: item.base], exchange.request_body, view[len(prev) - item.tail :])
+                )
         if key is not None:
             self._swap(key, exchange.request_body)
         return exchange
@@ -166,8 +172,9 @@ def defer_global(transforms: Sequence[Transform]) -> list[Transform]:
     return list(transforms)
 
 
-def _worker(steps: Callable[[], Sequence[Transform]], reuse: bool, inbox: Any, outbox: Any,
-            parent: int) -> None:
+def _worker(
+    steps: Callable[[], Sequence[Transform]], reuse: bool, inbox: Any, outbox: Any, parent: int
+) -> None:
     """Normalize what arrives in `inbox` ((batch, [(seq, item)])) until None; answer in
     `outbox`."""
     keep_freed_memory()
@@ -200,11 +207,22 @@ def _worker(steps: Callable[[], Sequence[Transform]], reuse: bool, inbox: Any, o
         out = [x if isinstance(x, Exception) else next(records) for x in decoded]
         for i, rec in enumerate(out):
             if isinstance(rec, Exception):  # the pipeline's process normalizes it again
-                log.error("normalizing %s failed", getattr(_unwrapped(part[i][1]), "uid", "?"),
-                          exc_info=rec)
+                log.error(
+                    "normalizing %s failed",
+                    getattr(_unwrapped(part[i][1]), "uid", "?"),
+                    exc_info=rec,
+                )
                 out[i] = {"t": "failed", "error": f"{type(rec).__name__}: {rec}"}
-        outbox.put(("done", (batch, [(seq, rec) for (seq, _), rec in zip(part, out)],
-                             normalizer.adapter_errors - errors)))
+        outbox.put(
+            (
+                "done",
+                (
+                    batch,
+                    [(seq, rec) for (seq, _), rec in zip(part, out)],
+                    normalizer.adapter_errors - errors,
+                ),
+            )
+        )
 
 
 class Shards:
@@ -213,9 +231,14 @@ class Shards:
     niceness). `send` hands a batch out, `receive` waits for it; exchanges of a worker that died
     are normalized by `fallback` instead."""
 
-    def __init__(self, workers: int, steps: Callable[[], Sequence[Transform]], *,
-                 reuse: bool = True,
-                 fallback: Callable[[Any], dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        workers: int,
+        steps: Callable[[], Sequence[Transform]],
+        *,
+        reuse: bool = True,
+        fallback: Callable[[Any], dict[str, Any]] | None = None,
+    ) -> None:
         if workers < 2:
             raise ValueError("Shards needs at least two workers")
         ctx = mp.get_context("spawn")
@@ -223,10 +246,15 @@ class Shards:
         self.fallback = fallback
         self._outbox = ctx.Queue()
         self._inboxes = [ctx.Queue() for _ in range(workers)]
-        self._procs = [ctx.Process(target=_worker, args=(steps, reuse, box, self._outbox,
-                                                       os.getpid()),
-                                   name=f"tracetap-normalize-{i}", daemon=True)
-                       for i, box in enumerate(self._inboxes)]
+        self._procs = [
+            ctx.Process(
+                target=_worker,
+                args=(steps, reuse, box, self._outbox, os.getpid()),
+                name=f"tracetap-normalize-{i}",
+                daemon=True,
+            )
+            for i, box in enumerate(self._inboxes)
+        ]
         self._dead: set[int] = set()
         self._deltas = [BodyDeltas() for _ in range(workers)]  # what each worker was sent
         self._route = SessionRouter(workers)
@@ -267,8 +295,9 @@ class Shards:
                     self._locally(part, out)
                 else:
                     deltas = self._deltas[i]
-                    self._inboxes[i].put((self._batch, [(seq, deltas.encode(item))
-                                                        for seq, item in part]))
+                    self._inboxes[i].put(
+                        (self._batch, [(seq, deltas.encode(item)) for seq, item in part])
+                    )
                     waiting[i] = part
             self._pending[self._batch] = (list(items), out, waiting)
             self._sent_at[self._batch] = time.monotonic()
@@ -288,16 +317,22 @@ class Shards:
                 with self._state:
                     if time.monotonic() - self._sent_at[batch] > STUCK_AFTER:
                         for i in waiting:
-                            log.error("ingest worker %d gave no answer for %.0f s; stopping it",
-                                      i, STUCK_AFTER)
+                            log.error(
+                                "ingest worker %d gave no answer for %.0f s; stopping it",
+                                i,
+                                STUCK_AFTER,
+                            )
                             self._procs[i].kill()
                             self._procs[i].join(10)
                     self._give_up_on_dead()
                 continue
             with self._state:
                 entry = self._pending.get(number)
-                shard = next((i for i, part in entry[2].items() if part[0][0] == done[0][0]),
-                             None) if entry and done else None
+                shard = (
+                    next((i for i, part in entry[2].items() if part[0][0] == done[0][0]), None)
+                    if entry and done
+                    else None
+                )
                 if shard is None:  # from a worker given up on earlier
                     continue
                 del entry[2][shard]

@@ -29,14 +29,20 @@ class Line:
 
     __slots__ = ("_joined", "_origins", "keys", "objs")
 
-    def __init__(self, keys: Mapping[str, Sequence[bytes | None]],
-                 objs: Mapping[str, Sequence[Any]],
-                 origins: Mapping[str, tuple[Line, int]] | None = None) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, Sequence[bytes | None]],
+        objs: Mapping[str, Sequence[Any]],
+        origins: Mapping[str, tuple[Line, int]] | None = None,
+    ) -> None:
         self.keys = keys
         self.objs = objs
         # only what that line has joined already: no line keeps an earlier one alive
-        self._origins = {part: (line._joined[part], n) for part, (line, n)
-                         in (origins or {}).items() if part in line._joined}
+        self._origins = {
+            part: (line._joined[part], n)
+            for part, (line, n) in (origins or {}).items()
+            if part in line._joined
+        }
         self._joined: dict[str, tuple[bytearray, int, list[int]]] = {}
 
     def joined(self, part: str) -> tuple[bytearray, int, list[int]]:
@@ -56,7 +62,7 @@ class Line:
             (buf, size, ends), shared = origin
             # this line starts with all of that line's run, and no other line grew its buffer
             if 0 < len(ends) <= min(shared, n) and size == len(buf):
-                new = keys[len(ends):n]
+                new = keys[len(ends) : n]
                 pos, grown = size, list(ends)
                 for k in new:
                     pos += 1 + len(k)  # type: ignore[arg-type]
@@ -70,12 +76,20 @@ class Line:
                     return buf, pos, grown
         run = keys[:n]
         buf = bytearray(b",").join(run)  # type: ignore[arg-type]
-        return buf, len(buf), list(map(operator.add, accumulate(map(len, run)),  # type: ignore[arg-type]
-                                       range(len(run))))
+        return (
+            buf,
+            len(buf),
+            list(
+                map(
+                    operator.add,
+                    accumulate(map(len, run)),  # type: ignore[arg-type]
+                    range(len(run)),
+                )
+            ),
+        )
 
 
-def parse_resent(body: bytes, parts: Mapping[str, str], lines: Sequence[Line]
-                 ) -> tuple[Any, int]:
+def parse_resent(body: bytes, parts: Mapping[str, str], lines: Sequence[Line]) -> tuple[Any, int]:
     """(a value equal to `loads(body)`, the bytes not parsed): the leading elements of each
     array field in `parts` (body field -> part name) that one of `lines` had, serialized
     exactly as there (orjson's compact form, as JavaScript's JSON.stringify and httpx write
@@ -110,8 +124,7 @@ def parse_resent(body: bytes, parts: Mapping[str, str], lines: Sequence[Line]
     if doc.count(_NONCE) != len(cuts):  # the body itself has the marker: never guess
         return loads(body), 0
     value = loads(doc)
-    markers = {(_NONCE + b"%d" % i).decode(): (objs, at)
-               for i, (_, _, objs, at) in enumerate(cuts)}
+    markers = {(_NONCE + b"%d" % i).decode(): (objs, at) for i, (_, _, objs, at) in enumerate(cuts)}
     if value is None or _splice(value, markers, 3) != len(cuts):
         return loads(body), 0
     return value, skipped
@@ -121,11 +134,12 @@ def _spaced(body: bytes) -> bool:
     """True when the body's first member has a space after its colon (Python's json.dumps,
     pretty-printing): such a writer spaces its elements too, so none is worth looking for."""
     colon = body.find(b'":', 0, 256)
-    return colon >= 0 and body[colon + 2:colon + 3] in (b" ", b"\n", b"\t", b"\r")
+    return colon >= 0 and body[colon + 2 : colon + 3] in (b" ", b"\n", b"\t", b"\r")
 
 
-def _cut(body: bytes, needle: bytes, part: str, lines: Sequence[Line],
-         free: list[tuple[int, int]]) -> tuple[int, int, list[Any], int] | None:
+def _cut(
+    body: bytes, needle: bytes, part: str, lines: Sequence[Line], free: list[tuple[int, int]]
+) -> tuple[int, int, list[Any], int] | None:
     """The longest run of a line's leading `part` elements right after an occurrence of
     `needle` in a free region (the first few occurrences are tried), or of the elements after
     its first when the body's first differs (Claude Code's billing line in `system`), as
@@ -147,9 +161,9 @@ def _cut(body: bytes, needle: bytes, part: str, lines: Sequence[Line],
                     if begin >= 0:
                         end, n = _leading(body, begin, hi, *joined, skip=1)
                         if end - begin > best[1] - best[0]:
-                            best = (begin, end, list(line.objs[part][1:1 + n]), 1)
+                            best = (begin, end, list(line.objs[part][1 : 1 + n]), 1)
             if best[2]:
-                free[r:r + 1] = [(lo, best[0]), (best[1], hi)]
+                free[r : r + 1] = [(lo, best[0]), (best[1], hi)]
                 return best
             at = body.find(needle, start, hi)  # perhaps a nested field of that name
     return None
@@ -185,25 +199,26 @@ def common_suffix(a: bytes, b: bytes, n: int, hint: int = 0) -> int:
     with memoryview(b) as view:
         same, differs = 0, n  # a ends with b's last `same` bytes, not with its last `differs`
         if 0 < hint < n:
-            if not a.endswith(view[end_b - hint:]):
+            if not a.endswith(view[end_b - hint :]):
                 differs = hint
             elif a[end_a - hint - 1] != b[end_b - hint - 1]:
                 return hint
             else:
                 same = hint + 1
-        if differs == n and a.startswith(view[end_b - n:end_b - same], end_a - n):
+        if differs == n and a.startswith(view[end_b - n : end_b - same], end_a - n):
             return n
         while differs - same > 1:
             mid = (same + differs) // 2
-            if a.startswith(view[end_b - mid:end_b - same], end_a - mid):
+            if a.startswith(view[end_b - mid : end_b - same], end_a - mid):
                 same = mid
             else:
                 differs = mid
         return same
 
 
-def _leading(body: bytes, start: int, stop: int, joined: bytearray, size: int,
-             ends: list[int], skip: int = 0) -> tuple[int, int]:
+def _leading(
+    body: bytes, start: int, stop: int, joined: bytearray, size: int, ends: list[int], skip: int = 0
+) -> tuple[int, int]:
     """(end offset, count) of the longest run of the elements in `joined[:size]` (ending at
     `ends`), from element `skip` on, that `body` holds at `start` as complete array elements
     (each followed by "," or "]") before `stop`, its end before that "," or "]". The common
@@ -211,21 +226,22 @@ def _leading(body: bytes, start: int, stop: int, joined: bytearray, size: int,
     if len(ends) <= skip:
         return start, 0
     base = ends[skip - 1] + 1 if skip else 0  # where element `skip` starts in joined
-    if not body.startswith(joined[base:ends[skip]], start, stop):
+    if not body.startswith(joined[base : ends[skip]], start, stop):
         return start, 0  # not even the first element (Claude Code's billing line in system)
     with memoryview(joined) as view, view[base:size] as rest:  # released: joined may grow
         same = common_prefix(body, start, rest, min(size - base, stop - start))
     n = bisect_right(ends, base + same)
     while n > skip:  # the last element must end where the body's does (not 1 of 12, say)
         end = start + ends[n - 1] - base
-        if end < stop and body[end:end + 1] in (b",", b"]"):
+        if end < stop and body[end : end + 1] in (b",", b"]"):
             return end, n - skip
         n -= 1
     return start, 0
 
 
-def _second(body: bytes, start: int, stop: int, joined: bytearray, size: int,
-            ends: list[int]) -> int:
+def _second(
+    body: bytes, start: int, stop: int, joined: bytearray, size: int, ends: list[int]
+) -> int:
     """Where the body's array, begun at `start` with a first element other than the one in
     `joined`, may go on with the second element there: right after the first "," followed by
     that element's first bytes within reach of `start` (-1: none). A guess; `parse_resent`'s
@@ -233,7 +249,7 @@ def _second(body: bytes, start: int, stop: int, joined: bytearray, size: int,
     if len(ends) < 2:
         return -1
     first = ends[0] + 1
-    probe = b"," + joined[first:min(ends[1], first + 64)]
+    probe = b"," + joined[first : min(ends[1], first + 64)]
     at = body.find(probe, start, min(stop, start + 4096 + 2 * first))
     return at + 1 if at >= 0 else -1
 
@@ -249,7 +265,7 @@ def _splice(value: Any, markers: dict[str, tuple[list[Any], int]], depth: int) -
                 for at in (0, 1):
                     m = v[at] if len(v) > at else None
                     if isinstance(m, str) and m in markers and markers[m][1] == at:
-                        v[at:at + 1] = markers.pop(m)[0]
+                        v[at : at + 1] = markers.pop(m)[0]
                         done += 1
                         break
             elif depth > 1 and isinstance(v, dict):

@@ -83,9 +83,15 @@ def _child(cfg: WorkerConfig, inbox: Any, outbox: Any, parent: int) -> None:
         steps = None
         if cfg.workers > 1:
             steps = functools.partial(default_steps, cfg.content, cfg.key_file, cfg.tokenizer)
-        pipeline = Pipeline(engine, cfg.journal_dir, transforms=transforms,
-                            extensions=extensions, retry_interval=cfg.retry_interval,
-                            workers=cfg.workers, worker_steps=steps)
+        pipeline = Pipeline(
+            engine,
+            cfg.journal_dir,
+            transforms=transforms,
+            extensions=extensions,
+            retry_interval=cfg.retry_interval,
+            workers=cfg.workers,
+            worker_steps=steps,
+        )
         pipeline.start()
     except Exception as exc:
         outbox.put(("error", f"{type(exc).__name__}: {exc}"))
@@ -95,8 +101,11 @@ def _child(cfg: WorkerConfig, inbox: Any, outbox: Any, parent: int) -> None:
 
     def report(final: bool = False) -> None:
         snap = asdict(pipeline.stats)
-        snap.update(queue_depth=pipeline.queue_depth,
-                    backlog_bytes=pipeline.journal.backlog_bytes, alive=pipeline.alive)
+        snap.update(
+            queue_depth=pipeline.queue_depth,
+            backlog_bytes=pipeline.journal.backlog_bytes,
+            alive=pipeline.alive,
+        )
         outbox.put(("final" if final else "stats", snap))
 
     last = 0.0
@@ -127,9 +136,12 @@ class PipelineProcess:
         ctx = mp.get_context("spawn")
         self._inbox = ctx.Queue(maxsize=queue_max)
         self._outbox = ctx.Queue()
-        self._proc = ctx.Process(target=_child, args=(cfg, self._inbox, self._outbox,
-                                                      os.getpid()),
-                                 name="tracetap-ingest", daemon=False)
+        self._proc = ctx.Process(
+            target=_child,
+            args=(cfg, self._inbox, self._outbox, os.getpid()),
+            name="tracetap-ingest",
+            daemon=False,
+        )
         self.stats = PipelineStats()
         self._snapshot: dict[str, Any] = {}
         self._reader: threading.Thread | None = None
@@ -147,8 +159,7 @@ class PipelineProcess:
         if kind == "error":
             self._proc.join(10)
             raise RuntimeError(detail)
-        self._reader = threading.Thread(target=self._read_stats, name="tracetap-stats",
-                                        daemon=True)
+        self._reader = threading.Thread(target=self._read_stats, name="tracetap-stats", daemon=True)
         self._reader.start()
 
     def _read_stats(self) -> None:
@@ -162,8 +173,9 @@ class PipelineProcess:
             except (EOFError, OSError):
                 return
             self._snapshot = snap
-            self.stats = PipelineStats(**{k: v for k, v in snap.items()
-                                          if k in PipelineStats.__dataclass_fields__})
+            self.stats = PipelineStats(
+                **{k: v for k, v in snap.items() if k in PipelineStats.__dataclass_fields__}
+            )
             if kind == "final":
                 self._final.set()
                 return

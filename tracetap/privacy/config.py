@@ -37,4 +37,3 @@ def build_transforms(
         extensions.append(TokenStore())
     transforms.append(ContentPolicy(content, key))
     return transforms, extensions
-

@@ -97,8 +97,11 @@ _EXTRA_RULES = [
         regex.compile(r"\b(sk-ant-(?:api\d\d|oat\d\d|admin\d\d|sid\d\d)-[A-Za-z0-9_\-]{20,})"),
         ("sk-ant-",),
     ),
-    Rule("openai-key", regex.compile(r"\b(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{32,})"),
-         ("sk-",)),
+    Rule(
+        "openai-key",
+        regex.compile(r"\b(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{32,})"),
+        ("sk-",),
+    ),
     Rule(
         "connection-string-password",
         regex.compile(

@@ -72,8 +72,11 @@ class KeywordSet:
         self.keywords = sorted(set(keywords))
         self._empty = {k for k in self.keywords if not k}  # in every text
         words = [k for k in self.keywords if k]
-        self._automaton = ahocorasick_rs.AhoCorasick(
-            words, implementation=ahocorasick_rs.Implementation.DFA) if words else None
+        self._automaton = (
+            ahocorasick_rs.AhoCorasick(words, implementation=ahocorasick_rs.Implementation.DFA)
+            if words
+            else None
+        )
 
     def present(self, text: str) -> set[str]:
         if self._automaton is None:

@@ -175,8 +175,9 @@ class ContentPolicy:
         self.scrubber = scrubber or (Scrubber(key) if policy == "redacted" else None)
         # Each session's last rounds: a re-sent element (the same object, see ingest.reuse) takes
         # its earlier output instead of a walk over all its text. False: walk everything.
-        self._recent = {part: Recent() for part in ("system", "tools", "messages")} \
-            if reuse else None
+        self._recent = (
+            {part: Recent() for part in ("system", "tools", "messages")} if reuse else None
+        )
         # a session sends the same metadata.user_id every round; its pseudonyms are keyed hashes
         self._user_id = functools.lru_cache(maxsize=1024)(self._pseudonymize_user_id)
 

@@ -20,32 +20,51 @@ class _PipelineCollector:
 
     def collect(self):  # type: ignore[no-untyped-def]
         st = self.pipeline.stats
-        rounds = CounterMetricFamily("tracetap_rounds_recorded", "Rounds written to the store",
-                                     labels=["kind"])
+        rounds = CounterMetricFamily(
+            "tracetap_rounds_recorded", "Rounds written to the store", labels=["kind"]
+        )
         for kind, n in sorted(st.by_kind.items()):
             rounds.add_metric([kind], n)
         yield rounds
-        yield CounterMetricFamily("tracetap_side_requests_recorded",
-                                  "count_tokens and unrecognized exchanges written",
-                                  value=st.side_recorded)
-        yield CounterMetricFamily("tracetap_upstream_errors",
-                                  "Rounds that ended in an upstream or connection error",
-                                  value=st.upstream_errors)
-        yield CounterMetricFamily("tracetap_adapter_errors",
-                                  "Exchanges an adapter could not parse (kept as side records)",
-                                  value=st.adapter_errors)
-        yield GaugeMetricFamily("tracetap_queue_depth", "Exchanges waiting for the writer",
-                                value=self.pipeline.queue_depth)
-        yield GaugeMetricFamily("tracetap_journal_backlog_bytes",
-                                "Journaled bytes not yet in the database",
-                                value=self.pipeline.backlog_bytes)
-        yield GaugeMetricFamily("tracetap_db_healthy", "1 when the last database write worked",
-                                value=1 if st.db_healthy else 0)
-        yield CounterMetricFamily("tracetap_write_seconds", "Time spent in database writes",
-                                  value=st.write_seconds_total)
+        yield CounterMetricFamily(
+            "tracetap_side_requests_recorded",
+            "count_tokens and unrecognized exchanges written",
+            value=st.side_recorded,
+        )
+        yield CounterMetricFamily(
+            "tracetap_upstream_errors",
+            "Rounds that ended in an upstream or connection error",
+            value=st.upstream_errors,
+        )
+        yield CounterMetricFamily(
+            "tracetap_adapter_errors",
+            "Exchanges an adapter could not parse (kept as side records)",
+            value=st.adapter_errors,
+        )
+        yield GaugeMetricFamily(
+            "tracetap_queue_depth",
+            "Exchanges waiting for the writer",
+            value=self.pipeline.queue_depth,
+        )
+        yield GaugeMetricFamily(
+            "tracetap_journal_backlog_bytes",
+            "Journaled bytes not yet in the database",
+            value=self.pipeline.backlog_bytes,
+        )
+        yield GaugeMetricFamily(
+            "tracetap_db_healthy",
+            "1 when the last database write worked",
+            value=1 if st.db_healthy else 0,
+        )
+        yield CounterMetricFamily(
+            "tracetap_write_seconds", "Time spent in database writes", value=st.write_seconds_total
+        )
         yield CounterMetricFamily("tracetap_writes", "Database write batches", value=st.writes)
-        yield GaugeMetricFamily("tracetap_last_write_seconds", "Latency of the last batch write",
-                                value=st.last_write_seconds)
+        yield GaugeMetricFamily(
+            "tracetap_last_write_seconds",
+            "Latency of the last batch write",
+            value=st.last_write_seconds,
+        )
 
 
 async def start_admin(host: str, port: int, pipeline: Any) -> web.AppRunner:
@@ -58,15 +77,20 @@ async def start_admin(host: str, port: int, pipeline: Any) -> web.AppRunner:
         st = pipeline.stats
         alive = pipeline.alive
         status = "dead" if not alive else ("ok" if st.db_healthy else "degraded")
-        body = {"status": status, "writer_alive": alive, "db_healthy": st.db_healthy,
-                "queue_depth": pipeline.queue_depth,
-                "journal_backlog_bytes": pipeline.backlog_bytes,
-                "last_db_error": st.last_db_error}
+        body = {
+            "status": status,
+            "writer_alive": alive,
+            "db_healthy": st.db_healthy,
+            "queue_depth": pipeline.queue_depth,
+            "journal_backlog_bytes": pipeline.backlog_bytes,
+            "last_db_error": st.last_db_error,
+        }
         return web.json_response(body, status=200 if alive else 503)
 
     async def metrics(_request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry),
-                            content_type="text/plain", charset="utf-8")
+        return web.Response(
+            body=generate_latest(registry), content_type="text/plain", charset="utf-8"
+        )
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

@@ -78,8 +78,9 @@ class _StreamTap:
         return chunk
 
 
-def _exchange(flow: http.HTTPFlow, api: str, transport: str,
-              body: _BodyCopy | None = None) -> Exchange:
+def _exchange(
+    flow: http.HTTPFlow, api: str, transport: str, body: _BodyCopy | None = None
+) -> Exchange:
     """The request side of an exchange; the body stays encoded (decoded off the hot path)."""
     req = flow.request
     if body is not None:
@@ -87,10 +88,17 @@ def _exchange(flow: http.HTTPFlow, api: str, transport: str,
     else:
         raw, truncated = req.raw_content or b"", False
     return Exchange(
-        uid=str(uuid.uuid4()), api=api, transport=transport, method=req.method,
-        scheme=req.scheme, host=req.pretty_host, path=req.path,
-        request_headers=list(req.headers.items(multi=True)), request_body=raw,
-        request_at=req.timestamp_start, request_encoding=req.headers.get("content-encoding"),
+        uid=str(uuid.uuid4()),
+        api=api,
+        transport=transport,
+        method=req.method,
+        scheme=req.scheme,
+        host=req.pretty_host,
+        path=req.path,
+        request_headers=list(req.headers.items(multi=True)),
+        request_body=raw,
+        request_at=req.timestamp_start,
+        request_encoding=req.headers.get("content-encoding"),
         truncated=truncated,
     )
 
@@ -122,14 +130,26 @@ class Capture:
 
     # -- options --------------------------------------------------------------------------
     def load(self, loader: Any) -> None:
-        loader.add_option("tracetap_db", str, "",
-                          "SQLAlchemy URL of the tracetap store (default: TRACETAP_DB or the "
-                          "SQLite file in the user data dir).")
-        loader.add_option("tracetap_journal_dir", str, "",
-                          "Directory of the write-ahead journal (default: next to the store).")
-        loader.add_option("tracetap_max_body", int, DEFAULT_MAX_BODY,
-                          "Bytes of one response retained for parsing; beyond it the round is "
-                          "marked truncated (the client still gets every byte).")
+        loader.add_option(
+            "tracetap_db",
+            str,
+            "",
+            "SQLAlchemy URL of the tracetap store (default: TRACETAP_DB or the "
+            "SQLite file in the user data dir).",
+        )
+        loader.add_option(
+            "tracetap_journal_dir",
+            str,
+            "",
+            "Directory of the write-ahead journal (default: next to the store).",
+        )
+        loader.add_option(
+            "tracetap_max_body",
+            int,
+            DEFAULT_MAX_BODY,
+            "Bytes of one response retained for parsing; beyond it the round is "
+            "marked truncated (the client still gets every byte).",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "tracetap_max_body" in updated and ctx.options.tracetap_max_body < 1024:
@@ -142,8 +162,9 @@ class Capture:
 
             keep_freed_memory()
 
-            self.pipeline = build_pipeline(ctx.options.tracetap_db or None,
-                                           ctx.options.tracetap_journal_dir or None)
+            self.pipeline = build_pipeline(
+                ctx.options.tracetap_db or None, ctx.options.tracetap_journal_dir or None
+            )
             self.pipeline.start()
             self._own_pipeline = True
 
@@ -215,14 +236,20 @@ class Capture:
 
     def _submit_unrecognized(self, flow: http.HTTPFlow) -> None:
         assert flow.response is not None
-        self._submit({
-            "uid": str(uuid.uuid4()), "kind": "unrecognized", "method": flow.request.method,
-            "host": flow.request.pretty_host,
-            "path": flow.request.path.split("?", 1)[0][:2000],  # a query may hold a key
-            "status": flow.response.status_code, "request_at": flow.request.timestamp_start,
-            "end_at": flow.response.timestamp_end,
-            "request_bytes": len(flow.request.raw_content or b""), "response_bytes": 0,
-        })
+        self._submit(
+            {
+                "uid": str(uuid.uuid4()),
+                "kind": "unrecognized",
+                "method": flow.request.method,
+                "host": flow.request.pretty_host,
+                "path": flow.request.path.split("?", 1)[0][:2000],  # a query may hold a key
+                "status": flow.response.status_code,
+                "request_at": flow.request.timestamp_start,
+                "end_at": flow.response.timestamp_end,
+                "request_bytes": len(flow.request.raw_content or b""),
+                "response_bytes": 0,
+            }
+        )
 
     # -- WebSocket (OpenAI Responses over WS) -----------------------------------------------
     def websocket_start(self, flow: http.HTTPFlow) -> None:
@@ -280,7 +307,7 @@ def _ws_event_type(text: str) -> str:
         except ValueError:
             return "message"
         return str(data.get("type") or "message") if isinstance(data, dict) else "message"
-    rest = head[i + len(marker):].lstrip()
+    rest = head[i + len(marker) :].lstrip()
     if rest.startswith('"'):
         end = rest.find('"', 1)
         if end > 0:

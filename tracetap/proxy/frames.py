@@ -49,8 +49,7 @@ def frame_exchange(ex: Exchange, max_body: int | None = None) -> None:
             if chunk:
                 data = decoder.decompress(chunk) if decoder is not None else chunk
             else:  # end of the stream
-                data = decoder.flush() if decoder is not None and hasattr(decoder, "flush") \
-                    else b""
+                data = decoder.flush() if decoder is not None and hasattr(decoder, "flush") else b""
         except Exception:  # corrupt compressed stream: keep what decoded before it
             ex.error = ex.error or "undecodable response content-encoding"
             if parser is None:

@@ -23,7 +23,8 @@ def parse_rules(rules: list[str]) -> dict[tuple[str, int], tuple[str, int]]:
             out[(shost.lower(), int(sport))] = (dhost, int(dport))
         except ValueError:
             raise exceptions.OptionsError(
-                f"bad resolve rule {rule!r}: expected host:port=address:port") from None
+                f"bad resolve rule {rule!r}: expected host:port=address:port"
+            ) from None
     return out
 
 
@@ -32,9 +33,12 @@ class Resolve:
         self.rules: dict[tuple[str, int], tuple[str, int]] = {}
 
     def load(self, loader: Any) -> None:
-        loader.add_option("tracetap_resolve", Sequence[str], [],
-                          "Send connections for host:port to address:port instead "
-                          "(host:port=address:port).")
+        loader.add_option(
+            "tracetap_resolve",
+            Sequence[str],
+            [],
+            "Send connections for host:port to address:port instead (host:port=address:port).",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "tracetap_resolve" in updated:

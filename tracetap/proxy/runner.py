@@ -22,13 +22,20 @@ from mitmproxy.tools.dump import DumpMaster
 
 from tracetap.allocator import keep_freed_memory
 from tracetap.ingest.pipeline import Pipeline, Transform
-from tracetap.storage.writer import WriterExtension
 from tracetap.proxy.capture import Capture
 from tracetap.proxy.resolve import Resolve
 from tracetap.storage.db import default_url, ensure_schema, make_engine
+from tracetap.storage.writer import WriterExtension
 
-__all__ = ["API_HOSTS", "ProxyConfig", "build_pipeline", "default_journal_dir", "default_steps",
-           "default_transforms", "run_proxy"]
+__all__ = [
+    "API_HOSTS",
+    "ProxyConfig",
+    "build_pipeline",
+    "default_journal_dir",
+    "default_steps",
+    "default_transforms",
+    "run_proxy",
+]
 
 log = logging.getLogger("tracetap.proxy")
 
@@ -71,9 +78,9 @@ def default_journal_dir(db_url: str) -> Path:
     return Path(user_data_dir("tracetap")) / "journal" / digest(db_url.encode())[:12]
 
 
-def default_transforms(content: str = "redacted", key_file: str | None = None,
-                       tokenizer: str = "default"
-                       ) -> tuple[list[Transform], list[WriterExtension]]:
+def default_transforms(
+    content: str = "redacted", key_file: str | None = None, tokenizer: str = "default"
+) -> tuple[list[Transform], list[WriterExtension]]:
     """The ingest steps `tracetap proxy` runs: tokenizer enricher, then the content policy."""
     from tracetap.privacy.config import build_transforms
 
@@ -82,15 +89,19 @@ def default_transforms(content: str = "redacted", key_file: str | None = None,
     return build_transforms(content, key_file, tokenizer)
 
 
-def default_steps(content: str = "redacted", key_file: str | None = None,
-                  tokenizer: str = "default") -> list[Transform]:
+def default_steps(
+    content: str = "redacted", key_file: str | None = None, tokenizer: str = "default"
+) -> list[Transform]:
     """The transforms of `default_transforms`: what each ingest worker process builds."""
     return default_transforms(content, key_file, tokenizer)[0]
 
 
-def build_pipeline(db_url: str | None, journal_dir: str | None,
-                   transforms: list[Transform] | None = None,
-                   extensions: list[WriterExtension] | None = None) -> Pipeline:
+def build_pipeline(
+    db_url: str | None,
+    journal_dir: str | None,
+    transforms: list[Transform] | None = None,
+    extensions: list[WriterExtension] | None = None,
+) -> Pipeline:
     """The pipeline for a database; without explicit steps, the default policy's steps."""
     url = db_url or default_url()
     engine = make_engine(url)
@@ -98,8 +109,12 @@ def build_pipeline(db_url: str | None, journal_dir: str | None,
     if transforms is None:
         transforms, default_ext = default_transforms()
         extensions = default_ext if extensions is None else extensions
-    return Pipeline(engine, journal_dir or default_journal_dir(url),
-                    transforms=transforms, extensions=extensions or [])
+    return Pipeline(
+        engine,
+        journal_dir or default_journal_dir(url),
+        transforms=transforms,
+        extensions=extensions or [],
+    )
 
 
 def _pipeline(cfg: ProxyConfig) -> Any:
@@ -110,12 +125,17 @@ def _pipeline(cfg: ProxyConfig) -> Any:
         ensure_schema(make_engine(url))  # clear errors here, before the child starts
         from tracetap.ingest.worker import PipelineProcess, WorkerConfig
 
-        return PipelineProcess(WorkerConfig(
-            db_url=url, journal_dir=str(cfg.journal_dir or default_journal_dir(url)),
-            content=cfg.content, key_file=cfg.key_file, tokenizer=cfg.tokenizer,
-            workers=cfg.ingest_workers))
-    return build_pipeline(cfg.db_url, cfg.journal_dir, cfg.transforms or [],
-                          cfg.extensions or [])
+        return PipelineProcess(
+            WorkerConfig(
+                db_url=url,
+                journal_dir=str(cfg.journal_dir or default_journal_dir(url)),
+                content=cfg.content,
+                key_file=cfg.key_file,
+                tokenizer=cfg.tokenizer,
+                workers=cfg.ingest_workers,
+            )
+        )
+    return build_pipeline(cfg.db_url, cfg.journal_dir, cfg.transforms or [], cfg.extensions or [])
 
 
 def _host_pattern(url: str) -> str:

@@ -50,7 +50,7 @@ class SSEParser:
                 # the complete lines at once: no LF is inside a UTF-8 sequence, so decoding
                 # them together replaces what decoding each would
                 lines = buf[:last].decode("utf-8", "replace").split("\n")
-                del buf[:last + 1]
+                del buf[: last + 1]
                 self._lines(lines, out)
             return out
         start = 0
@@ -89,8 +89,9 @@ class SSEParser:
         self._lines([raw.decode("utf-8", "replace")], out)
 
 
-def _dispatch(lines: list[str], event: str | None, data: list[str]
-              ) -> tuple[list[tuple[int, str, str]], str | None, list[str]]:
+def _dispatch(
+    lines: list[str], event: str | None, data: list[str]
+) -> tuple[list[tuple[int, str, str]], str | None, list[str]]:
     """The events `lines` complete by the SSE rules, each as (the index of the blank line that
     completes it, its name, its data), and the event still open after them (its name and data
     lines so far, given as `event` and `data` for the lines before). One loop for a chunk's or a
@@ -133,12 +134,15 @@ def frame_whole(chunks: Sequence[tuple[float, bytes]]) -> list[tuple[float, str,
     ends = list(accumulate(map(len, parts)))  # where each chunk ends in `raw`
     last = len(lines) - 1  # the line after the last LF: the end of the stream completes it
     events, _, _ = _dispatch([*lines, ""], None, [])  # "": the end of the stream
-    return [(chunks[-1][0] if i >= last else chunks[bisect_right(ends, starts[i])][0], name, data)
-            for i, name, data in events]
+    return [
+        (chunks[-1][0] if i >= last else chunks[bisect_right(ends, starts[i])][0], name, data)
+        for i, name, data in events
+    ]
 
 
-def _plain(chunks: Sequence[tuple[float, bytes]], parts: list[bytes], text: str
-           ) -> list[tuple[float, str, str]] | None:
+def _plain(
+    chunks: Sequence[tuple[float, bytes]], parts: list[bytes], text: str
+) -> list[tuple[float, str, str]] | None:
     """`frame_whole` of a stream in the APIs' plain form (`text`, its chunks' bytes `parts`
     decoded), when no chunk boundary splits an event's closing blank line: every LF pair in
     it closes an event, so each chunk closes as many events as it holds LF pairs. None for

@@ -17,39 +17,58 @@ __all__ = ["register"]
 
 
 def replay(
-    input: Annotated[str, typer.Argument(help="TraceLab JSONL(.gz), replay CSV, Mooncake JSONL, "
-                                              "or a database URL.")],
+    input: Annotated[
+        str,
+        typer.Argument(help="TraceLab JSONL(.gz), replay CSV, Mooncake JSONL, or a database URL."),
+    ],
     base_url: Annotated[str, typer.Option(help="Server base URL, e.g. http://127.0.0.1:8000/v1.")],
     model: Annotated[str, typer.Option(help="Model name sent in every request.")],
     out: Annotated[Path, typer.Option(help="Directory for rounds.jsonl and summary.json.")] = Path(
-        "replay-out"),
-    chat: Annotated[bool, typer.Option(help="Text prompts via /chat/completions instead of "
-                                            "token ids via /completions.")] = False,
-    open_loop: Annotated[bool, typer.Option(help="Send every round at its recorded time, "
-                                                 "regardless of responses.")] = False,
+        "replay-out"
+    ),
+    chat: Annotated[
+        bool,
+        typer.Option(
+            help="Text prompts via /chat/completions instead of token ids via /completions."
+        ),
+    ] = False,
+    open_loop: Annotated[
+        bool, typer.Option(help="Send every round at its recorded time, regardless of responses.")
+    ] = False,
     speedup: Annotated[float, typer.Option(help="Divide all recorded times by this.")] = 1.0,
     tool_wait_scale: Annotated[float, typer.Option(help="Scale recorded tool time.")] = 1.0,
     human_wait_scale: Annotated[float, typer.Option(help="Scale recorded human time.")] = 1.0,
-    max_wait: Annotated[float | None, typer.Option(help="Cap on any wait between rounds, "
-                                                        "seconds (before --speedup).")] = None,
-    max_idle: Annotated[float | None, typer.Option(help="Shorten any stretch with no round "
-                                                        "starting to this many seconds "
-                                                        "(before --speedup).")] = None,
+    max_wait: Annotated[
+        float | None,
+        typer.Option(help="Cap on any wait between rounds, seconds (before --speedup)."),
+    ] = None,
+    max_idle: Annotated[
+        float | None,
+        typer.Option(
+            help="Shorten any stretch with no round "
+            "starting to this many seconds "
+            "(before --speedup)."
+        ),
+    ] = None,
     max_active_sessions: Annotated[int, typer.Option(help="Concurrent sessions (0: no cap).")] = 0,
-    tokenizer: Annotated[str | None, typer.Option(help="hf:PATH/tokenizer.json of the server's "
-                                                       "model (local file).")] = None,
+    tokenizer: Annotated[
+        str | None, typer.Option(help="hf:PATH/tokenizer.json of the server's model (local file).")
+    ] = None,
     block_size: Annotated[int, typer.Option(help="Tokens per Mooncake hash id.")] = 512,
     slo_ttft: Annotated[float | None, typer.Option(help="TTFT SLO in ms for goodput.")] = None,
     slo_tpot: Annotated[float | None, typer.Option(help="TPOT SLO in ms for goodput.")] = None,
     request_timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 600.0,
     max_errors: Annotated[int, typer.Option(help="Stop after this many failed requests.")] = 100,
-    ignore_eos: Annotated[bool, typer.Option(help="Send ignore_eos so outputs reach "
-                                                  "max_tokens.")] = True,
-    api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY",
-                                                help="Bearer token, if the server wants one.")
-                       ] = None,
-    preflight_check: Annotated[bool, typer.Option("--preflight/--no-preflight",
-                                                  help="Check prefix caching first.")] = True,
+    ignore_eos: Annotated[
+        bool, typer.Option(help="Send ignore_eos so outputs reach max_tokens.")
+    ] = True,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="OPENAI_API_KEY", help="Bearer token, if the server wants one."),
+    ] = None,
+    preflight_check: Annotated[
+        bool, typer.Option("--preflight/--no-preflight", help="Check prefix caching first.")
+    ] = True,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic token ids.")] = 0,
 ) -> None:
     """Replay recorded agent sessions against an OpenAI-compatible server and measure it.
@@ -69,13 +88,23 @@ def replay(
         raise typer.BadParameter(str(exc)) from exc
     if speedup <= 0:
         raise typer.BadParameter("--speedup must be positive")
-    cfg = ReplayConfig(base_url=base_url, model=model, endpoint="chat" if chat else "completions",
-                       open_loop=open_loop, speedup=speedup, tool_wait_scale=tool_wait_scale,
-                       human_wait_scale=human_wait_scale, max_wait=max_wait,
-                       max_active_sessions=max_active_sessions, request_timeout=request_timeout,
-                       max_errors=max_errors, ignore_eos=ignore_eos, api_key=api_key,
-                       slo_ttft=slo_ttft / 1000 if slo_ttft is not None else None,
-                       slo_tpot=slo_tpot / 1000 if slo_tpot is not None else None)
+    cfg = ReplayConfig(
+        base_url=base_url,
+        model=model,
+        endpoint="chat" if chat else "completions",
+        open_loop=open_loop,
+        speedup=speedup,
+        tool_wait_scale=tool_wait_scale,
+        human_wait_scale=human_wait_scale,
+        max_wait=max_wait,
+        max_active_sessions=max_active_sessions,
+        request_timeout=request_timeout,
+        max_errors=max_errors,
+        ignore_eos=ignore_eos,
+        api_key=api_key,
+        slo_ttft=slo_ttft / 1000 if slo_ttft is not None else None,
+        slo_tpot=slo_tpot / 1000 if slo_tpot is not None else None,
+    )
     err = typer.echo
     if preflight_check:
         try:
@@ -109,8 +138,9 @@ def _run_with_progress(plan, cfg, builder, tok, sink):  # type: ignore[no-untype
         if task is not None:
             loop.add_signal_handler(signal.SIGTERM, task.cancel)
         try:
-            return await run_replay(plan, cfg, builder=builder, tokenizer=tok, sink=sink,
-                                    on_result=on_result)
+            return await run_replay(
+                plan, cfg, builder=builder, tokenizer=tok, sink=sink, on_result=on_result
+            )
         finally:
             loop.remove_signal_handler(signal.SIGTERM)
 
@@ -119,16 +149,25 @@ def _run_with_progress(plan, cfg, builder, tok, sink):  # type: ignore[no-untype
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[status]}"), console=Console(stderr=True)) as bar:
+    with Progress(
+        TextColumn("replay"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=Console(stderr=True),
+    ) as bar:
         task = bar.add_task("replay", total=plan.n_rounds, status="")
         seen = {"err": 0, "late": 0.0}
 
         def tick(r):  # type: ignore[no-untyped-def]
             seen["err"] += r.error is not None
             seen["late"] = max(seen["late"], r.lateness_ms or 0.0)
-            bar.update(task, advance=1, status=f"errors {seen['err']}  "
-                       f"ttft {r.ttft_ms or 0:.0f} ms  max late {seen['late']:.1f} ms")
+            bar.update(
+                task,
+                advance=1,
+                status=f"errors {seen['err']}  "
+                f"ttft {r.ttft_ms or 0:.0f} ms  max late {seen['late']:.1f} ms",
+            )
 
         return asyncio.run(main(tick), loop_factory=factory)
 
@@ -141,12 +180,18 @@ def _print_summary(s: dict, out: Path) -> None:  # type: ignore[type-arg]
     def rate(key: str) -> str:
         return "-" if s.get(key) is None else f"{s[key]:.1%}"
 
-    typer.echo(f"rounds: {s['rounds_ok']} ok / {s['rounds_sent']} sent / "
-               f"{s['rounds_planned']} planned ({s['mode']})")
-    typer.echo(f"lateness ms: {p('lateness_ms')}   TTFT ms: {p('ttft_ms')}   "
-               f"TPOT ms: {p('tpot_ms')}   e2e ms: {p('e2e_ms')}")
-    typer.echo(f"hit rate: planned {rate('planned_hit_rate')}, reusable "
-               f"{rate('reusable_hit_rate')}, server {rate('server_hit_rate')}")
+    typer.echo(
+        f"rounds: {s['rounds_ok']} ok / {s['rounds_sent']} sent / "
+        f"{s['rounds_planned']} planned ({s['mode']})"
+    )
+    typer.echo(
+        f"lateness ms: {p('lateness_ms')}   TTFT ms: {p('ttft_ms')}   "
+        f"TPOT ms: {p('tpot_ms')}   e2e ms: {p('e2e_ms')}"
+    )
+    typer.echo(
+        f"hit rate: planned {rate('planned_hit_rate')}, reusable "
+        f"{rate('reusable_hit_rate')}, server {rate('server_hit_rate')}"
+    )
     g = s["goodput"]
     typer.echo(f"goodput: {g['requests_meeting_slo']} requests met the SLOs")
     if s["errors"]:
@@ -163,13 +208,16 @@ def serve_sim(
     block_size: Annotated[int, typer.Option(help="Tokens per cache block.")] = 16,
     capacity: Annotated[int, typer.Option(help="Cache capacity in blocks (0: unbounded).")] = 0,
     policy: Annotated[str, typer.Option(help="Eviction policy: lru or fifo.")] = "lru",
-    ttl: Annotated[float | None, typer.Option(help="Idle seconds after which a block "
-                                                   "no longer hits.")] = None,
-    prefill_us: Annotated[float, typer.Option(help="Prefill time per uncached prompt token, "
-                                                   "microseconds.")] = 0.0,
+    ttl: Annotated[
+        float | None, typer.Option(help="Idle seconds after which a block no longer hits.")
+    ] = None,
+    prefill_us: Annotated[
+        float, typer.Option(help="Prefill time per uncached prompt token, microseconds.")
+    ] = 0.0,
     decode_ms: Annotated[float, typer.Option(help="Decode time per output token, ms.")] = 0.0,
-    batch_slowdown: Annotated[float, typer.Option(help="Extra slowdown per additional "
-                                                       "concurrent request (0.05 = 5 %).")] = 0.0,
+    batch_slowdown: Annotated[
+        float, typer.Option(help="Extra slowdown per additional concurrent request (0.05 = 5 %).")
+    ] = 0.0,
 ) -> None:
     """Run an OpenAI-compatible server that simulates a serving engine's timing and prefix cache.
 
@@ -182,9 +230,16 @@ def serve_sim(
         raise typer.BadParameter(f"--policy must be one of {', '.join(POLICIES)}")
     if block_size <= 0 or capacity < 0:
         raise typer.BadParameter("--block-size must be positive and --capacity >= 0")
-    cfg = SimConfig(model=model, block_size=block_size, capacity_blocks=capacity, policy=policy,
-                    ttl=ttl, prefill_per_token=prefill_us / 1e6, decode_per_token=decode_ms / 1e3,
-                    batch_slowdown=batch_slowdown)
+    cfg = SimConfig(
+        model=model,
+        block_size=block_size,
+        capacity_blocks=capacity,
+        policy=policy,
+        ttl=ttl,
+        prefill_per_token=prefill_us / 1e6,
+        decode_per_token=decode_ms / 1e3,
+        batch_slowdown=batch_slowdown,
+    )
     typer.echo(f"serve-sim listening on http://{host}:{port}/v1", err=True)
     try:
         run_server(cfg, host=host, port=port)

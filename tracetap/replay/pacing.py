@@ -41,8 +41,12 @@ def _libc() -> ctypes.CDLL | None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.timerfd_create.argtypes = [ctypes.c_int, ctypes.c_int]
-        libc.timerfd_settime.argtypes = [ctypes.c_int, ctypes.c_int,
-                                         ctypes.POINTER(_Itimerspec), ctypes.c_void_p]
+        libc.timerfd_settime.argtypes = [
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.POINTER(_Itimerspec),
+            ctypes.c_void_p,
+        ]
         return libc
     except (OSError, AttributeError):
         return None
@@ -77,8 +81,12 @@ class Pacer:
         """True where deadlines are timed by a timerfd (Linux)."""
         return _LIBC is not None
 
-    def call_at(self, deadline: float, callback: Callable[[], object],
-                owner: asyncio.Future[Any] | None = None) -> None:
+    def call_at(
+        self,
+        deadline: float,
+        callback: Callable[[], object],
+        owner: asyncio.Future[Any] | None = None,
+    ) -> None:
         """Run `callback()` inside the timer's callback once `deadline` has passed; close()
         before then cancels `owner`."""
         heapq.heappush(self._heap, (deadline, next(self._seq), callback, owner))
@@ -93,8 +101,9 @@ class Pacer:
         self.call_at(deadline, functools.partial(_wake, fut), fut)
         await fut
 
-    def start_at[T](self, deadline: float, make: Callable[[], Coroutine[Any, Any, T]]
-                 ) -> asyncio.Future[T]:
+    def start_at[T](
+        self, deadline: float, make: Callable[[], Coroutine[Any, Any, T]]
+    ) -> asyncio.Future[T]:
         """Start `make()` at `deadline` as an eager task: it runs inside the timer's callback up
         to its first real wait, before the loop turns to anything else (for a request: until it
         is written to its connection); at once, in the caller, if `deadline` has passed. Returns

@@ -84,8 +84,7 @@ def _request_time(row: dict[str, Any]) -> float | None:
     if t is not None:
         return t
     events = row.get("timing_events") or []
-    stamps = [parse_ts(e.get("timestamp")) for e in events
-              if e.get("event_type") in _INPUT_EVENTS]
+    stamps = [parse_ts(e.get("timestamp")) for e in events if e.get("event_type") in _INPUT_EVENTS]
     stamps = [s for s in stamps if s is not None]
     if stamps:
         return max(stamps)
@@ -94,15 +93,21 @@ def _request_time(row: dict[str, Any]) -> float | None:
 
 
 def _first_input(row: dict[str, Any]) -> float | None:
-    stamps = [parse_ts(e.get("timestamp")) for e in row.get("timing_events") or []
-              if e.get("event_type") in _INPUT_EVENTS]
+    stamps = [
+        parse_ts(e.get("timestamp"))
+        for e in row.get("timing_events") or []
+        if e.get("event_type") in _INPUT_EVENTS
+    ]
     stamps = [s for s in stamps if s is not None]
     return min(stamps) if stamps else _request_time(row)
 
 
 def _last_output(row: dict[str, Any]) -> float | None:
-    stamps = [parse_ts(e.get("timestamp")) for e in row.get("timing_events") or []
-              if e.get("event_type") in _OUTPUT_EVENTS]
+    stamps = [
+        parse_ts(e.get("timestamp"))
+        for e in row.get("timing_events") or []
+        if e.get("event_type") in _OUTPUT_EVENTS
+    ]
     stamps = [s for s in stamps if s is not None]
     return max(stamps) if stamps else None
 
@@ -120,12 +125,13 @@ def _tool_seconds(row: dict[str, Any]) -> float:
 def plan_from_rows(rows: Iterable[dict[str, Any]]) -> Plan:
     """Sessions from TraceLab rows (any order); rows without a usable time are skipped."""
     by_session: dict[str, list[tuple[float, int, dict[str, Any]]]] = {}
-    for n, row in enumerate(rows):
+    for row in rows:
         t = _request_time(row)
         if t is None:
             continue
         by_session.setdefault(str(row.get("session_id")), []).append(
-            (t, int(row.get("round_index") or 0), row))
+            (t, int(row.get("round_index") or 0), row)
+        )
     t0 = min((t for items in by_session.values() for t, _, _ in items), default=0.0)
     sessions = []
     for sid, items in by_session.items():
@@ -133,15 +139,17 @@ def plan_from_rows(rows: Iterable[dict[str, Any]]) -> Plan:
         session = PlanSession(sid)
         for i, (t, _, row) in enumerate(items):
             hashes = row.get("tt_block_hashes")
-            session.rounds.append(PlanRound(
-                index=i,
-                prefix_len=int(row.get("prefix_tokens") or 0),
-                append_len=int(row.get("newly_append_tokens") or 0),
-                output_len=int(row.get("output_tokens") or 0),
-                at=t - t0,
-                block_keys=[str(h) for h in hashes] if hashes else None,
-                block_size=int(row.get("tt_block_size") or 64) if hashes else None,
-            ))
+            session.rounds.append(
+                PlanRound(
+                    index=i,
+                    prefix_len=int(row.get("prefix_tokens") or 0),
+                    append_len=int(row.get("newly_append_tokens") or 0),
+                    output_len=int(row.get("output_tokens") or 0),
+                    at=t - t0,
+                    block_keys=[str(h) for h in hashes] if hashes else None,
+                    block_size=int(row.get("tt_block_size") or 64) if hashes else None,
+                )
+            )
         for (_, _, row), (_, _, nxt), rnd in zip(items, items[1:], session.rounds):
             end, start = _last_output(row), _first_input(nxt)
             gap = max(0.0, start - end) if end is not None and start is not None else 0.0
@@ -158,8 +166,14 @@ def plan_from_csv(path: str | Path) -> Plan:
     arrivals: dict[str, float] = {}
     with open_text(path) as fh:
         reader = csv.DictReader(fh)
-        need = {"session_id", "round_idx", "prefix_len", "input_len", "output_len",
-                "tool_wait_after_ms"}
+        need = {
+            "session_id",
+            "round_idx",
+            "prefix_len",
+            "input_len",
+            "output_len",
+            "tool_wait_after_ms",
+        }
         if not reader.fieldnames or not need <= set(reader.fieldnames):
             raise ValueError(f"{path}: not a replay CSV (header {reader.fieldnames})")
         rows = sorted(reader, key=lambda r: (r["session_id"], int(r["round_idx"])))
@@ -167,10 +181,16 @@ def plan_from_csv(path: str | Path) -> Plan:
         sid = r["session_id"]
         arrivals.setdefault(sid, float(r.get("arrival_time") or 0) / 1000.0)
         session = sessions.setdefault(sid, PlanSession(sid))
-        session.rounds.append(PlanRound(
-            index=len(session.rounds), prefix_len=int(r["prefix_len"]),
-            append_len=int(r["input_len"]), output_len=int(r["output_len"]),
-            at=arrivals[sid], tool_wait=float(r["tool_wait_after_ms"] or 0) / 1000.0))
+        session.rounds.append(
+            PlanRound(
+                index=len(session.rounds),
+                prefix_len=int(r["prefix_len"]),
+                append_len=int(r["input_len"]),
+                output_len=int(r["output_len"]),
+                at=arrivals[sid],
+                tool_wait=float(r["tool_wait_after_ms"] or 0) / 1000.0,
+            )
+        )
     # Without response times, later rounds' open-loop times are the arrival plus earlier waits.
     for session in sessions.values():
         t = arrivals[session.session_id]
@@ -192,10 +212,22 @@ def plan_from_mooncake(path: str | Path, *, block_size: int = 512) -> Plan:
             rec = json.loads(line)
             keys = [f"m{h}" for h in rec.get("hash_ids") or []]
             total = int(rec["input_length"])
-            sessions.append(PlanSession(f"mooncake:{n}", [PlanRound(
-                index=0, prefix_len=0, append_len=total, output_len=int(rec["output_length"]),
-                at=float(rec["timestamp"]) / 1000.0, block_keys=keys or None,
-                block_size=block_size if keys else None)]))
+            sessions.append(
+                PlanSession(
+                    f"mooncake:{n}",
+                    [
+                        PlanRound(
+                            index=0,
+                            prefix_len=0,
+                            append_len=total,
+                            output_len=int(rec["output_length"]),
+                            at=float(rec["timestamp"]) / 1000.0,
+                            block_keys=keys or None,
+                            block_size=block_size if keys else None,
+                        )
+                    ],
+                )
+            )
     sessions.sort(key=lambda s: s.start)
     return Plan(sessions, "mooncake")
 

@@ -41,8 +41,11 @@ def words_to_ids(text: str) -> list[int]:
     out = []
     for word in text.split():
         m = _WORD.fullmatch(word)
-        out.append(int(m.group(1)) if m else
-                   int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "big"))
+        out.append(
+            int(m.group(1))
+            if m
+            else int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "big")
+        )
     return out
 
 
@@ -108,7 +111,8 @@ class PromptBuilder:
             return np.empty(0, np.int64)
         raw = hashlib.shake_128(f"{self.seed}|{label}".encode()).digest(4 * n)
         return (np.frombuffer(raw, dtype=np.uint32) % (self.high - self.low)).astype(
-            np.int64) + self.low
+            np.int64
+        ) + self.low
 
     def build(self, session_id: str, rnd: PlanRound) -> BuiltPrompt:
         """The prompt of `rnd` (call in round order within a session)."""
@@ -146,13 +150,25 @@ class PromptBuilder:
         self._prev_prompt_len.pop(session_id, None)
 
 
-def request_body(prompt: BuiltPrompt, *, model: str, endpoint: str, max_tokens: int,
-                 ignore_eos: bool, tokenizer: Tokenizer | None) -> bytes:
+def request_body(
+    prompt: BuiltPrompt,
+    *,
+    model: str,
+    endpoint: str,
+    max_tokens: int,
+    ignore_eos: bool,
+    tokenizer: Tokenizer | None,
+) -> bytes:
     """The JSON body of a streaming request for `endpoint` ("completions" or "chat")."""
     import orjson
 
-    body: dict[str, Any] = {"model": model, "max_tokens": max(1, max_tokens), "stream": True,
-                            "stream_options": {"include_usage": True}, "temperature": 0}
+    body: dict[str, Any] = {
+        "model": model,
+        "max_tokens": max(1, max_tokens),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": 0,
+    }
     if ignore_eos:
         body["ignore_eos"] = True
     if endpoint == "chat":
@@ -160,4 +176,3 @@ def request_body(prompt: BuiltPrompt, *, model: str, endpoint: str, max_tokens: 
     else:
         body["prompt"] = prompt.tokens
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
-

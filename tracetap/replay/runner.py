@@ -98,9 +98,15 @@ class RoundResult:
 
 
 class _Run:
-    def __init__(self, plan: Plan, cfg: ReplayConfig, builder: PromptBuilder,
-                 tokenizer: Tokenizer | None, sink: IO[str] | None,
-                 on_result: Callable[[RoundResult], None] | None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        cfg: ReplayConfig,
+        builder: PromptBuilder,
+        tokenizer: Tokenizer | None,
+        sink: IO[str] | None,
+        on_result: Callable[[RoundResult], None] | None,
+    ) -> None:
         self.plan, self.cfg, self.builder, self.tokenizer = plan, cfg, builder, tokenizer
         self.sink, self.on_result = sink, on_result
         self.lines: list[bytes] = []
@@ -123,9 +129,14 @@ class _Run:
     async def build(self, session_id: str, rnd: PlanRound) -> tuple[BuiltPrompt, bytes]:
         def work() -> tuple[BuiltPrompt, bytes]:
             prompt = self.builder.build(session_id, rnd)
-            body = request_body(prompt, model=self.cfg.model, endpoint=self.cfg.endpoint,
-                                max_tokens=rnd.output_len, ignore_eos=self.cfg.ignore_eos,
-                                tokenizer=self.tokenizer)
+            body = request_body(
+                prompt,
+                model=self.cfg.model,
+                endpoint=self.cfg.endpoint,
+                max_tokens=rnd.output_len,
+                ignore_eos=self.cfg.ignore_eos,
+                tokenizer=self.tokenizer,
+            )
             return prompt, body
 
         if rnd.input_len > _BIG_PROMPT or self.tokenizer is not None:
@@ -148,21 +159,42 @@ class _Run:
         if self.on_result is not None:
             self.on_result(result)
 
-    def send_at(self, http: aiohttp.ClientSession, session_id: str, rnd: PlanRound,
-                prompt: BuiltPrompt, body: bytes, deadline: float) -> asyncio.Future[RoundResult]:
+    def send_at(
+        self,
+        http: aiohttp.ClientSession,
+        session_id: str,
+        rnd: PlanRound,
+        prompt: BuiltPrompt,
+        body: bytes,
+        deadline: float,
+    ) -> asyncio.Future[RoundResult]:
         """Start send() at `deadline`, inside the pacer's timer callback: the request is written
         to its connection before the loop turns to other work (responses being read)."""
-        return self.pacer.start_at(deadline, functools.partial(
-            self.send, http, session_id, rnd, prompt, body, deadline))
+        return self.pacer.start_at(
+            deadline, functools.partial(self.send, http, session_id, rnd, prompt, body, deadline)
+        )
 
-    async def send(self, http: aiohttp.ClientSession, session_id: str, rnd: PlanRound,
-                   prompt: BuiltPrompt, body: bytes, deadline: float) -> RoundResult:
+    async def send(
+        self,
+        http: aiohttp.ClientSession,
+        session_id: str,
+        rnd: PlanRound,
+        prompt: BuiltPrompt,
+        body: bytes,
+        deadline: float,
+    ) -> RoundResult:
         """Send now (lateness: how long after `deadline`) and read the stream; never raises for
         server trouble."""
         sent = now()
-        res = RoundResult(session_id, rnd.index, deadline - self.t0,
-                          prompt_tokens=len(prompt.tokens), planned_prefix=prompt.planned_prefix,
-                          reusable_prefix=prompt.reusable, planned_output=rnd.output_len)
+        res = RoundResult(
+            session_id,
+            rnd.index,
+            deadline - self.t0,
+            prompt_tokens=len(prompt.tokens),
+            planned_prefix=prompt.planned_prefix,
+            reusable_prefix=prompt.reusable,
+            planned_output=rnd.output_len,
+        )
         res.sent, res.lateness_ms = sent - self.t0, (sent - deadline) * 1000.0
         try:
             async with asyncio.timeout(self.cfg.request_timeout):
@@ -177,8 +209,9 @@ class _Run:
         self.record(res)
         return res
 
-    async def _stream(self, http: aiohttp.ClientSession, body: bytes, sent: float,
-                      res: RoundResult) -> None:
+    async def _stream(
+        self, http: aiohttp.ClientSession, body: bytes, sent: float, res: RoundResult
+    ) -> None:
         async with http.post(self.url, data=body, headers=self.headers) as resp:
             res.status = resp.status
             if resp.status != 200:
@@ -231,8 +264,9 @@ class _Run:
             if res.itl_ms:
                 res.tpot_ms = sum(res.itl_ms) / len(res.itl_ms)  # np.mean: 4.5 µs, this 0.15
 
-    async def closed_session(self, http: aiohttp.ClientSession, session: PlanSession,
-                             gate: asyncio.Semaphore | None) -> None:
+    async def closed_session(
+        self, http: aiohttp.ClientSession, session: PlanSession, gate: asyncio.Semaphore | None
+    ) -> None:
         deadline = self.t0 + session.start / self.cfg.speedup
         await self.sleep_until(deadline - _LEAD)  # build the first body before its deadline
         if gate is not None:
@@ -246,7 +280,8 @@ class _Run:
                 task = self.send_at(http, session.session_id, rnd, prompt, body, deadline)
                 if i + 1 < len(session.rounds):
                     nxt = asyncio.ensure_future(
-                        self.build(session.session_id, session.rounds[i + 1]))
+                        self.build(session.session_id, session.rounds[i + 1])
+                    )
                 res = await task
                 # The gap runs from the end of the response, not from when this resumes.
                 deadline = self.t0 + res.sent + res.e2e_ms / 1000.0 + self.cfg.wait_after(rnd)
@@ -256,8 +291,10 @@ class _Run:
                 gate.release()
 
     async def open_loop(self, http: aiohttp.ClientSession) -> None:
-        rounds = sorted(((r.at, s.session_id, r) for s in self.plan.sessions for r in s.rounds),
-                        key=lambda x: (x[0], x[2].index))
+        rounds = sorted(
+            ((r.at, s.session_id, r) for s in self.plan.sessions for r in s.rounds),
+            key=lambda x: (x[0], x[2].index),
+        )
         tasks: set[asyncio.Future[RoundResult]] = set()
         for at, sid, rnd in rounds:
             if self.stop.is_set():
@@ -281,17 +318,27 @@ class _Run:
     async def _run(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, force_close=False)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                         read_bufsize=1 << 20, auto_decompress=False,
-                                         cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            read_bufsize=1 << 20,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        ) as http:
             self.t0 = now() + self.cfg.start_delay
             if self.cfg.open_loop:
                 work = asyncio.ensure_future(self.open_loop(http))
             else:
-                gate = (asyncio.Semaphore(self.cfg.max_active_sessions)
-                        if self.cfg.max_active_sessions > 0 else None)
-                work = asyncio.ensure_future(asyncio.gather(
-                    *(self.closed_session(http, s, gate) for s in self.plan.sessions)))
+                gate = (
+                    asyncio.Semaphore(self.cfg.max_active_sessions)
+                    if self.cfg.max_active_sessions > 0
+                    else None
+                )
+                work = asyncio.ensure_future(
+                    asyncio.gather(
+                        *(self.closed_session(http, s, gate) for s in self.plan.sessions)
+                    )
+                )
             stopper = asyncio.ensure_future(self.stop.wait())
             try:
                 await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -302,10 +349,15 @@ class _Run:
                 await asyncio.gather(work, stopper, return_exceptions=True)
 
 
-async def run_replay(plan: Plan, cfg: ReplayConfig, *, builder: PromptBuilder | None = None,
-                     tokenizer: Tokenizer | None = None, sink: IO[str] | None = None,
-                     on_result: Callable[[RoundResult], None] | None = None
-                     ) -> tuple[list[RoundResult], dict[str, Any]]:
+async def run_replay(
+    plan: Plan,
+    cfg: ReplayConfig,
+    *,
+    builder: PromptBuilder | None = None,
+    tokenizer: Tokenizer | None = None,
+    sink: IO[str] | None = None,
+    on_result: Callable[[RoundResult], None] | None = None,
+) -> tuple[list[RoundResult], dict[str, Any]]:
     """Replay `plan`; returns every round's result and the summary. Results already gathered
     are kept when the run is interrupted or stopped by errors (the summary says why)."""
     if cfg.speedup <= 0:
@@ -319,8 +371,9 @@ async def run_replay(plan: Plan, cfg: ReplayConfig, *, builder: PromptBuilder | 
         # Interrupted (Ctrl-C): keep what was measured; the summary says so.
         run.aborted = run.aborted or "interrupted"
     results = [RoundResult(**orjson.loads(line)) for line in run.lines]
-    summary = summarize(results, cfg, planned=plan.n_rounds, aborted=run.aborted,
-                        wall=time.time() - started)
+    summary = summarize(
+        results, cfg, planned=plan.n_rounds, aborted=run.aborted, wall=time.time() - started
+    )
     return results, summary
 
 
@@ -328,9 +381,14 @@ def _pct(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
     arr = np.asarray(values, dtype=float)
-    return {"p50": float(np.percentile(arr, 50)), "p90": float(np.percentile(arr, 90)),
-            "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean()),
-            "max": float(arr.max()), "n": int(arr.size)}
+    return {
+        "p50": float(np.percentile(arr, 50)),
+        "p90": float(np.percentile(arr, 90)),
+        "p99": float(np.percentile(arr, 99)),
+        "mean": float(arr.mean()),
+        "max": float(arr.max()),
+        "n": int(arr.size),
+    }
 
 
 def _meets_slo(r: RoundResult, cfg: ReplayConfig) -> bool:
@@ -344,8 +402,14 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
-def summarize(results: list[RoundResult], cfg: ReplayConfig, *, planned: int,
-              aborted: str | None = None, wall: float | None = None) -> dict[str, Any]:
+def summarize(
+    results: list[RoundResult],
+    cfg: ReplayConfig,
+    *,
+    planned: int,
+    aborted: str | None = None,
+    wall: float | None = None,
+) -> dict[str, Any]:
     """Percentiles, token-weighted planned vs server hit rates, goodput under the SLOs."""
     ok = [r for r in results if r.error is None]
     errors: dict[str, int] = {}
@@ -380,29 +444,37 @@ def summarize(results: list[RoundResult], cfg: ReplayConfig, *, planned: int,
         "server_cached_tokens": sum(r.server_cached_tokens or 0 for r in reported),
         "planned_hit_rate": _ratio(sum(r.planned_prefix for r in ok), prompt),
         "reusable_hit_rate": _ratio(sum(r.reusable_prefix for r in ok), prompt),
-        "server_hit_rate": _ratio(sum(r.server_cached_tokens or 0 for r in reported),
-                                  sum(r.prompt_tokens for r in reported)),
+        "server_hit_rate": _ratio(
+            sum(r.server_cached_tokens or 0 for r in reported),
+            sum(r.prompt_tokens for r in reported),
+        ),
         "server_reports_cache": bool(reported),
         "achieved_rate_per_s": _ratio(len(sends) - 1, span) if len(sends) > 1 else None,
-        "scheduled_rate_per_s": (_ratio(len(scheduled) - 1, sched_span)
-                                 if len(scheduled) > 1 else None),
-        "goodput": {"slo_ttft_ms": cfg.slo_ttft * 1000 if cfg.slo_ttft is not None else None,
-                    "slo_tpot_ms": cfg.slo_tpot * 1000 if cfg.slo_tpot is not None else None,
-                    "requests_meeting_slo": len(good),
-                    "fraction": _ratio(len(good), len(results)),
-                    "per_s": _ratio(len(good), wall) if wall else None},
+        "scheduled_rate_per_s": (
+            _ratio(len(scheduled) - 1, sched_span) if len(scheduled) > 1 else None
+        ),
+        "goodput": {
+            "slo_ttft_ms": cfg.slo_ttft * 1000 if cfg.slo_ttft is not None else None,
+            "slo_tpot_ms": cfg.slo_tpot * 1000 if cfg.slo_tpot is not None else None,
+            "requests_meeting_slo": len(good),
+            "fraction": _ratio(len(good), len(results)),
+            "per_s": _ratio(len(good), wall) if wall else None,
+        },
     }
 
 
-async def preflight(cfg: ReplayConfig, *, tokenizer: Tokenizer | None = None,
-                    shared: int = 1024) -> dict[str, Any]:
+async def preflight(
+    cfg: ReplayConfig, *, tokenizer: Tokenizer | None = None, shared: int = 1024
+) -> dict[str, Any]:
     """Send two requests sharing a `shared`-token prefix; report the second one's cached
     tokens and a warning when the server reports none. Raises ReplayError if unreachable."""
-    builder = PromptBuilder(seed=int(time.time()),
-                            vocab_size=tokenizer.vocab_size if tokenizer else 32000)
+    builder = PromptBuilder(
+        seed=int(time.time()), vocab_size=tokenizer.vocab_size if tokenizer else 32000
+    )
     base = builder._fresh("preflight", shared)
-    url = cfg.base_url.rstrip("/") + ("/chat/completions" if cfg.endpoint == "chat"
-                                      else "/completions")
+    url = cfg.base_url.rstrip("/") + (
+        "/chat/completions" if cfg.endpoint == "chat" else "/completions"
+    )
     headers = {"Content-Type": "application/json"}
     if cfg.api_key:
         headers["Authorization"] = f"Bearer {cfg.api_key}"
@@ -412,31 +484,43 @@ async def preflight(cfg: ReplayConfig, *, tokenizer: Tokenizer | None = None,
         for i in range(2):
             tail = builder._fresh(f"preflight-tail-{i}", 16)
             prompt = BuiltPrompt(np.concatenate([base, tail]), 0, 0)
-            body = request_body(prompt, model=cfg.model, endpoint=cfg.endpoint, max_tokens=1,
-                                ignore_eos=cfg.ignore_eos, tokenizer=tokenizer)
+            body = request_body(
+                prompt,
+                model=cfg.model,
+                endpoint=cfg.endpoint,
+                max_tokens=1,
+                ignore_eos=cfg.ignore_eos,
+                tokenizer=tokenizer,
+            )
             try:
                 async with http.post(url, data=body, headers=headers) as resp:
                     if resp.status != 200:
                         text = (await resp.text())[:300].strip()
-                        raise ReplayError(f"preflight request to {url} failed: "
-                                          f"HTTP {resp.status}: {text}")
+                        raise ReplayError(
+                            f"preflight request to {url} failed: HTTP {resp.status}: {text}"
+                        )
                     async for raw in resp.content:
                         line = raw.strip()
                         if line.startswith(b"data:") and line[5:].strip() != b"[DONE]":
                             usage = orjson.loads(line[5:].strip()).get("usage")
                             if usage:
                                 cached = (usage.get("prompt_tokens_details") or {}).get(
-                                    "cached_tokens")
+                                    "cached_tokens"
+                                )
             except aiohttp.ClientConnectorError as exc:
-                raise ReplayError(f"cannot reach the server at {cfg.base_url}: "
-                                  f"{exc.os_error or exc}") from exc
+                raise ReplayError(
+                    f"cannot reach the server at {cfg.base_url}: {exc.os_error or exc}"
+                ) from exc
             except (aiohttp.ClientError, TimeoutError) as exc:
-                raise ReplayError(f"preflight request to {url} failed: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+                raise ReplayError(
+                    f"preflight request to {url} failed: {type(exc).__name__}: {exc}"
+                ) from exc
     warning = None
     if not cached:
-        warning = (f"the server reported {'no' if cached is None else 'zero'} cached prompt "
-                   f"tokens for two requests sharing a {shared}-token prefix: prefix caching "
-                   f"or usage.prompt_tokens_details is disabled, so server hit rates will read "
-                   f"as 0 (vLLM: --enable-prefix-caching --enable-prompt-tokens-details)")
+        warning = (
+            f"the server reported {'no' if cached is None else 'zero'} cached prompt "
+            f"tokens for two requests sharing a {shared}-token prefix: prefix caching "
+            f"or usage.prompt_tokens_details is disabled, so server hit rates will read "
+            f"as 0 (vLLM: --enable-prefix-caching --enable-prompt-tokens-details)"
+        )
     return {"cached_tokens": cached, "shared_prefix": shared, "warning": warning}

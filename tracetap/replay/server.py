@@ -45,8 +45,9 @@ class SimServer:
 
     def __init__(self, config: SimConfig, cache: PrefixCache | None = None) -> None:
         self.config = config
-        self.cache: PrefixCache = cache or BlockCache(config.capacity_blocks, config.policy,
-                                                     config.ttl)
+        self.cache: PrefixCache = cache or BlockCache(
+            config.capacity_blocks, config.policy, config.ttl
+        )
         self.active = 0
         self.requests = 0
         self.prompt_tokens = 0
@@ -71,23 +72,33 @@ class SimServer:
         try:
             body = orjson.loads(await request.read())
             tokens = _chat_tokens(body) if chat else _prompt_tokens(body)
-            max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens")
-                             or self.config.default_max_tokens)
+            max_tokens = int(
+                body.get("max_tokens")
+                or body.get("max_completion_tokens")
+                or self.config.default_max_tokens
+            )
         except (ValueError, TypeError, KeyError, orjson.JSONDecodeError) as exc:
-            return web.json_response({"error": {"message": f"bad request: {exc}",
-                                                "type": "invalid_request_error"}}, status=400)
+            return web.json_response(
+                {"error": {"message": f"bad request: {exc}", "type": "invalid_request_error"}},
+                status=400,
+            )
         stream = bool(body.get("stream"))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         cached = self._admit(tokens)
-        usage = {"prompt_tokens": len(tokens), "completion_tokens": max_tokens,
-                 "total_tokens": len(tokens) + max_tokens,
-                 "prompt_tokens_details": {"cached_tokens": cached}}
+        usage = {
+            "prompt_tokens": len(tokens),
+            "completion_tokens": max_tokens,
+            "total_tokens": len(tokens) + max_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached},
+        }
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         self.active += 1
         try:
             loop = asyncio.get_running_loop()
-            t = loop.time() + (len(tokens) - cached) * self.config.prefill_per_token \
-                * self._slowdown()
+            t = (
+                loop.time()
+                + (len(tokens) - cached) * self.config.prefill_per_token * self._slowdown()
+            )
             if not stream:
                 t += max_tokens * self.config.decode_per_token * self._slowdown()
                 await _sleep_until(loop, t)
@@ -106,12 +117,23 @@ class SimServer:
                         pending = []
                     await _sleep_until(loop, t)
                 last = i == max_tokens - 1
-                pending.append(_chunk(rid, self.config.model, chat, "t ",
-                                      "length" if last else None))
+                pending.append(
+                    _chunk(rid, self.config.model, chat, "t ", "length" if last else None)
+                )
             if include_usage:
-                pending.append(b"data: " + orjson.dumps(
-                    {"id": rid, "object": _object(chat, True), "model": self.config.model,
-                     "choices": [], "usage": usage}) + b"\n\n")
+                pending.append(
+                    b"data: "
+                    + orjson.dumps(
+                        {
+                            "id": rid,
+                            "object": _object(chat, True),
+                            "model": self.config.model,
+                            "choices": [],
+                            "usage": usage,
+                        }
+                    )
+                    + b"\n\n"
+                )
             pending.append(b"data: [DONE]\n\n")
             if resp is None:  # nothing to wait for: headers and the whole stream in one send
                 return web.Response(body=b"".join(pending), headers=_SSE)
@@ -164,8 +186,13 @@ def _chunk(rid: str, model: str, chat: bool, text: str, finish: str | None) -> b
         choice["delta"] = {"content": text}
     else:
         choice["text"] = text
-    return b"data: " + orjson.dumps({"id": rid, "object": _object(chat, True), "model": model,
-                                     "choices": [choice]}) + b"\n\n"
+    return (
+        b"data: "
+        + orjson.dumps(
+            {"id": rid, "object": _object(chat, True), "model": model, "choices": [choice]}
+        )
+        + b"\n\n"
+    )
 
 
 def _full(rid: str, model: str, chat: bool, n: int, usage: dict[str, Any]) -> dict[str, Any]:
@@ -175,8 +202,14 @@ def _full(rid: str, model: str, chat: bool, n: int, usage: dict[str, Any]) -> di
         choice["message"] = {"role": "assistant", "content": text}
     else:
         choice["text"] = text
-    return {"id": rid, "object": _object(chat, False), "created": int(time.time()),
-            "model": model, "choices": [choice], "usage": usage}
+    return {
+        "id": rid,
+        "object": _object(chat, False),
+        "created": int(time.time()),
+        "model": model,
+        "choices": [choice],
+        "usage": usage,
+    }
 
 
 def make_app(server: SimServer) -> web.Application:
@@ -190,13 +223,23 @@ def make_app(server: SimServer) -> web.Application:
         return await server.handle(request, chat=True)
 
     async def models(_: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [
-            {"id": server.config.model, "object": "model", "owned_by": "tracetap"}]})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"id": server.config.model, "object": "model", "owned_by": "tracetap"}],
+            }
+        )
 
     async def health(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "requests": server.requests,
-                                  "active": server.active, "prompt_tokens": server.prompt_tokens,
-                                  "cached_tokens": server.cached_tokens})
+        return web.json_response(
+            {
+                "status": "ok",
+                "requests": server.requests,
+                "active": server.active,
+                "prompt_tokens": server.prompt_tokens,
+                "cached_tokens": server.cached_tokens,
+            }
+        )
 
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat)
@@ -208,5 +251,6 @@ def make_app(server: SimServer) -> web.Application:
 
 def run_server(config: SimConfig, *, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve until interrupted."""
-    web.run_app(make_app(SimServer(config)), host=host, port=port, access_log=None,
-                print=None, backlog=4096)
+    web.run_app(
+        make_app(SimServer(config)), host=host, port=port, access_log=None, print=None, backlog=4096
+    )

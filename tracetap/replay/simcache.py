@@ -24,8 +24,9 @@ def block_hashes(tokens: Sequence[int] | np.ndarray, block_size: int) -> list[by
     out: list[bytes] = []
     prev = b""
     for start in range(0, len(arr) - block_size + 1, block_size):
-        prev = hashlib.blake2b(prev + arr[start:start + block_size].tobytes(),
-                               digest_size=16).digest()
+        prev = hashlib.blake2b(
+            prev + arr[start : start + block_size].tobytes(), digest_size=16
+        ).digest()
         out.append(prev)
     return out
 

@@ -1,4 +1,4 @@
-"""`tracetap sessions`, `tracetap show SESSION` and `tracetap db upgrade`: read and manage the store.
+"""`tracetap sessions`, `show SESSION` and `db upgrade`: read and manage the store.
 
 Thin wrappers over storage.queries and storage.db; errors become one clear line.
 """
@@ -20,9 +20,12 @@ __all__ = ["register"]
 out = Console(width=None if sys.stdout.isatty() else 240)
 err = Console(stderr=True, soft_wrap=True)  # messages and paths stay on one line
 
-DbOption = Annotated[str | None, typer.Option("--db", envvar="TRACETAP_DB",
-                                              help="Database URL (default: the embedded "
-                                                   "SQLite store).")]
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db", envvar="TRACETAP_DB", help="Database URL (default: the embedded SQLite store)."
+    ),
+]
 
 
 def _engine(db: str | None):  # type: ignore[no-untyped-def]
@@ -67,8 +70,7 @@ def sessions(
     db: DbOption = None,
     provider: Annotated[str | None, typer.Option(help="Only claude, codex or openai.")] = None,
     limit: Annotated[int, typer.Option(help="Newest N sessions (0: all).")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] =
-    False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
 ) -> None:
     """List recorded sessions: agent, session, rounds, tool calls, tokens, time span.
 
@@ -86,16 +88,33 @@ def sessions(
             out.print_json(json.dumps(summary_dict(r)))
         return
     table = Table(title=f"{len(rows)} session(s)")
-    for col in ("agent", "session", "rounds", "tool calls", "input tok", "cached tok",
-                "output tok", "started (UTC)", "span"):
-        table.add_column(col, justify="right" if "tok" in col or col in (
-            "rounds", "tool calls") else "left")
+    for col in (
+        "agent",
+        "session",
+        "rounds",
+        "tool calls",
+        "input tok",
+        "cached tok",
+        "output tok",
+        "started (UTC)",
+        "span",
+    ):
+        table.add_column(
+            col, justify="right" if "tok" in col or col in ("rounds", "tool calls") else "left"
+        )
     for r in rows:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(r.by_kind.items()) if k != "main")
-        table.add_row(r.provider, r.agent_session_id,
-                      f"{r.rounds}" + (f" ({kinds})" if kinds else ""), str(r.tool_calls),
-                      f"{r.input_tokens:,}", f"{r.cached_tokens:,}", f"{r.output_tokens:,}",
-                      _ts(r.first_at), _dur(r.first_at, r.last_at))
+        table.add_row(
+            r.provider,
+            r.agent_session_id,
+            f"{r.rounds}" + (f" ({kinds})" if kinds else ""),
+            str(r.tool_calls),
+            f"{r.input_tokens:,}",
+            f"{r.cached_tokens:,}",
+            f"{r.output_tokens:,}",
+            _ts(r.first_at),
+            _dur(r.first_at, r.last_at),
+        )
     out.print(table)
 
 
@@ -128,41 +147,85 @@ def show(
             data = []
             for d in details:
                 r = d.round
-                data.append({
-                    "kind": r.kind, "model": r.model, "status": r.status, "complete": r.complete,
-                    "error_type": r.error_type, "request_at": r.request_at,
-                    "upstream_ttfb_ms": None if r.upstream_first_byte_at is None else
-                    (r.upstream_first_byte_at - r.request_at) * 1000,
-                    "ttft_ms": None if r.first_token_at is None else
-                    (r.first_token_at - r.request_at) * 1000,
-                    "end_ms": None if r.end_at is None else (r.end_at - r.request_at) * 1000,
-                    "input_tokens_total": r.input_tokens_total, "cached_tokens": r.cached_tokens,
-                    "output_tokens": r.output_tokens, "reasoning_tokens": r.reasoning_tokens,
-                    "prefix": prefix.get(r.id),
-                    "tools": [{"name": t.name, "call_id": t.call_id, "emitted_at": t.emitted_at,
-                               "result_at": d.results.get(t.call_id)} for t in d.tools]})
-            out.print_json(json.dumps({"session": header, "project": sess.project,
-                                       "rounds": data}))
+                data.append(
+                    {
+                        "kind": r.kind,
+                        "model": r.model,
+                        "status": r.status,
+                        "complete": r.complete,
+                        "error_type": r.error_type,
+                        "request_at": r.request_at,
+                        "upstream_ttfb_ms": None
+                        if r.upstream_first_byte_at is None
+                        else (r.upstream_first_byte_at - r.request_at) * 1000,
+                        "ttft_ms": None
+                        if r.first_token_at is None
+                        else (r.first_token_at - r.request_at) * 1000,
+                        "end_ms": None if r.end_at is None else (r.end_at - r.request_at) * 1000,
+                        "input_tokens_total": r.input_tokens_total,
+                        "cached_tokens": r.cached_tokens,
+                        "output_tokens": r.output_tokens,
+                        "reasoning_tokens": r.reasoning_tokens,
+                        "prefix": prefix.get(r.id),
+                        "tools": [
+                            {
+                                "name": t.name,
+                                "call_id": t.call_id,
+                                "emitted_at": t.emitted_at,
+                                "result_at": d.results.get(t.call_id),
+                            }
+                            for t in d.tools
+                        ],
+                    }
+                )
+            out.print_json(json.dumps({"session": header, "project": sess.project, "rounds": data}))
             return
     table = Table(title=f"{header}  ({len(details)} rounds)")
-    for col in ("#", "kind", "model", "status", "input", "cached", "measured", "output",
-                "ttfb ms", "ttft ms", "total ms", "tools (latency)", "miss cause"):
-        table.add_column(col, justify="right" if col in ("#", "input", "cached", "measured",
-                                                         "output", "ttfb ms", "ttft ms",
-                                                         "total ms") else "left")
+    for col in (
+        "#",
+        "kind",
+        "model",
+        "status",
+        "input",
+        "cached",
+        "measured",
+        "output",
+        "ttfb ms",
+        "ttft ms",
+        "total ms",
+        "tools (latency)",
+        "miss cause",
+    ):
+        table.add_column(
+            col,
+            justify="right"
+            if col
+            in ("#", "input", "cached", "measured", "output", "ttfb ms", "ttft ms", "total ms")
+            else "left",
+        )
     for i, d in enumerate(details):
         r = d.round
         tools = ", ".join(
-            f"{t.name}({_dur(t.emitted_at, d.results.get(t.call_id))})" for t in d.tools)
+            f"{t.name}({_dur(t.emitted_at, d.results.get(t.call_id))})" for t in d.tools
+        )
         status = str(r.status or "-") + ("" if r.complete else f" {r.error_type or 'incomplete'}")
         info = prefix.get(r.id) or {}
         measured = info.get("measured_prefix_tokens")
-        table.add_row(str(i), r.kind, r.model or "-", status,
-                      f"{r.input_tokens_total or 0:,}", f"{r.cached_tokens or 0:,}",
-                      "-" if measured is None else f"{measured:,}",
-                      f"{r.output_tokens or 0:,}", _ms(r.request_at, r.upstream_first_byte_at),
-                      _ms(r.request_at, r.first_token_at), _ms(r.request_at, r.end_at), tools,
-                      info.get("cause") or "")
+        table.add_row(
+            str(i),
+            r.kind,
+            r.model or "-",
+            status,
+            f"{r.input_tokens_total or 0:,}",
+            f"{r.cached_tokens or 0:,}",
+            "-" if measured is None else f"{measured:,}",
+            f"{r.output_tokens or 0:,}",
+            _ms(r.request_at, r.upstream_first_byte_at),
+            _ms(r.request_at, r.first_token_at),
+            _ms(r.request_at, r.end_at),
+            tools,
+            info.get("cause") or "",
+        )
     out.print(table)
 
 
@@ -186,8 +249,7 @@ def db_upgrade(db: DbOption = None) -> None:
     except Exception as exc:
         err.print(f"[red]error:[/red] migration failed on {url}: {str(exc).splitlines()[0]}")
         raise typer.Exit(2) from None
-    err.print(f"{engine.url.render_as_string(hide_password=True)}: "
-              f"{before or 'empty'} -> {after}")
+    err.print(f"{engine.url.render_as_string(hide_password=True)}: {before or 'empty'} -> {after}")
 
 
 @db_app.command("check")
@@ -211,10 +273,12 @@ def db_check(db: DbOption = None) -> None:
 
 
 def push(
-    source: Annotated[str, typer.Option("--from", help="Store to read (e.g. the local "
-                                                         "sqlite:///… file).")],
-    target: Annotated[str, typer.Option("--to", help="Store to write (e.g. the team's "
-                                                       "postgresql://… database).")],
+    source: Annotated[
+        str, typer.Option("--from", help="Store to read (e.g. the local sqlite:///… file).")
+    ],
+    target: Annotated[
+        str, typer.Option("--to", help="Store to write (e.g. the team's postgresql://… database).")
+    ],
 ) -> None:
     """Copy your recorded (already scrubbed) rounds into another store; running it twice adds
     nothing.
@@ -228,20 +292,29 @@ def push(
 
     src, dst = make_engine(source), make_engine(target)
     try:
-        with Progress(TextColumn("pushing"), BarColumn(), MofNCompleteColumn(), console=err,
-                      transient=True, disable=not err.is_terminal) as bar:
+        with Progress(
+            TextColumn("pushing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
+        ) as bar:
             task = bar.add_task("push", total=None)
-            result = do_push(src, dst, progress=lambda done, total: bar.update(
-                task, completed=done, total=total))
+            result = do_push(
+                src, dst, progress=lambda done, total: bar.update(task, completed=done, total=total)
+            )
     except (SchemaError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     except Exception as exc:  # cannot connect, permissions ...
         err.print(f"[red]error:[/red] push failed: {str(exc).splitlines()[0]}")
         raise typer.Exit(2) from None
-    err.print(f"pushed {result.rounds:,} new rounds ({result.skipped:,} already there), "
-              f"{result.side_requests:,} side requests, {result.blobs:,} content blobs, "
-              f"{result.sessions:,} sessions")
+    err.print(
+        f"pushed {result.rounds:,} new rounds ({result.skipped:,} already there), "
+        f"{result.side_requests:,} side requests, {result.blobs:,} content blobs, "
+        f"{result.sessions:,} sessions"
+    )
 
 
 def register(app: typer.Typer) -> None:

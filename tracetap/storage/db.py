@@ -19,8 +19,7 @@ from sqlalchemy.engine import Engine
 from tracetap.storage.content import json_text
 from tracetap.storage.models import SCHEMA_VERSION
 
-__all__ = ["SchemaError", "check_schema", "default_url", "ensure_schema", "make_engine",
-           "upgrade"]
+__all__ = ["SchemaError", "check_schema", "default_url", "ensure_schema", "make_engine", "upgrade"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -70,8 +69,9 @@ def _config(engine: Engine) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     # Alembic's config interpolates '%': escape it (URL-encoded passwords, ?host=%2F...)
-    cfg.set_main_option("sqlalchemy.url",
-                        engine.url.render_as_string(hide_password=False).replace("%", "%%"))
+    cfg.set_main_option(
+        "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
+    )
     return cfg
 
 
@@ -97,16 +97,22 @@ def check_schema(engine: Engine) -> str:
         return "current"
     if rev is None:
         if sa.inspect(engine).has_table("rounds"):
-            raise SchemaError("the database has tracetap tables but no migration record; "
-                              "it was not created by tracetap's migrations")
+            raise SchemaError(
+                "the database has tracetap tables but no migration record; "
+                "it was not created by tracetap's migrations"
+            )
         return "empty"
     known = {s.revision for s in ScriptDirectory.from_config(_config(engine)).walk_revisions()}
     url = engine.url.render_as_string(hide_password=True)
     if rev in known:
-        raise SchemaError(f"the database schema is at {rev}, this tracetap needs "
-                          f"{SCHEMA_VERSION}: run `tracetap db upgrade --db {url}`")
-    raise SchemaError(f"the database schema revision {rev!r} is unknown to this tracetap "
-                      f"(newer version?); upgrade tracetap or use another database")
+        raise SchemaError(
+            f"the database schema is at {rev}, this tracetap needs "
+            f"{SCHEMA_VERSION}: run `tracetap db upgrade --db {url}`"
+        )
+    raise SchemaError(
+        f"the database schema revision {rev!r} is unknown to this tracetap "
+        f"(newer version?); upgrade tracetap or use another database"
+    )
 
 
 def ensure_schema(engine: Engine) -> None:

@@ -45,7 +45,8 @@ class Journal:
         except BlockingIOError:
             raise JournalLockedError(
                 f"journal directory {self.dir} is in use by another tracetap process; "
-                "give each proxy its own --journal-dir") from None
+                "give each proxy its own --journal-dir"
+            ) from None
         self.path = self.dir / "journal.bin"
         self._ckpt = self.dir / "journal.checkpoint"
         self.rotate_bytes = rotate_bytes
@@ -120,8 +121,7 @@ class Journal:
         for _ in self.pending():
             pass
 
-    def pending(self, batch: int = 500, upto: int | None = None
-                ) -> Iterator[list[dict[str, Any]]]:
+    def pending(self, batch: int = 500, upto: int | None = None) -> Iterator[list[dict[str, Any]]]:
         """Uncommitted records (up to offset `upto`) in batches.
 
         Without `upto` (start-up only), a torn final record is cut off the file.

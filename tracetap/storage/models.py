@@ -6,14 +6,24 @@ Content (messages, tools, system prompts, responses) lives once in `blobs`, addr
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Blob", "Round", "SchemaInfo", "Session", "SideRequest", "TimingEvent",
-           "ToolCall", "JSONType", "SCHEMA_VERSION"]
+__all__ = [
+    "Base",
+    "Blob",
+    "Round",
+    "SchemaInfo",
+    "Session",
+    "SideRequest",
+    "TimingEvent",
+    "ToolCall",
+    "JSONType",
+    "SCHEMA_VERSION",
+]
 
 # The Alembic revision this code writes; the proxy refuses to run on any other.
 SCHEMA_VERSION = "0002_tokens"
@@ -50,10 +60,10 @@ class Session(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     provider: Mapped[str] = mapped_column(sa.String(32))
     agent_session_id: Mapped[str] = mapped_column(sa.Text)
-    session_source: Mapped[Optional[str]] = mapped_column(sa.Text)
-    client: Mapped[Optional[str]] = mapped_column(sa.Text)
-    project: Mapped[Optional[str]] = mapped_column(sa.Text)
-    main_system_key: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    session_source: Mapped[str | None] = mapped_column(sa.Text)
+    client: Mapped[str | None] = mapped_column(sa.Text)
+    project: Mapped[str | None] = mapped_column(sa.Text)
+    main_system_key: Mapped[str | None] = mapped_column(sa.String(32))
     origin: Mapped[str] = mapped_column(sa.Text, default="proxy")  # proxy | import:...
 
 
@@ -67,59 +77,59 @@ class Round(Base):
     api: Mapped[str] = mapped_column(sa.String(32))
     transport: Mapped[str] = mapped_column(sa.String(16))
     endpoint: Mapped[str] = mapped_column(sa.Text)
-    client: Mapped[Optional[str]] = mapped_column(sa.Text)
-    model: Mapped[Optional[str]] = mapped_column(sa.Text)
-    model_requested: Mapped[Optional[str]] = mapped_column(sa.Text)
-    response_id: Mapped[Optional[str]] = mapped_column(sa.Text)
-    turn_id: Mapped[Optional[str]] = mapped_column(sa.Text)
+    client: Mapped[str | None] = mapped_column(sa.Text)
+    model: Mapped[str | None] = mapped_column(sa.Text)
+    model_requested: Mapped[str | None] = mapped_column(sa.Text)
+    response_id: Mapped[str | None] = mapped_column(sa.Text)
+    turn_id: Mapped[str | None] = mapped_column(sa.Text)
     stream: Mapped[bool] = mapped_column(default=False)
-    status: Mapped[Optional[int]]
+    status: Mapped[int | None]
     complete: Mapped[bool] = mapped_column(default=False)
     truncated: Mapped[bool] = mapped_column(default=False)
-    stop_reason: Mapped[Optional[str]] = mapped_column(sa.Text)
-    error_type: Mapped[Optional[str]] = mapped_column(sa.Text)
-    error_message: Mapped[Optional[str]] = mapped_column(sa.Text)
-    retry_count: Mapped[Optional[int]]
+    stop_reason: Mapped[str | None] = mapped_column(sa.Text)
+    error_type: Mapped[str | None] = mapped_column(sa.Text)
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
+    retry_count: Mapped[int | None]
     # proxy timing (epoch seconds)
     request_at: Mapped[float] = mapped_column(sa.Float(precision=53), index=True)
-    upstream_first_byte_at: Mapped[Optional[float]] = mapped_column(sa.Float(precision=53))
-    first_token_at: Mapped[Optional[float]] = mapped_column(sa.Float(precision=53))
-    last_token_at: Mapped[Optional[float]] = mapped_column(sa.Float(precision=53))
-    end_at: Mapped[Optional[float]] = mapped_column(sa.Float(precision=53))
+    upstream_first_byte_at: Mapped[float | None] = mapped_column(sa.Float(precision=53))
+    first_token_at: Mapped[float | None] = mapped_column(sa.Float(precision=53))
+    last_token_at: Mapped[float | None] = mapped_column(sa.Float(precision=53))
+    end_at: Mapped[float | None] = mapped_column(sa.Float(precision=53))
     # provider usage
-    input_tokens_total: Mapped[Optional[int]]
-    cached_tokens: Mapped[Optional[int]]
-    uncached_input_tokens: Mapped[Optional[int]]
-    cache_creation_input_tokens: Mapped[Optional[int]]
-    cache_creation_5m_tokens: Mapped[Optional[int]]
-    cache_creation_1h_tokens: Mapped[Optional[int]]
-    cache_read_input_tokens: Mapped[Optional[int]]
-    output_tokens: Mapped[Optional[int]]
-    reasoning_tokens: Mapped[Optional[int]]
+    input_tokens_total: Mapped[int | None]
+    cached_tokens: Mapped[int | None]
+    uncached_input_tokens: Mapped[int | None]
+    cache_creation_input_tokens: Mapped[int | None]
+    cache_creation_5m_tokens: Mapped[int | None]
+    cache_creation_1h_tokens: Mapped[int | None]
+    cache_read_input_tokens: Mapped[int | None]
+    output_tokens: Mapped[int | None]
+    reasoning_tokens: Mapped[int | None]
     # new input that triggered the round
     user_message_count: Mapped[int] = mapped_column(default=0)
     tool_result_count: Mapped[int] = mapped_column(default=0)
     user_message_chars: Mapped[int] = mapped_column(default=0)
     tool_result_chars: Mapped[int] = mapped_column(default=0)
-    first_input_type: Mapped[Optional[str]] = mapped_column(sa.String(16))
+    first_input_type: Mapped[str | None] = mapped_column(sa.String(16))
     # content, by hash
     content_policy: Mapped[str] = mapped_column(sa.String(16), default="full")
-    system_key: Mapped[Optional[str]] = mapped_column(sa.String(32))
-    thread_key: Mapped[Optional[str]] = mapped_column(sa.String(32))
-    envelope_hash: Mapped[Optional[str]] = mapped_column(sa.String(32))
-    system_hash: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    system_key: Mapped[str | None] = mapped_column(sa.String(32))
+    thread_key: Mapped[str | None] = mapped_column(sa.String(32))
+    envelope_hash: Mapped[str | None] = mapped_column(sa.String(32))
+    system_hash: Mapped[str | None] = mapped_column(sa.String(32))
     # A system prompt given as blocks is stored block by block (a block that changes on every
     # request, like Claude Code's billing line, then costs only itself).
-    system_blocks: Mapped[Optional[list[Any]]] = mapped_column()
-    tools_hash: Mapped[Optional[str]] = mapped_column(sa.String(32))
-    msg_parent_uid: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    system_blocks: Mapped[list[Any] | None] = mapped_column()
+    tools_hash: Mapped[str | None] = mapped_column(sa.String(32))
+    msg_parent_uid: Mapped[str | None] = mapped_column(sa.String(64))
     msg_prefix_len: Mapped[int] = mapped_column(default=0)
     msg_new: Mapped[list[Any]] = mapped_column(default=list)
     msg_count: Mapped[int] = mapped_column(default=0)
-    response_hash: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    response_hash: Mapped[str | None] = mapped_column(sa.String(32))
     headers: Mapped[list[Any]] = mapped_column(default=list)
     # Blob of [[ms since request, event name], ...]: every stream event's arrival time.
-    timeline_hash: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    timeline_hash: Mapped[str | None] = mapped_column(sa.String(32))
     stream_events: Mapped[int] = mapped_column(default=0)
     request_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     response_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
@@ -135,16 +145,16 @@ class ToolCall(Base):
     call_id: Mapped[str] = mapped_column(sa.Text, index=True)
     name: Mapped[str] = mapped_column(sa.Text)
     kind: Mapped[str] = mapped_column(sa.String(32))
-    input_hash: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    input_hash: Mapped[str | None] = mapped_column(sa.String(32))
     input_chars: Mapped[int] = mapped_column(default=0)
-    emitted_at: Mapped[Optional[float]] = mapped_column(sa.Float(precision=53))
+    emitted_at: Mapped[float | None] = mapped_column(sa.Float(precision=53))
     # Filled when the result is known at write time (imported rows); proxy rounds pair by
     # tool_call_id with the tool_result timing event of a later request instead.
-    result_at: Mapped[Optional[float]] = mapped_column(sa.Float(precision=53))
-    result_chars: Mapped[Optional[int]]
-    is_error: Mapped[Optional[bool]]
-    wall_latency_ms: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
-    internal_latency_ms: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
+    result_at: Mapped[float | None] = mapped_column(sa.Float(precision=53))
+    result_chars: Mapped[int | None]
+    is_error: Mapped[bool | None]
+    wall_latency_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
+    internal_latency_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
 
 
 class TimingEvent(Base):
@@ -158,12 +168,12 @@ class TimingEvent(Base):
     event_type: Mapped[str] = mapped_column(sa.String(16))
     ts: Mapped[float] = mapped_column(sa.Float(precision=53))
     source: Mapped[str] = mapped_column(sa.Text)
-    tool_call_id: Mapped[Optional[str]] = mapped_column(sa.Text, index=True)
-    tool_name: Mapped[Optional[str]] = mapped_column(sa.Text)
-    tool_index: Mapped[Optional[int]]
-    chars: Mapped[Optional[int]]
-    is_error: Mapped[Optional[bool]]
-    internal_latency_ms: Mapped[Optional[int]]
+    tool_call_id: Mapped[str | None] = mapped_column(sa.Text, index=True)
+    tool_name: Mapped[str | None] = mapped_column(sa.Text)
+    tool_index: Mapped[int | None]
+    chars: Mapped[int | None]
+    is_error: Mapped[bool | None]
+    internal_latency_ms: Mapped[int | None]
 
 
 class SideRequest(Base):
@@ -173,18 +183,18 @@ class SideRequest(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     uid: Mapped[str] = mapped_column(sa.Text, unique=True)
     kind: Mapped[str] = mapped_column(sa.Text)
-    session_pk: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("sessions.id"))
+    session_pk: Mapped[int | None] = mapped_column(sa.ForeignKey("sessions.id"))
     method: Mapped[str] = mapped_column(sa.String(16))
     host: Mapped[str] = mapped_column(sa.Text)
     path: Mapped[str] = mapped_column(sa.Text)
-    status: Mapped[Optional[int]]
+    status: Mapped[int | None]
     request_at: Mapped[float] = mapped_column(sa.Float(precision=53))
-    end_at: Mapped[Optional[float]] = mapped_column(sa.Float(precision=53))
+    end_at: Mapped[float | None] = mapped_column(sa.Float(precision=53))
     request_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     response_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
-    input_tokens: Mapped[Optional[int]]
-    request_hash: Mapped[Optional[str]] = mapped_column(sa.String(32))
-    response_hash: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    input_tokens: Mapped[int | None]
+    request_hash: Mapped[str | None] = mapped_column(sa.String(32))
+    response_hash: Mapped[str | None] = mapped_column(sa.String(32))
 
 
 class SchemaInfo(Base):
@@ -193,5 +203,6 @@ class SchemaInfo(Base):
     __tablename__ = "schema_info"
     key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     value: Mapped[str] = mapped_column(sa.Text)
+
 
 from tracetap.storage import models_tokens as _models_tokens  # noqa: E402,F401  (round_tokens table)

@@ -31,15 +31,13 @@ class PushResult:
 
 def _round_tables() -> list[sa.Table]:
     """Every table keyed to a round (tool calls, timing events, token data ...)."""
-    return [t for t in m.Base.metadata.sorted_tables
-            if "round_pk" in t.c and t.name != "rounds"]
+    return [t for t in m.Base.metadata.sorted_tables if "round_pk" in t.c and t.name != "rounds"]
 
 
 def _blob_refs(rows: list[Any], children: dict[str, list[Any]]) -> set[str]:
     refs: set[str] = set()
     for r in rows:
-        for col in ("envelope_hash", "system_hash", "tools_hash", "response_hash",
-                    "timeline_hash"):
+        for col in ("envelope_hash", "system_hash", "tools_hash", "response_hash", "timeline_hash"):
             if r._mapping[col]:
                 refs.add(r._mapping[col])
         refs.update(r.system_blocks or [])
@@ -54,21 +52,26 @@ def _copy_blobs(src: Connection, dst: Connection, hashes: set[str], dialect: str
     copied = 0
     wanted = sorted(hashes)
     for i in range(0, len(wanted), _CHUNK):
-        part = wanted[i:i + _CHUNK]
+        part = wanted[i : i + _CHUNK]
         have = set(dst.execute(sa.select(m.Blob.hash).where(m.Blob.hash.in_(part))).scalars())
         missing = [h for h in part if h not in have]
         if not missing:
             continue
-        rows = [dict(r._mapping) for r in src.execute(
-            sa.select(m.Blob.__table__).where(m.Blob.hash.in_(missing)))]
-        dst.execute(_insert(dialect, m.Blob).on_conflict_do_nothing(index_elements=["hash"]),
-                    sorted(rows, key=lambda r: r["hash"]))
+        rows = [
+            dict(r._mapping)
+            for r in src.execute(sa.select(m.Blob.__table__).where(m.Blob.hash.in_(missing)))
+        ]
+        dst.execute(
+            _insert(dialect, m.Blob).on_conflict_do_nothing(index_elements=["hash"]),
+            sorted(rows, key=lambda r: r["hash"]),
+        )
         copied += len(rows)
     return copied
 
 
-def push(source: Engine, target: Engine, *,
-         progress: Callable[[int, int], None] | None = None) -> PushResult:
+def push(
+    source: Engine, target: Engine, *, progress: Callable[[int, int], None] | None = None
+) -> PushResult:
     """Copy what `target` lacks from `source`; `progress(done, total)` after each chunk."""
     if check_schema(source) != "current":
         raise ValueError("the source store is empty")
@@ -84,44 +87,66 @@ def push(source: Engine, target: Engine, *,
         with target.begin() as dst:
             for s in sessions:
                 values = {k: v for k, v in s._mapping.items() if k != "id"}
-                dst.execute(_insert(dialect, m.Session).values(**values).on_conflict_do_nothing(
-                    index_elements=["provider", "agent_session_id"]))
-                session_map[s.id] = dst.execute(sa.select(m.Session.id).where(
-                    m.Session.provider == s.provider,
-                    m.Session.agent_session_id == s.agent_session_id)).scalar_one()
+                dst.execute(
+                    _insert(dialect, m.Session)
+                    .values(**values)
+                    .on_conflict_do_nothing(index_elements=["provider", "agent_session_id"])
+                )
+                session_map[s.id] = dst.execute(
+                    sa.select(m.Session.id).where(
+                        m.Session.provider == s.provider,
+                        m.Session.agent_session_id == s.agent_session_id,
+                    )
+                ).scalar_one()
         result.sessions = len(sessions)
         done = 0
         last_id = 0
         while True:
             # in id order: a round's message-chain parent (an earlier round) goes first
-            rows = src.execute(sa.select(rounds_t).where(rounds_t.c.id > last_id)
-                               .order_by(rounds_t.c.id).limit(_CHUNK)).all()
+            rows = src.execute(
+                sa.select(rounds_t)
+                .where(rounds_t.c.id > last_id)
+                .order_by(rounds_t.c.id)
+                .limit(_CHUNK)
+            ).all()
             if not rows:
                 break
             last_id = rows[-1].id
             done += len(rows)
             with target.begin() as dst:
                 uids = [r.uid for r in rows]
-                have = set(dst.execute(sa.select(rounds_t.c.uid).where(
-                    rounds_t.c.uid.in_(uids))).scalars())
+                have = set(
+                    dst.execute(sa.select(rounds_t.c.uid).where(rounds_t.c.uid.in_(uids))).scalars()
+                )
                 new = [r for r in rows if r.uid not in have]
                 result.skipped += len(rows) - len(new)
                 if new:
                     ids = [r.id for r in new]
-                    children = {t.name: src.execute(sa.select(t).where(
-                        t.c.round_pk.in_(ids))).all() for t in tables}
+                    children = {
+                        t.name: src.execute(sa.select(t).where(t.c.round_pk.in_(ids))).all()
+                        for t in tables
+                    }
                     result.blobs += _copy_blobs(src, dst, _blob_refs(new, children), dialect)
                     values = []
                     for r in new:
                         v = {k: val for k, val in r._mapping.items() if k != "id"}
                         v["session_pk"] = session_map[r.session_pk]
                         values.append(v)
-                    new_ids = list(dst.execute(rounds_t.insert().returning(
-                        rounds_t.c.id, sort_by_parameter_order=True), values).scalars())
+                    new_ids = list(
+                        dst.execute(
+                            rounds_t.insert().returning(
+                                rounds_t.c.id, sort_by_parameter_order=True
+                            ),
+                            values,
+                        ).scalars()
+                    )
                     id_map = dict(zip(ids, new_ids))
                     for t in tables:
-                        pk_auto = [c.name for c in t.primary_key.columns
-                                   if c.name != "round_pk" and c.autoincrement]
+                        pk_auto = [
+                            c.name
+                            for c in t.primary_key.columns
+                            if c.name != "round_pk" and c.autoincrement
+                        ]
                         batch = []
                         for c in children[t.name]:
                             v = {k: val for k, val in c._mapping.items() if k not in pk_auto}
@@ -144,8 +169,10 @@ def push(source: Engine, target: Engine, *,
                     v["session_pk"] = session_map.get(s.session_pk) if s.session_pk else None
                     values.append(v)
                 before = dst.execute(sa.select(sa.func.count()).select_from(side_t)).scalar_one()
-                dst.execute(_insert(dialect, m.SideRequest).on_conflict_do_nothing(
-                    index_elements=["uid"]), values)
+                dst.execute(
+                    _insert(dialect, m.SideRequest).on_conflict_do_nothing(index_elements=["uid"]),
+                    values,
+                )
                 after = dst.execute(sa.select(sa.func.count()).select_from(side_t)).scalar_one()
                 result.side_requests = after - before
     return result

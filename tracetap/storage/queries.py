@@ -32,27 +32,43 @@ class SessionSummary:
     last_at: float | None
 
 
-def list_sessions(db: OrmSession, *, provider: str | None = None,
-                  limit: int | None = None) -> list[SessionSummary]:
-    tools = (sa.select(m.ToolCall.round_pk, sa.func.count().label("n"))
-             .group_by(m.ToolCall.round_pk).subquery())
-    q = (sa.select(m.Session.id, m.Session.provider, m.Session.agent_session_id,
-                   m.Session.project, m.Round.kind, sa.func.count(m.Round.id),
-                   sa.func.coalesce(sa.func.sum(tools.c.n), 0),
-                   sa.func.coalesce(sa.func.sum(m.Round.input_tokens_total), 0),
-                   sa.func.coalesce(sa.func.sum(m.Round.cached_tokens), 0),
-                   sa.func.coalesce(sa.func.sum(m.Round.output_tokens), 0),
-                   sa.func.min(m.Round.request_at),
-                   sa.func.max(sa.func.coalesce(m.Round.end_at, m.Round.request_at)))
-         .join(m.Round, m.Round.session_pk == m.Session.id)
-         .outerjoin(tools, tools.c.round_pk == m.Round.id)
-         .group_by(m.Session.id, m.Session.provider, m.Session.agent_session_id,
-                   m.Session.project, m.Round.kind))
+def list_sessions(
+    db: OrmSession, *, provider: str | None = None, limit: int | None = None
+) -> list[SessionSummary]:
+    tools = (
+        sa.select(m.ToolCall.round_pk, sa.func.count().label("n"))
+        .group_by(m.ToolCall.round_pk)
+        .subquery()
+    )
+    q = (
+        sa.select(
+            m.Session.id,
+            m.Session.provider,
+            m.Session.agent_session_id,
+            m.Session.project,
+            m.Round.kind,
+            sa.func.count(m.Round.id),
+            sa.func.coalesce(sa.func.sum(tools.c.n), 0),
+            sa.func.coalesce(sa.func.sum(m.Round.input_tokens_total), 0),
+            sa.func.coalesce(sa.func.sum(m.Round.cached_tokens), 0),
+            sa.func.coalesce(sa.func.sum(m.Round.output_tokens), 0),
+            sa.func.min(m.Round.request_at),
+            sa.func.max(sa.func.coalesce(m.Round.end_at, m.Round.request_at)),
+        )
+        .join(m.Round, m.Round.session_pk == m.Session.id)
+        .outerjoin(tools, tools.c.round_pk == m.Round.id)
+        .group_by(
+            m.Session.id,
+            m.Session.provider,
+            m.Session.agent_session_id,
+            m.Session.project,
+            m.Round.kind,
+        )
+    )
     if provider:
         q = q.where(m.Session.provider == provider)
     out: dict[int, SessionSummary] = {}
-    for (pk, prov, sid, project, kind, n, ntools, tin, tcached, tout, first,
-         last) in db.execute(q):
+    for pk, prov, sid, project, kind, n, ntools, tin, tcached, tout, first, last in db.execute(q):
         s = out.get(pk)
         if s is None:
             s = out[pk] = SessionSummary(pk, prov, sid, project, 0, {}, 0, 0, 0, 0, first, last)
@@ -83,8 +99,10 @@ def find_session(db: OrmSession, ref: str) -> m.Session:
     if not found:
         raise LookupError(f"no session matches {ref!r} (see `tracetap sessions`)")
     if len(found) > 1:
-        raise LookupError(f"{ref!r} matches several sessions: "
-                          + ", ".join(f"{s.provider}:{s.agent_session_id}" for s in found))
+        raise LookupError(
+            f"{ref!r} matches several sessions: "
+            + ", ".join(f"{s.provider}:{s.agent_session_id}" for s in found)
+        )
     return found[0]
 
 
@@ -96,20 +114,28 @@ class RoundDetail:
 
 
 def session_rounds(db: OrmSession, session_pk: int) -> list[RoundDetail]:
-    rounds = list(db.scalars(sa.select(m.Round).where(m.Round.session_pk == session_pk)
-                             .order_by(m.Round.request_at, m.Round.id)))
+    rounds = list(
+        db.scalars(
+            sa.select(m.Round)
+            .where(m.Round.session_pk == session_pk)
+            .order_by(m.Round.request_at, m.Round.id)
+        )
+    )
     by_pk = {r.id: RoundDetail(r) for r in rounds}
     if not by_pk:
         return []
-    for t in db.scalars(sa.select(m.ToolCall).where(m.ToolCall.round_pk.in_(list(by_pk)))
-                        .order_by(m.ToolCall.round_pk, m.ToolCall.tool_index)):
+    for t in db.scalars(
+        sa.select(m.ToolCall)
+        .where(m.ToolCall.round_pk.in_(list(by_pk)))
+        .order_by(m.ToolCall.round_pk, m.ToolCall.tool_index)
+    ):
         by_pk[t.round_pk].tools.append(t)
     results: dict[str, float] = {}
     for call_id, ts in db.execute(
-            sa.select(m.TimingEvent.tool_call_id, sa.func.min(m.TimingEvent.ts))
-            .where(m.TimingEvent.round_pk.in_(list(by_pk)),
-                   m.TimingEvent.event_type == "tool_result")
-            .group_by(m.TimingEvent.tool_call_id)):
+        sa.select(m.TimingEvent.tool_call_id, sa.func.min(m.TimingEvent.ts))
+        .where(m.TimingEvent.round_pk.in_(list(by_pk)), m.TimingEvent.event_type == "tool_result")
+        .group_by(m.TimingEvent.tool_call_id)
+    ):
         results[call_id] = ts
     for d in by_pk.values():
         for t in d.tools:
@@ -121,7 +147,16 @@ def session_rounds(db: OrmSession, session_pk: int) -> list[RoundDetail]:
 
 
 def summary_dict(s: SessionSummary) -> dict[str, Any]:
-    return {"provider": s.provider, "session": s.agent_session_id, "project": s.project,
-            "rounds": s.rounds, "by_kind": s.by_kind, "tool_calls": s.tool_calls,
-            "input_tokens": s.input_tokens, "cached_tokens": s.cached_tokens,
-            "output_tokens": s.output_tokens, "first_at": s.first_at, "last_at": s.last_at}
+    return {
+        "provider": s.provider,
+        "session": s.agent_session_id,
+        "project": s.project,
+        "rounds": s.rounds,
+        "by_kind": s.by_kind,
+        "tool_calls": s.tool_calls,
+        "input_tokens": s.input_tokens,
+        "cached_tokens": s.cached_tokens,
+        "output_tokens": s.output_tokens,
+        "first_at": s.first_at,
+        "last_at": s.last_at,
+    }

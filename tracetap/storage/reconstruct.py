@@ -42,19 +42,28 @@ def message_hashes(db: OrmSession, rnd: m.Round) -> list[str]:
         chain.append(parent)
     hashes: list[str] = []
     for r in reversed(chain):
-        hashes = hashes[:r.msg_prefix_len] + list(r.msg_new)
+        hashes = hashes[: r.msg_prefix_len] + list(r.msg_new)
     return hashes
 
 
 def request_parts(db: OrmSession, rnd: m.Round) -> dict[str, Any]:
     hashes = message_hashes(db, rnd)
     wanted = set(hashes) | set(rnd.system_blocks or [])
-    blobs = {b.hash: load_json(b.codec, b.data)
-             for b in db.scalars(sa.select(m.Blob).where(m.Blob.hash.in_(wanted)))}
-    system = ([blobs[h] for h in rnd.system_blocks] if rnd.system_blocks is not None
-              else _blob(db, rnd.system_hash))
-    return {"envelope": _blob(db, rnd.envelope_hash) or {}, "system": system,
-            "tools": _blob(db, rnd.tools_hash) or [], "messages": [blobs[h] for h in hashes]}
+    blobs = {
+        b.hash: load_json(b.codec, b.data)
+        for b in db.scalars(sa.select(m.Blob).where(m.Blob.hash.in_(wanted)))
+    }
+    system = (
+        [blobs[h] for h in rnd.system_blocks]
+        if rnd.system_blocks is not None
+        else _blob(db, rnd.system_hash)
+    )
+    return {
+        "envelope": _blob(db, rnd.envelope_hash) or {},
+        "system": system,
+        "tools": _blob(db, rnd.tools_hash) or [],
+        "messages": [blobs[h] for h in hashes],
+    }
 
 
 def request_body(db: OrmSession, rnd: m.Round) -> dict[str, Any]:

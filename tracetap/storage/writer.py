@@ -24,8 +24,16 @@ from tracetap.storage import models as m
 from tracetap.storage.content import canonical, digest, encode
 from tracetap.storage.reconstruct import message_hashes
 
-__all__ = ["BLOB_REF", "PREFIX_REF", "SideRecord", "Writer", "WriterExtension", "insert_rows",
-           "is_blob_ref", "is_prefix_ref"]
+__all__ = [
+    "BLOB_REF",
+    "PREFIX_REF",
+    "SideRecord",
+    "Writer",
+    "WriterExtension",
+    "insert_rows",
+    "is_blob_ref",
+    "is_prefix_ref",
+]
 
 log = logging.getLogger("tracetap.storage")
 
@@ -52,13 +60,12 @@ SideRecord = dict[str, Any]  # {"uid", "kind", "method", "host", "path", ...}
 class WriterExtension(Protocol):
     """Stores extra per-round data (e.g. token segments) in the same transaction."""
 
-    def after_rounds(self, session: OrmSession, rounds: list[RoundRec],
-                     pks: list[int]) -> None:
+    def after_rounds(self, session: OrmSession, rounds: list[RoundRec], pks: list[int]) -> None:
         """`rounds` were just inserted; `pks` are their ids, in the same order."""
 
 
 def _insert(dialect: str, table: Any) -> Any:
-    return (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table))
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 class _LRU(OrderedDict):  # type: ignore[type-arg]
@@ -144,16 +151,25 @@ class Writer:
         cached = self._sessions.get(key)
         if cached is not None:
             return cached
-        stmt = _insert(self.dialect, m.Session).values(
-            provider=rnd.provider, agent_session_id=rnd.agent_session_id,
-            session_source=rnd.session_source, client=rnd.client, project=rnd.project,
-            origin=origin,
-        ).on_conflict_do_nothing(index_elements=["provider", "agent_session_id"])
+        stmt = (
+            _insert(self.dialect, m.Session)
+            .values(
+                provider=rnd.provider,
+                agent_session_id=rnd.agent_session_id,
+                session_source=rnd.session_source,
+                client=rnd.client,
+                project=rnd.project,
+                origin=origin,
+            )
+            .on_conflict_do_nothing(index_elements=["provider", "agent_session_id"])
+        )
         session.execute(stmt)
-        row = session.execute(sa.select(m.Session.id, m.Session.main_system_key,
-                                        m.Session.project).where(
-            m.Session.provider == rnd.provider,
-            m.Session.agent_session_id == rnd.agent_session_id)).one()
+        row = session.execute(
+            sa.select(m.Session.id, m.Session.main_system_key, m.Session.project).where(
+                m.Session.provider == rnd.provider,
+                m.Session.agent_session_id == rnd.agent_session_id,
+            )
+        ).one()
         entry = [row.id, row.main_system_key, row.project]
         self._sessions.put(key, entry)
         return entry
@@ -167,8 +183,11 @@ class Writer:
             return
         keys = self._responses.get(prev)
         if keys is None:
-            row = session.execute(sa.select(m.Round.system_key, m.Round.thread_key).where(
-                m.Round.response_id == prev).limit(1)).first()
+            row = session.execute(
+                sa.select(m.Round.system_key, m.Round.thread_key)
+                .where(m.Round.response_id == prev)
+                .limit(1)
+            ).first()
             keys = tuple(row) if row is not None else None
         if keys is not None:
             rnd.system_key, rnd.thread_key = keys
@@ -180,7 +199,7 @@ class Writer:
         for uid, prev in reversed(history):  # newest first; ties go to the oldest
             if min(len(prev), len(hashes)) < max(best_len, 1):
                 continue  # cannot reach the best so far
-            if hashes[:len(prev)] == prev:
+            if hashes[: len(prev)] == prev:
                 n = len(prev)
             else:
                 same = list(map(operator.eq, prev, hashes))
@@ -188,11 +207,16 @@ class Writer:
             if n >= best_len and n:
                 best_uid, best_len = uid, n
         history.append((rnd.uid, hashes))
-        return {"msg_parent_uid": best_uid, "msg_prefix_len": best_len,
-                "msg_new": hashes[best_len:], "msg_count": len(hashes)}
+        return {
+            "msg_parent_uid": best_uid,
+            "msg_prefix_len": best_len,
+            "msg_new": hashes[best_len:],
+            "msg_count": len(hashes),
+        }
 
-    def _hashes_of_messages(self, session: OrmSession, pending: dict[str, bytes],
-                            rnd: RoundRec) -> list[str]:
+    def _hashes_of_messages(
+        self, session: OrmSession, pending: dict[str, bytes], rnd: RoundRec
+    ) -> list[str]:
         """The round's message hashes as stored (null messages left out), its leading
         {"$prefix": [uid, n]} resolved from the rounds written before (kept here, else read
         back from the store)."""
@@ -209,11 +233,21 @@ class Writer:
                 except LookupError:
                     earlier = []
             if len(earlier) < n:  # never journaled after its round: the journal was altered
-                log.error("round %s continues the messages of round %s, which is not stored; "
-                          "its first %d messages are lost", rnd.uid, uid, n)
+                log.error(
+                    "round %s continues the messages of round %s, which is not stored; "
+                    "its first %d messages are lost",
+                    rnd.uid,
+                    uid,
+                    n,
+                )
             hashes = earlier[:n]
-        hashes += [h for h in (msg[BLOB_REF] if is_blob_ref(msg) else self._blob(pending, msg)
-                               for msg in messages) if h]  # refs: most
+        hashes += [
+            h
+            for h in (
+                msg[BLOB_REF] if is_blob_ref(msg) else self._blob(pending, msg) for msg in messages
+            )
+            if h
+        ]  # refs: most
         self._message_hashes.put(rnd.uid, hashes)
         return hashes
 
@@ -224,8 +258,10 @@ class Writer:
         # in the journal's order, which a "$prefix" follows: the round it names comes first
         resolved = [self._hashes_of_messages(session, pending, r) for r in rounds]
         seen = stored_keys(session, m.Round.__table__.c.uid, [r.uid for r in rounds])
-        todo = sorted(((r, h) for r, h in zip(rounds, resolved) if r.uid not in seen),
-                      key=lambda pair: pair[0].request_at)
+        todo = sorted(
+            ((r, h) for r, h in zip(rounds, resolved) if r.uid not in seen),
+            key=lambda pair: pair[0].request_at,
+        )
         if not todo:
             return 0
         rounds = [r for r, _ in todo]
@@ -241,12 +277,18 @@ class Writer:
             kind, new_main = classify(rnd, main_key)
             if new_main != main_key:
                 entry[1] = new_main
-                session.execute(sa.update(m.Session).where(m.Session.id == session_pk)
-                                .values(main_system_key=new_main))
+                session.execute(
+                    sa.update(m.Session)
+                    .where(m.Session.id == session_pk)
+                    .values(main_system_key=new_main)
+                )
             if rnd.project and not entry[2]:  # the first round that names the project
                 entry[2] = rnd.project
-                session.execute(sa.update(m.Session).where(m.Session.id == session_pk)
-                                .values(project=rnd.project))
+                session.execute(
+                    sa.update(m.Session)
+                    .where(m.Session.id == session_pk)
+                    .values(project=rnd.project)
+                )
             rnd.kind = kind
             if rnd.response_id:
                 self._responses.put(rnd.response_id, (rnd.system_key, rnd.thread_key))
@@ -262,12 +304,18 @@ class Writer:
             row["tools_hash"] = self._blob(pending, rnd.tools or None)
             row["response_hash"] = self._blob(pending, rnd.response)
             row["timeline_hash"] = self._blob(pending, _timeline(rnd))
-            tools = [{
-                "tool_index": t.index, "call_id": t.call_id, "name": t.name, "kind": t.kind,
-                "input_hash": self._blob(pending, t.arguments),
-                "input_chars": len(t.arguments) if t.input_chars is None else t.input_chars,
-                "emitted_at": t.emitted_at,
-            } for t in rnd.tool_calls]
+            tools = [
+                {
+                    "tool_index": t.index,
+                    "call_id": t.call_id,
+                    "name": t.name,
+                    "kind": t.kind,
+                    "input_hash": self._blob(pending, t.arguments),
+                    "input_chars": len(t.arguments) if t.input_chars is None else t.input_chars,
+                    "emitted_at": t.emitted_at,
+                }
+                for t in rnd.tool_calls
+            ]
             round_rows.append(row)
             children.append((tools, _timing_rows(rnd)))
         self._flush_blobs(session, pending)
@@ -287,8 +335,7 @@ class Writer:
             return
         pending: dict[str, bytes] = {}
         rows = []
-        columns = {c.name: _default(c) for c in m.SideRequest.__table__.columns
-                   if c.name != "id"}
+        columns = {c.name: _default(c) for c in m.SideRequest.__table__.columns if c.name != "id"}
         for side in sides:
             side = columns | side  # every row names every column (one executemany)
             request, response = side.pop("request", None), side.pop("response", None)
@@ -302,10 +349,13 @@ class Writer:
 
 def stored_keys(session: OrmSession, column: sa.Column[Any], keys: list[Any]) -> set[Any]:
     """Which of `keys` the column (a unique key) holds, in the session's transaction."""
-    chunks = [keys[i:i + 500] for i in range(0, len(keys), 500)]
+    chunks = [keys[i : i + 500] for i in range(0, len(keys), 500)]
     if session.get_bind().dialect.name != "sqlite" or not RAW_ON_SQLITE:
-        return {k for chunk in chunks
-                for k in session.scalars(sa.select(column).where(column.in_(chunk)))}
+        return {
+            k
+            for chunk in chunks
+            for k in session.scalars(sa.select(column).where(column.in_(chunk)))
+        }
     conn = session.connection()
     quote = conn.dialect.identifier_preparer.quote
     name, table = quote(column.name), quote(column.table.name)
@@ -313,16 +363,23 @@ def stored_keys(session: OrmSession, column: sa.Column[Any], keys: list[Any]) ->
     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         for chunk in chunks:
-            cur.execute(f"SELECT {name} FROM {table} WHERE {name} IN "
-                        f"({', '.join('?' * len(chunk))})", chunk)
+            cur.execute(
+                f"SELECT {name} FROM {table} WHERE {name} IN ({', '.join('?' * len(chunk))})", chunk
+            )
             found.update(k for (k,) in cur.fetchall())
     finally:
         cur.close()
     return found
 
 
-def insert_rows(session: OrmSession, table: sa.Table, rows: list[dict[str, Any]], *,
-                ids_by: str | None = None, conflict: tuple[str, ...] = ()) -> list[int]:
+def insert_rows(
+    session: OrmSession,
+    table: sa.Table,
+    rows: list[dict[str, Any]],
+    *,
+    ids_by: str | None = None,
+    conflict: tuple[str, ...] = (),
+) -> list[int]:
     """INSERT rows in the session's transaction; with `ids_by` (a unique column), returns the
     generated ids in row order; with `conflict` (a unique key), rows whose key is stored are
     skipped. SQLite gets the driver's executemany, PostgreSQL COPY (without `conflict`):
@@ -343,8 +400,11 @@ def insert_rows(session: OrmSession, table: sa.Table, rows: list[dict[str, Any]]
         if ids_by is None:
             return []
         keys = [r[ids_by] for r in rows]
-        found = dict(session.execute(sa.select(table.c[ids_by], table.c.id)
-                                     .where(table.c[ids_by].in_(keys))).all())
+        found = dict(
+            session.execute(
+                sa.select(table.c[ids_by], table.c.id).where(table.c[ids_by].in_(keys))
+            ).all()
+        )
         return [found[k] for k in keys]
     if ids_by is None:
         session.execute(table.insert(), rows)
@@ -372,8 +432,9 @@ def _columns(table: sa.Table, rows: list[dict[str, Any]]) -> list[sa.Column[Any]
     return [c for c in table.columns if c is not auto or any(c.name in r for r in rows)]
 
 
-def _values(rows: list[dict[str, Any]], cols: list[sa.Column[Any]],
-            convert: list[Any]) -> list[list[Any]]:
+def _values(
+    rows: list[dict[str, Any]], cols: list[sa.Column[Any]], convert: list[Any]
+) -> list[list[Any]]:
     """Each row's values in `cols` order: column defaults for absent keys, `sa.null()` as SQL
     NULL, the rest through `convert` (one function or None per column). A row that names every
     column (as the writer's do) is read in one C call."""
@@ -399,16 +460,23 @@ def _values(rows: list[dict[str, Any]], cols: list[sa.Column[Any]],
     return out
 
 
-def _sqlite_insert(session: OrmSession, table: sa.Table, rows: list[dict[str, Any]],
-                   ids_by: str | None, conflict: tuple[str, ...]) -> list[int]:
+def _sqlite_insert(
+    session: OrmSession,
+    table: sa.Table,
+    rows: list[dict[str, Any]],
+    ids_by: str | None,
+    conflict: tuple[str, ...],
+) -> list[int]:
     """The rows through sqlite3's own executemany, each value bound as SQLAlchemy binds it
     (the column type's bind processor: JSON serialized, booleans as integers)."""
     conn = session.connection()
     dialect = conn.dialect
     cols = _columns(table, rows)
     quote = dialect.identifier_preparer.quote
-    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c.name) for c in cols)}) "
-           f"VALUES ({', '.join('?' * len(cols))})")
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(c.name) for c in cols)}) "
+        f"VALUES ({', '.join('?' * len(cols))})"
+    )
     if conflict:
         sql += f" ON CONFLICT ({', '.join(quote(k) for k in conflict)}) DO NOTHING"
     convert = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in cols]
@@ -446,31 +514,52 @@ def _round_row(rnd: RoundRec, session_pk: int) -> dict[str, Any]:
     users = [e for e in rnd.inputs if e.type == "user_message"]
     results = [e for e in rnd.inputs if e.type == "tool_result"]
     return {
-        "uid": rnd.uid, "session_pk": session_pk, "kind": rnd.kind, "provider": rnd.provider,
-        "api": rnd.api, "transport": rnd.transport, "endpoint": rnd.endpoint,
-        "client": rnd.client, "model": rnd.model, "model_requested": rnd.model_requested,
-        "response_id": rnd.response_id, "turn_id": rnd.turn_id, "stream": rnd.stream,
-        "status": rnd.status, "complete": rnd.complete, "truncated": rnd.truncated,
-        "stop_reason": rnd.stop_reason, "error_type": rnd.error_type,
-        "error_message": rnd.error_message, "retry_count": rnd.retry_count,
-        "request_at": rnd.request_at, "upstream_first_byte_at": rnd.upstream_first_byte_at,
-        "first_token_at": rnd.first_token_at, "last_token_at": rnd.last_token_at,
+        "uid": rnd.uid,
+        "session_pk": session_pk,
+        "kind": rnd.kind,
+        "provider": rnd.provider,
+        "api": rnd.api,
+        "transport": rnd.transport,
+        "endpoint": rnd.endpoint,
+        "client": rnd.client,
+        "model": rnd.model,
+        "model_requested": rnd.model_requested,
+        "response_id": rnd.response_id,
+        "turn_id": rnd.turn_id,
+        "stream": rnd.stream,
+        "status": rnd.status,
+        "complete": rnd.complete,
+        "truncated": rnd.truncated,
+        "stop_reason": rnd.stop_reason,
+        "error_type": rnd.error_type,
+        "error_message": rnd.error_message,
+        "retry_count": rnd.retry_count,
+        "request_at": rnd.request_at,
+        "upstream_first_byte_at": rnd.upstream_first_byte_at,
+        "first_token_at": rnd.first_token_at,
+        "last_token_at": rnd.last_token_at,
         "end_at": rnd.end_at,
-        "input_tokens_total": u.input_tokens_total, "cached_tokens": u.cached_tokens,
+        "input_tokens_total": u.input_tokens_total,
+        "cached_tokens": u.cached_tokens,
         "uncached_input_tokens": u.uncached_input_tokens,
         "cache_creation_input_tokens": u.cache_creation_input_tokens,
         "cache_creation_5m_tokens": u.cache_creation_5m_tokens,
         "cache_creation_1h_tokens": u.cache_creation_1h_tokens,
         "cache_read_input_tokens": u.cache_read_input_tokens,
-        "output_tokens": u.output_tokens, "reasoning_tokens": u.reasoning_tokens,
-        "user_message_count": len(users), "tool_result_count": len(results),
+        "output_tokens": u.output_tokens,
+        "reasoning_tokens": u.reasoning_tokens,
+        "user_message_count": len(users),
+        "tool_result_count": len(results),
         "user_message_chars": sum(e.chars for e in users),
         "tool_result_chars": sum(e.chars for e in results),
         "first_input_type": rnd.inputs[0].type if rnd.inputs else None,
-        "content_policy": rnd.content_policy, "system_key": rnd.system_key,
-        "thread_key": rnd.thread_key, "headers": [list(h) for h in rnd.request_headers],
+        "content_policy": rnd.content_policy,
+        "system_key": rnd.system_key,
+        "thread_key": rnd.thread_key,
+        "headers": [list(h) for h in rnd.request_headers],
         "stream_events": len(rnd.stream_timeline),
-        "request_bytes": rnd.request_bytes, "response_bytes": rnd.response_bytes,
+        "request_bytes": rnd.request_bytes,
+        "response_bytes": rnd.response_bytes,
         "extra": {"project": rnd.project} if rnd.project else {},
     }
 
@@ -486,15 +575,33 @@ def _timeline(rnd: RoundRec) -> list[list[Any]] | None:
 def _timing_rows(rnd: RoundRec) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for e in rnd.inputs:
-        rows.append({"event_type": e.type, "ts": rnd.request_at, "source": e.source,
-                     "tool_call_id": e.tool_call_id, "tool_name": None, "tool_index": None,
-                     "chars": e.chars, "is_error": e.is_error if e.type == "tool_result" else None,
-                     "internal_latency_ms": e.internal_latency_ms})
+        rows.append(
+            {
+                "event_type": e.type,
+                "ts": rnd.request_at,
+                "source": e.source,
+                "tool_call_id": e.tool_call_id,
+                "tool_name": None,
+                "tool_index": None,
+                "chars": e.chars,
+                "is_error": e.is_error if e.type == "tool_result" else None,
+                "internal_latency_ms": e.internal_latency_ms,
+            }
+        )
     for o in sorted(rnd.outputs, key=lambda o: o.at):
-        rows.append({"event_type": o.type, "ts": o.at, "source": o.source,
-                     "tool_call_id": o.tool_call_id, "tool_name": o.tool_name,
-                     "tool_index": o.tool_index, "chars": o.chars, "is_error": None,
-                     "internal_latency_ms": None})
+        rows.append(
+            {
+                "event_type": o.type,
+                "ts": o.at,
+                "source": o.source,
+                "tool_call_id": o.tool_call_id,
+                "tool_name": o.tool_name,
+                "tool_index": o.tool_index,
+                "chars": o.chars,
+                "is_error": None,
+                "internal_latency_ms": None,
+            }
+        )
     for i, row in enumerate(rows, 1):
         row["event_index"] = i
     return rows

@@ -25,8 +25,14 @@ from tracetap.storage.content import canonical, digest
 from tracetap.tokens.index import BlockIndex
 from tracetap.tokens.tokenizer import DEFAULT_TOKENIZER, Tokenizer, get_tokenizer, id_array
 
-__all__ = ["CHAIN", "DEFAULT_BLOCK_SIZE", "GlobalReuse", "TokenEnricher", "block_hashes",
-           "prompt_parts"]
+__all__ = [
+    "CHAIN",
+    "DEFAULT_BLOCK_SIZE",
+    "GlobalReuse",
+    "TokenEnricher",
+    "block_hashes",
+    "prompt_parts",
+]
 
 DEFAULT_BLOCK_SIZE = 64
 HASH_BYTES = 8
@@ -85,9 +91,7 @@ def prompt_parts(rnd: Round) -> dict[str, list[Any]]:
         ):
             lead += 1
         system, messages = messages[:lead] or None, messages[lead:]
-    last = next(
-        (i for i in range(len(messages) - 1, -1, -1) if _is_assistant(messages[i])), -1
-    )
+    last = next((i for i in range(len(messages) - 1, -1, -1) if _is_assistant(messages[i])), -1)
     if system is None or system == "":
         system_parts: list[Any] = []
     elif isinstance(system, list):
@@ -357,8 +361,18 @@ class TokenEnricher:
         else:
             reuse_any, any_uid = self._global.reuse(hashes, rnd.uid, shared)
         seen = _Seen(
-            rnd.uid, rnd.request_at, rnd.end_at, prompt, len(prompt), hashes, chain, bounds,
-            elems, digests, el_notes, ends,
+            rnd.uid,
+            rnd.request_at,
+            rnd.end_at,
+            prompt,
+            len(prompt),
+            hashes,
+            chain,
+            bounds,
+            elems,
+            digests,
+            el_notes,
+            ends,
         )
         self._recent.setdefault(sid, deque(maxlen=self._per_session)).append(seen)
         self._recent.move_to_end(sid)
@@ -416,11 +430,15 @@ class GlobalReuse:
 
     def __call__(self, info: dict[str, Any], uid: str) -> None:
         chain = info.pop(CHAIN)
-        hashes: Sequence[Any] = _Hashes(chain) if HASH_BYTES == 8 else [
-            chain[i:i + HASH_BYTES] for i in range(0, len(chain), HASH_BYTES)]
+        hashes: Sequence[Any] = (
+            _Hashes(chain)
+            if HASH_BYTES == 8
+            else [chain[i : i + HASH_BYTES] for i in range(0, len(chain), HASH_BYTES)]
+        )
         # the blocks shared with the session's previous prompt were most likely indexed
         info["reuse_any_blocks"], info["reuse_any_uid"] = self.index.reuse(
-            hashes, uid, info.get("shared_blocks"))
+            hashes, uid, info.get("shared_blocks")
+        )
 
 
 class _Hashes(Sequence[int]):
@@ -447,8 +465,9 @@ class _Hashes(Sequence[int]):
             start, stop, step = i.indices(self._n)
             if step != 1:
                 return self[start:stop][::step]
-            return list(struct.unpack_from(f"<{max(0, stop - start)}Q", self._chain,
-                                           start * HASH_BYTES))
+            return list(
+                struct.unpack_from(f"<{max(0, stop - start)}Q", self._chain, start * HASH_BYTES)
+            )
         if i < 0:
             i += self._n
         if not 0 <= i < self._n:

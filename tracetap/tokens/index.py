@@ -33,8 +33,9 @@ class BlockIndex:
     def __contains__(self, h: Hashable) -> bool:
         return h in self._young or h in self._old
 
-    def reuse(self, hashes: Sequence[Hashable], uid: str, guess: int | None = None
-              ) -> tuple[int, str | None]:
+    def reuse(
+        self, hashes: Sequence[Hashable], uid: str, guess: int | None = None
+    ) -> tuple[int, str | None]:
         """(leading blocks already known, the uid that first had the last of them); keeps
         those in the young generation and records the rest as first seen in `uid`. `guess`:
         how many are likely known (the blocks the session's previous prompt had), checked
@@ -53,8 +54,7 @@ class BlockIndex:
         return n, any_uid
 
 
-def _leading(hashes: Sequence[Hashable], known: object, hi: int, guess: int | None = None
-             ) -> int:
+def _leading(hashes: Sequence[Hashable], known: object, hi: int, guess: int | None = None) -> int:
     """How many of the first `hi` hashes are `known`, by bisection (the known ones form a
     prefix); a `guess` is checked first (two lookups when it is right)."""
     lo = 0

@@ -28,8 +28,9 @@ class _Tiktoken:
         # tiktoken's own buffer of the ids (what its encode_to_numpy wraps): the ids copied
         # as one block, not made into a list of ints and then into an array (-8 % of
         # tokenizing; bench/ingest_instructions.py)
-        self._buffer = getattr(getattr(self._enc, "_core_bpe", None),
-                               "encode_to_tiktoken_buffer", None)
+        self._buffer = getattr(
+            getattr(self._enc, "_core_bpe", None), "encode_to_tiktoken_buffer", None
+        )
         if array("I").itemsize != 4:
             self._buffer = None
 

@@ -61,12 +61,16 @@ def _block_chars(block: dict[str, Any]) -> int:
 class AnthropicMessages:
     name = "anthropic_messages"
     body_parts: ClassVar[dict[str, str]] = {
-        "system": "system", "tools": "tools", "messages": "messages"}
+        "system": "system",
+        "tools": "tools",
+        "messages": "messages",
+    }
 
     def matches(self, method: str, path: str) -> bool:
         base = path.split("?", 1)[0].rstrip("/")
-        return method == "POST" and (base.endswith("/v1/messages")
-                                     or base.endswith("/v1/messages/count_tokens"))
+        return method == "POST" and (
+            base.endswith("/v1/messages") or base.endswith("/v1/messages/count_tokens")
+        )
 
     def to_round(self, exchange: Exchange, body: Any = UNPARSED) -> Round:
         base = exchange.path.split("?", 1)[0].rstrip("/")
@@ -77,7 +81,8 @@ class AnthropicMessages:
         if body is UNPARSED:
             body = loads(exchange.request_body)
         rnd.envelope, rnd.system, rnd.tools, rnd.messages = split_body(
-            body, ("system", "tools", "messages"))
+            body, ("system", "tools", "messages")
+        )
         if body is None and exchange.request_body:
             rnd.envelope = {"_unparsed_body": exchange.request_body.decode("utf-8", "replace")}
         sid = exchange.header("x-claude-code-session-id")  # even when the body is unparsable
@@ -103,10 +108,15 @@ def _new_inputs(messages: list[Any]) -> list[InputEvent]:
         content = msg.get("content")
         for block in content if isinstance(content, list) else []:
             if isinstance(block, dict) and block.get("type") == "tool_result":
-                events.append(InputEvent(
-                    "tool_result", content_chars(block.get("content")),
-                    "request.messages.tool_result", tool_call_id=block.get("tool_use_id"),
-                    is_error=bool(block.get("is_error"))))
+                events.append(
+                    InputEvent(
+                        "tool_result",
+                        content_chars(block.get("content")),
+                        "request.messages.tool_result",
+                        tool_call_id=block.get("tool_use_id"),
+                        is_error=bool(block.get("is_error")),
+                    )
+                )
         typed = user_text_chars(content)  # system reminders are not user input
         if typed is not None:
             events.append(InputEvent("user_message", typed, "request.messages.text"))
@@ -129,8 +139,11 @@ def _apply_usage(usage: Usage, data: dict[str, Any]) -> None:
             usage.cache_creation_5m_tokens = creation["ephemeral_5m_input_tokens"]
         if isinstance(creation.get("ephemeral_1h_input_tokens"), int):
             usage.cache_creation_1h_tokens = creation["ephemeral_1h_input_tokens"]
-    parts = (usage.uncached_input_tokens, usage.cache_creation_input_tokens,
-             usage.cache_read_input_tokens)
+    parts = (
+        usage.uncached_input_tokens,
+        usage.cache_creation_input_tokens,
+        usage.cache_read_input_tokens,
+    )
     if any(p is not None for p in parts):
         usage.input_tokens_total = sum(p or 0 for p in parts)
         usage.cached_tokens = usage.cache_read_input_tokens or 0
@@ -144,11 +157,28 @@ def _finish_block(rnd: Round, block: dict[str, Any], at: float) -> None:
     if kind == "tool_call":
         index = len(rnd.tool_calls)
         args = json.dumps(block.get("input", {}), ensure_ascii=False, separators=(",", ":"))
-        rnd.tool_calls.append(ToolCall(index, block.get("id") or "", block.get("name") or "",
-                                       block.get("type"), args, at, len(args)))
-        rnd.outputs.append(OutputEvent("tool_call", at, len(args), source,
-                                       tool_call_id=block.get("id"), tool_name=block.get("name"),
-                                       tool_index=index))
+        rnd.tool_calls.append(
+            ToolCall(
+                index,
+                block.get("id") or "",
+                block.get("name") or "",
+                block.get("type"),
+                args,
+                at,
+                len(args),
+            )
+        )
+        rnd.outputs.append(
+            OutputEvent(
+                "tool_call",
+                at,
+                len(args),
+                source,
+                tool_call_id=block.get("id"),
+                tool_name=block.get("name"),
+                tool_index=index,
+            )
+        )
     else:
         rnd.outputs.append(OutputEvent(kind, at, _block_chars(block), source))
 
@@ -225,8 +255,11 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
             raw = "".join(partial.pop(idx, []))
             if block.get("type") in ("tool_use", "server_tool_use"):
                 parsed = loads(raw) if raw else None
-                block["input"] = parsed if parsed is not None else (
-                    block.get("input") if not raw else {"_unparsed": raw})
+                block["input"] = (
+                    parsed
+                    if parsed is not None
+                    else (block.get("input") if not raw else {"_unparsed": raw})
+                )
             content.append(block)
             _finish_block(rnd, block, ev.at)
         elif kind == "message_delta":
@@ -249,8 +282,14 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
         kind = _OUTPUT_TYPES.get(block.get("type", ""))
         if kind in ("reasoning", "text") and rnd.last_token_at is not None:
             # output the model produced before the stream broke off
-            rnd.outputs.append(OutputEvent(kind, rnd.last_token_at, _block_chars(block),
-                                           f"response.content.{block.get('type')}.partial"))
+            rnd.outputs.append(
+                OutputEvent(
+                    kind,
+                    rnd.last_token_at,
+                    _block_chars(block),
+                    f"response.content.{block.get('type')}.partial",
+                )
+            )
     message["content"] = content
     if rnd.stop_reason:
         message["stop_reason"] = rnd.stop_reason

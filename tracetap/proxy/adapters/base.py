@@ -110,10 +110,15 @@ def content_chars(content: Any) -> int:
 
 
 # Text the client injects into user turns (context, reminders), not typed by a person.
-INJECTED_PREFIXES = ("<system-reminder>", "<environment_context>", "<user_instructions>",
-                     "# AGENTS.md instructions", "<local-command-stdout>",
-                     "<task-notification>",  # a Claude Code subagent finished
-                     "Your response above was cut off")  # Claude Code's resume after a cut
+INJECTED_PREFIXES = (
+    "<system-reminder>",
+    "<environment_context>",
+    "<user_instructions>",
+    "# AGENTS.md instructions",
+    "<local-command-stdout>",
+    "<task-notification>",  # a Claude Code subagent finished
+    "Your response above was cut off",
+)  # Claude Code's resume after a cut
 
 
 def is_injected(text: str) -> bool:
@@ -184,7 +189,7 @@ def after_last(items: list[Any], is_output: Any) -> list[dict[str, Any]]:
         if isinstance(items[i], dict) and is_output(items[i]):
             last = i
             break
-    return [item for item in items[last + 1:] if isinstance(item, dict)]
+    return [item for item in items[last + 1 :] if isinstance(item, dict)]
 
 
 def finish(rnd: Round, exchange: Exchange, *, stream: Any, whole: Any) -> Round:

@@ -35,7 +35,8 @@ class OpenAIChat:
         if body is UNPARSED:
             body = loads(exchange.request_body)
         rnd.envelope, _, rnd.tools, rnd.messages = split_body(
-            body, ("_no_system_field", "tools", "messages"))
+            body, ("_no_system_field", "tools", "messages")
+        )
         if body is None and exchange.request_body:
             rnd.envelope = {"_unparsed_body": exchange.request_body.decode("utf-8", "replace")}
         if isinstance(body, dict):
@@ -56,8 +57,14 @@ def _new_inputs(messages: list[Any]) -> list[InputEvent]:
     events: list[InputEvent] = []
     for msg in after_last(messages, lambda m: m.get("role") == "assistant"):
         if msg.get("role") == "tool":
-            events.append(InputEvent("tool_result", content_chars(msg.get("content")),
-                                     "request.messages.tool", tool_call_id=msg.get("tool_call_id")))
+            events.append(
+                InputEvent(
+                    "tool_result",
+                    content_chars(msg.get("content")),
+                    "request.messages.tool",
+                    tool_call_id=msg.get("tool_call_id"),
+                )
+            )
         elif msg.get("role") == "user":
             typed = user_text_chars(msg.get("content"))
             if typed is not None:
@@ -76,25 +83,49 @@ def _apply_usage(rnd: Round, usage: Any) -> None:
     rnd.usage.reasoning_tokens = out.get("reasoning_tokens")
 
 
-def _emit(rnd: Round, text: str, reasoning: str, calls: list[dict[str, Any]],
-          times: dict[str, float]) -> None:
+def _emit(
+    rnd: Round, text: str, reasoning: str, calls: list[dict[str, Any]], times: dict[str, float]
+) -> None:
     if reasoning:
-        rnd.outputs.append(OutputEvent("reasoning", times["reasoning"], len(reasoning),
-                                       "response.choices.delta.reasoning_content"))
+        rnd.outputs.append(
+            OutputEvent(
+                "reasoning",
+                times["reasoning"],
+                len(reasoning),
+                "response.choices.delta.reasoning_content",
+            )
+        )
     if text:
-        rnd.outputs.append(OutputEvent("text", times["text"], len(text),
-                                       "response.choices.delta.content"))
+        rnd.outputs.append(
+            OutputEvent("text", times["text"], len(text), "response.choices.delta.content")
+        )
     for call in calls:
         index = len(rnd.tool_calls)
         fn = call.get("function") or {}
         at = times.get(f"tool{call.get('_index', index)}", times.get("end", rnd.request_at))
         args = fn.get("arguments") or ""
-        rnd.tool_calls.append(ToolCall(index, call.get("id") or "", fn.get("name") or "",
-                                       "chat_tool_call", args, at, len(args)))
-        rnd.outputs.append(OutputEvent("tool_call", at, len(fn.get("arguments") or ""),
-                                       "response.choices.delta.tool_calls",
-                                       tool_call_id=call.get("id"), tool_name=fn.get("name"),
-                                       tool_index=index))
+        rnd.tool_calls.append(
+            ToolCall(
+                index,
+                call.get("id") or "",
+                fn.get("name") or "",
+                "chat_tool_call",
+                args,
+                at,
+                len(args),
+            )
+        )
+        rnd.outputs.append(
+            OutputEvent(
+                "tool_call",
+                at,
+                len(fn.get("arguments") or ""),
+                "response.choices.delta.tool_calls",
+                tool_call_id=call.get("id"),
+                tool_name=fn.get("name"),
+                tool_index=index,
+            )
+        )
     rnd.outputs.sort(key=lambda o: o.at)
 
 
@@ -116,8 +147,13 @@ def _apply_json(rnd: Round, exchange: Exchange) -> None:
     rnd.stop_reason = choice.get("finish_reason")
     at = exchange.end_at or rnd.request_at
     calls = [dict(c, _index=i) for i, c in enumerate(msg.get("tool_calls") or [])]
-    _emit(rnd, msg.get("content") or "", msg.get("reasoning_content") or "", calls,
-          {"text": at, "reasoning": at, "end": at})
+    _emit(
+        rnd,
+        msg.get("content") or "",
+        msg.get("reasoning_content") or "",
+        calls,
+        {"text": at, "reasoning": at, "end": at},
+    )
     if rnd.outputs:
         rnd.first_token_at = rnd.last_token_at = at
     rnd.complete = (exchange.status or 0) < 400
@@ -157,8 +193,15 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
                 got = True
             for tc in delta.get("tool_calls") or []:
                 idx = tc.get("index", 0)
-                call = calls.setdefault(idx, {"id": None, "type": "function", "_index": idx,
-                                              "function": {"name": "", "arguments": ""}})
+                call = calls.setdefault(
+                    idx,
+                    {
+                        "id": None,
+                        "type": "function",
+                        "_index": idx,
+                        "function": {"name": "", "arguments": ""},
+                    },
+                )
                 call["id"] = tc.get("id") or call["id"]
                 fn = tc.get("function") or {}
                 call["function"]["name"] += fn.get("name") or ""
@@ -174,6 +217,9 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
     message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
     if ordered:
         message["tool_calls"] = [{k: v for k, v in c.items() if k != "_index"} for c in ordered]
-    rnd.response = {"id": rnd.response_id, "model": rnd.model, "object": "chat.completion",
-                    "choices": [{"index": 0, "message": message,
-                                 "finish_reason": rnd.stop_reason}]}
+    rnd.response = {
+        "id": rnd.response_id,
+        "model": rnd.model,
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": message, "finish_reason": rnd.stop_reason}],
+    }

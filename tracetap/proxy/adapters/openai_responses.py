@@ -24,8 +24,17 @@ from tracetap.proxy.adapters.base import (
 
 __all__ = ["OpenAIResponses", "codex_turn_id", "is_codex"]
 
-_MODEL_ITEMS = {"message", "reasoning", "function_call", "custom_tool_call", "local_shell_call",
-                "web_search_call", "file_search_call", "computer_call", "mcp_call"}
+_MODEL_ITEMS = {
+    "message",
+    "reasoning",
+    "function_call",
+    "custom_tool_call",
+    "local_shell_call",
+    "web_search_call",
+    "file_search_call",
+    "computer_call",
+    "mcp_call",
+}
 _TOOL_ITEMS = {"function_call", "custom_tool_call", "local_shell_call"}
 _TERMINAL = {"response.completed", "response.incomplete", "response.failed"}
 
@@ -76,19 +85,26 @@ def _tool_args(item: dict[str, Any]) -> str:
 class OpenAIResponses:
     name = "openai_responses"
     body_parts: ClassVar[dict[str, str]] = {
-        "instructions": "system", "tools": "tools", "input": "messages"}
+        "instructions": "system",
+        "tools": "tools",
+        "input": "messages",
+    }
 
     def matches(self, method: str, path: str) -> bool:
         base = path.split("?", 1)[0].rstrip("/")
-        return method in ("POST", "GET") and (base.endswith("/responses")
-                                              or base.endswith("/responses/compact"))
+        return method in ("POST", "GET") and (
+            base.endswith("/responses") or base.endswith("/responses/compact")
+        )
 
     def to_round(self, exchange: Exchange, body: Any = UNPARSED) -> Round:
         base = exchange.path.split("?", 1)[0].rstrip("/")
         compact = base.endswith("/compact")
         codex = is_codex(exchange)
-        rnd = new_round(exchange, "codex" if codex else "openai",
-                        "/v1/responses/compact" if compact else "/v1/responses")
+        rnd = new_round(
+            exchange,
+            "codex" if codex else "openai",
+            "/v1/responses/compact" if compact else "/v1/responses",
+        )
         if compact:
             rnd.kind = "compaction"
         if body is UNPARSED:
@@ -98,7 +114,8 @@ class OpenAIResponses:
             if isinstance(body.get("response"), dict):  # {"type": ..., "response": {...}} form
                 body = body["response"]
         rnd.envelope, rnd.system, rnd.tools, rnd.messages = split_body(
-            body, ("instructions", "tools", "input"))
+            body, ("instructions", "tools", "input")
+        )
         if body is None and exchange.request_body:
             rnd.envelope = {"_unparsed_body": exchange.request_body.decode("utf-8", "replace")}
         if isinstance(body, dict):
@@ -130,10 +147,16 @@ def _new_inputs(items: list[Any]) -> list[InputEvent]:
         if kind in ("function_call_output", "custom_tool_call_output", "local_shell_call_output"):
             output = item.get("output")
             text = output if isinstance(output, str) else json.dumps(output)
-            events.append(InputEvent("tool_result", content_chars(output),
-                                     f"request.input.{kind}", tool_call_id=item.get("call_id"),
-                                     is_error=_is_error_output(output),
-                                     internal_latency_ms=wall_time_ms(text)))
+            events.append(
+                InputEvent(
+                    "tool_result",
+                    content_chars(output),
+                    f"request.input.{kind}",
+                    tool_call_id=item.get("call_id"),
+                    is_error=_is_error_output(output),
+                    internal_latency_ms=wall_time_ms(text),
+                )
+            )
         elif kind == "message" and item.get("role") == "user":
             typed = user_text_chars(item.get("content"))  # not <environment_context>
             if typed is not None:
@@ -177,8 +200,17 @@ def _emit_item(rnd: Round, item: dict[str, Any], at: float) -> None:
         name = item.get("name") or kind
         args = _tool_args(item)
         rnd.tool_calls.append(ToolCall(index, call_id, name, kind, args, at, len(args)))
-        rnd.outputs.append(OutputEvent("tool_call", at, len(args), source, tool_call_id=call_id,
-                                       tool_name=name, tool_index=index))
+        rnd.outputs.append(
+            OutputEvent(
+                "tool_call",
+                at,
+                len(args),
+                source,
+                tool_call_id=call_id,
+                tool_name=name,
+                tool_index=index,
+            )
+        )
 
 
 def _apply_final(rnd: Round, response: dict[str, Any], at: float, *, emit: bool) -> None:
@@ -240,11 +272,14 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
             rnd.complete = False
     if final is not None:
         complete = rnd.complete
-        _apply_final(rnd, final, rnd.last_token_at or exchange.end_at or rnd.request_at,
-                     emit=False)
+        _apply_final(rnd, final, rnd.last_token_at or exchange.end_at or rnd.request_at, emit=False)
         rnd.complete = complete
         if not final.get("output"):
             final["output"] = done_items
     else:
-        rnd.response = {"id": rnd.response_id, "model": rnd.model, "output": done_items,
-                        "status": "incomplete"}
+        rnd.response = {
+            "id": rnd.response_id,
+            "model": rnd.model,
+            "output": done_items,
+            "status": "incomplete",
+        }
