@@ -36,11 +36,11 @@ BATCH = 128
 
 def _worker_part(path: Path, n: int) -> None:
     from tracetap.ingest.normalize import Normalizer
-    from tracetap.ingest.shards import defer_global
-    from tracetap.proxy.runner import default_steps
+    from tracetap.ingest.pool import defer_global
+    from tracetap.ingest.steps import build_steps
 
     items = pickle.loads(path.read_bytes())[:n]
-    normalizer = Normalizer(defer_global(default_steps()), resent_refs=True)
+    normalizer = Normalizer(defer_global(build_steps()), resent_refs=True)
     keep_freed_memory()
     collect_less()
     for i in range(0, len(items), BATCH):  # as a worker: normalize a batch, pickle its records
@@ -75,13 +75,11 @@ def _pipeline_part(path: Path, n: int) -> None:
 def _records(items: list, shards: int = 2) -> list[list[bytes]]:
     """What the workers send back, batch by batch (as the pipeline receives them)."""
     from tracetap.ingest.normalize import Normalizer
-    from tracetap.ingest.shards import SessionRouter, defer_global
-    from tracetap.proxy.runner import default_steps
+    from tracetap.ingest.pool import SessionRouter, defer_global
+    from tracetap.ingest.steps import build_steps
 
-    normalizers = [
-        Normalizer(defer_global(default_steps()), resent_refs=True) for _ in range(shards)
-    ]
-    route = SessionRouter(shards)  # as Shards.send splits a batch
+    normalizers = [Normalizer(defer_global(build_steps()), resent_refs=True) for _ in range(shards)]
+    route = SessionRouter(shards)  # as NormalizerPool.send splits a batch
     out = []
     for i in range(0, len(items), BATCH):
         parts: list[list] = [[] for _ in range(shards)]
@@ -139,7 +137,7 @@ def main() -> None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     if not 0 < args.small < args.large:
         raise SystemExit("--small must be positive and below --large")
-    from tracetap.ingest.shards import SessionRouter
+    from tracetap.ingest.pool import SessionRouter
 
     tmp = Path(tempfile.mkdtemp(prefix="tt-instr-"))
     try:

@@ -2,7 +2,7 @@
 
 Run: python bench/ingest_rate.py [--db URL] [--workers N] [--rounds N] [--repeat N] [--pre-framed]
 [--steady-rate 200 --steady-seconds 20]. Writes bench/results/ingest_rate_<db>_w<N>.json.
-Transforms (scrubbing, tokenization) are what `tracetap.proxy.runner.default_transforms()`
+Transforms (scrubbing, tokenization) are what `tracetap.ingest.steps.build_transforms()`
 enables, i.e. what `tracetap proxy` runs; `--workers` runs them in worker processes as
 `--ingest-workers` does.
 """
@@ -190,17 +190,17 @@ def exchanges(
 
 def transforms_and_extensions() -> tuple[list, list]:
     try:
-        from tracetap.proxy.runner import default_transforms
+        from tracetap.ingest.steps import build_transforms
     except ImportError:
         return [], []
-    return default_transforms()
+    return build_transforms()
 
 
 def worker_steps() -> object:
     """What each ingest worker builds: the same steps `tracetap proxy` runs."""
-    from tracetap.proxy.runner import default_steps
+    from tracetap.ingest.steps import build_steps
 
-    return functools.partial(default_steps)
+    return functools.partial(build_steps)
 
 
 def main() -> None:

@@ -26,11 +26,11 @@ def writer(url: str, index: int, rounds: int, transforms: bool, ready, go, out) 
     from ingest_rate import exchanges
 
     from tracetap.ingest.pipeline import Pipeline
-    from tracetap.proxy.runner import default_transforms
+    from tracetap.ingest.steps import build_transforms
     from tracetap.storage.db import make_engine
 
     items = exchanges(rounds, seed=index, prefix=f"w{index}-")  # each writer its own sessions
-    steps, exts = default_transforms() if transforms else ([], [])
+    steps, exts = build_transforms() if transforms else ([], [])
     p = Pipeline(
         make_engine(url), Path(tempfile.mkdtemp()) / "journal", transforms=steps, extensions=exts
     )

@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from tracetap.content import canonical
 from tracetap.ingest.pipeline import Pipeline
 from tracetap.model import Exchange, StreamEvent
-from tracetap.storage.content import canonical
 from tracetap.storage.db import ensure_schema, make_engine
 
 RESULTS = Path(__file__).resolve().parent / "results"

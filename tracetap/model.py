@@ -54,7 +54,7 @@ class Exchange:
 
     Filled on the proxy's hot path with no parsing at all: the response is kept as the chunks
     that arrived (`wire_chunks`), framed into `events` or `response_body` off the hot path
-    (tracetap.proxy.frames); adapters then turn it into a Round.
+    (tracetap.wire.frames); adapters then turn it into a Round.
     """
 
     uid: str

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tracetap.exporters.keys import load_key
 from tracetap.exporters.public import Pseudonymizer, privacy_problems, sanitize_row
 from tracetap.importers.tracelab import import_rows
+from tracetap.privacy.keys import load_key
 from tracetap.tracelab import read_rows
 
 FIXTURE = (

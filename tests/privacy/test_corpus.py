@@ -11,7 +11,7 @@ from tests.data.corpus import Item, corpus
 from tests.privacy.sessions import session_exchanges, stored_texts
 from tracetap.exporters.tracelab import rows_from_engine
 from tracetap.ingest.pipeline import Pipeline
-from tracetap.privacy.config import build_transforms
+from tracetap.ingest.steps import build_transforms
 from tracetap.storage.db import ensure_schema, make_engine
 
 

@@ -21,11 +21,11 @@ from tests.privacy.sessions import session_exchanges, stored_texts
 from tests.privacy.test_corpus import _specs
 from tracetap.model import Exchange
 from tracetap.privacy.keys import load_key
-from tracetap.proxy.adapters import by_name
 from tracetap.storage import models as m
 from tracetap.storage.db import make_engine
-from tracetap.storage.models_tokens import RoundTokens
+from tracetap.storage.models import RoundTokens
 from tracetap.tokens.enrich import TokenEnricher
+from tracetap.wire.adapters import by_name
 
 
 @pytest.mark.slow

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.privacy.sessions import session_exchanges
+from tracetap.ingest.steps import build_transforms
 from tracetap.model import Round, ToolCall
-from tracetap.privacy.config import build_transforms
 from tracetap.privacy.detect import Detector
 from tracetap.privacy.keys import keyed_hash, load_key
 from tracetap.privacy.scrub import ContentPolicy, Scrubber
-from tracetap.proxy.adapters import by_name
+from tracetap.wire.adapters import by_name
 
 KEY = b"k1"
 GHP = "ghp_" + "aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5"

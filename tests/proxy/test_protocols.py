@@ -21,9 +21,9 @@ import zstandard
 
 from tests.support.proxy import RunningProxy, start_proxy
 from tests.support.scripted import ScriptedUpstream
-from tracetap.proxy.decoding import decode_body
 from tracetap.storage import models as m
 from tracetap.storage.db import make_engine
+from tracetap.wire.decoding import decode_body
 
 TOOLS_A = [{"name": "Bash", "description": "run", "input_schema": {"type": "object"}}]
 TOOLS_O = [{"type": "function", "name": "exec_command", "parameters": {"type": "object"}}]

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session as OrmSession
 from tests.storage.rounds import claude_session
 from tests.tokens.scenario import scenario_exchanges
 from tracetap.ingest.pipeline import Pipeline
-from tracetap.privacy.config import build_transforms
+from tracetap.ingest.steps import build_transforms
 from tracetap.storage import models as m
 from tracetap.storage import writer as writer_mod
 from tracetap.storage.db import ensure_schema, make_engine

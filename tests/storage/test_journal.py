@@ -318,7 +318,7 @@ def test_a_lone_surrogate_is_recorded_not_fatal(tmp_path: Path, workers: int) ->
     JSON with no UTF-8: its round is hashed, journaled and stored, and the ingest goes on."""
     from sqlalchemy.orm import Session
 
-    from tracetap.proxy.runner import default_steps, default_transforms
+    from tracetap.ingest.steps import build_steps, build_transforms
     from tracetap.storage.reconstruct import request_body
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
@@ -328,14 +328,14 @@ def test_a_lone_surrogate_is_recorded_not_fatal(tmp_path: Path, workers: int) ->
     exchanges[1].request_body = exchanges[1].request_body.replace(b'"start ', b'"start \\ud83d ')
     expected = [json.loads(ex.request_body)["messages"] for ex in exchanges]
     assert "\ud83d" in expected[1][0]["content"]
-    transforms, extensions = default_transforms()
+    transforms, extensions = build_transforms()
     p = Pipeline(
         engine,
         tmp_path / "j",
         transforms=transforms,
         extensions=extensions,
         workers=workers,
-        worker_steps=default_steps if workers > 1 else None,
+        worker_steps=build_steps if workers > 1 else None,
     )
     p.start()
     for ex in exchanges:

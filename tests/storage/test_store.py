@@ -11,9 +11,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy.orm import Session
 
 from tests.storage.rounds import claude_session
+from tracetap.content import canonical, load_json
 from tracetap.exporters.tracelab import iter_rows
 from tracetap.storage import models as m
-from tracetap.storage.content import canonical, load_json
 from tracetap.storage.db import SchemaError, check_schema, ensure_schema, make_engine, upgrade
 from tracetap.storage.writer import Writer
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from aiohttp import WSMsgType, web
 
-from tracetap.proxy.decoding import decode_body
+from tracetap.wire.decoding import decode_body
 
 __all__ = ["Recorded", "ScriptedUpstream", "anthropic_step", "responses_step"]
 

@@ -6,8 +6,8 @@ import uuid
 from array import array
 from typing import Any
 
+from tracetap.content import canonical
 from tracetap.model import Round, ToolCall, Usage
-from tracetap.storage.content import canonical
 from tracetap.tokens.enrich import TokenEnricher, block_hashes
 
 KEY = b"test-key"

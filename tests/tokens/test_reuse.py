@@ -17,8 +17,6 @@ import pytest
 from tests.tokens.scenario import scenario_exchanges
 from tracetap.ingest.reuse import Interner
 from tracetap.model import Round
-from tracetap.proxy.adapters import by_name
-from tracetap.proxy.frames import frame_exchange
 from tracetap.tokens.enrich import (
     CHAIN,
     GlobalReuse,
@@ -30,6 +28,8 @@ from tracetap.tokens.enrich import (
 )
 from tracetap.tokens.index import BlockIndex
 from tracetap.tokens.tokenizer import get_tokenizer
+from tracetap.wire.adapters import by_name
+from tracetap.wire.frames import frame_exchange
 
 KEY = b"reuse-key"
 TIMING = ("elapsed_ms", "tokens_s")

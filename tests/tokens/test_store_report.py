@@ -13,14 +13,14 @@ from typer.testing import CliRunner
 from tests.privacy.sessions import session_exchanges
 from tracetap.cli import app
 from tracetap.ingest.pipeline import Pipeline
-from tracetap.privacy.config import build_transforms
+from tracetap.ingest.steps import build_transforms
 from tracetap.privacy.keys import load_key
-from tracetap.proxy.adapters import by_name
 from tracetap.storage import models as m
 from tracetap.storage.db import ensure_schema, make_engine
-from tracetap.storage.models_tokens import RoundTokens
+from tracetap.storage.models import RoundTokens
 from tracetap.tokens.enrich import TokenEnricher
 from tracetap.tokens.report import block_chains, miss_cause, round_prefix_info, rows_extras
+from tracetap.wire.adapters import by_name
 
 ROUNDS = 24
 

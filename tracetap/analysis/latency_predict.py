@@ -21,7 +21,6 @@ __all__ = ["NAME", "TITLE", "GROUPED", "LatencyModel", "compute", "render", "too
 NAME = "latency_predict"
 TITLE = "Tool-latency prediction (semantic vs static)"
 GROUPED = False
-_SHELLS = ("bash", "sh", "zsh")
 
 
 def tool_frame(ds: Dataset) -> dict[str, np.ndarray]:

@@ -177,8 +177,8 @@ def export_tracelab(
     if not extended:
         rows = ({k: v for k, v in r.items() if not k.startswith("tt_")} for r in rows)
     if public:
-        from tracetap.exporters.keys import load_key
         from tracetap.exporters.public import Pseudonymizer, sanitize_row
+        from tracetap.privacy.keys import load_key
 
         try:
             ps = Pseudonymizer(load_key(key_file))

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as OrmSession
 
+from tracetap.content import load_json
 from tracetap.storage import models as m
-from tracetap.storage.content import load_json
 from tracetap.storage.db import make_engine
 from tracetap.tracelab import format_ts
 

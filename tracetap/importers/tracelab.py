@@ -11,8 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session as OrmSession
 
+from tracetap.content import canonical, digest, encode
 from tracetap.storage import models as m
-from tracetap.storage.content import canonical, digest, encode
 from tracetap.storage.db import ensure_schema, make_engine
 from tracetap.storage.writer import _insert
 from tracetap.tracelab import TraceLabFormatError, check_row, parse_ts

@@ -10,16 +10,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tracetap.ingest.reuse import MISS, Interner, Recent
-from tracetap.ingest.sessions import assign_identity
+from tracetap.content import canonical, digest
+from tracetap.identity import assign_identity
+from tracetap.ingest.reuse import Interner
 from tracetap.ingest.splice import parse_resent
+from tracetap.memo import MISS, Recent
 from tracetap.model import Exchange, Round
-from tracetap.proxy.adapters import by_name
-from tracetap.proxy.decoding import decode_body
-from tracetap.proxy.frames import frame_exchange
-from tracetap.storage.content import canonical, digest
 from tracetap.storage.writer import BLOB_REF, PREFIX_REF, is_prefix_ref
 from tracetap.tokens.enrich import CHAIN
+from tracetap.wire.adapters import by_name
+from tracetap.wire.decoding import decode_body
+from tracetap.wire.frames import frame_exchange
 
 __all__ = [
     "CREDENTIAL_HEADERS",

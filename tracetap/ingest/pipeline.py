@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from tracetap.ingest.normalize import CREDENTIAL_HEADERS, Normalizer, Transform, drop_credentials
-from tracetap.ingest.shards import Shards, defer_global
+from tracetap.ingest.pool import NormalizerPool, defer_global
 from tracetap.model import Exchange, Round
 from tracetap.storage.journal import Journal
 from tracetap.storage.writer import (
@@ -101,7 +101,7 @@ class Pipeline:
         self.workers = max(1, workers)
         self.worker_steps = worker_steps
         self.global_reuse = GlobalReuse()  # for enrichers that defer it (several workers)
-        self._shards: Shards | None = None
+        self._pool: NormalizerPool | None = None
         self._collect_thread: threading.Thread | None = None  # workers' records -> journal
         self._sent: queue.Queue[tuple[int, int] | None] = queue.Queue()
         self._room = threading.Condition()
@@ -121,17 +121,17 @@ class Pipeline:
         self._drain_journal()
         if self.workers > 1:
             assert self.worker_steps is not None
-            self._shards = Shards(
+            self._pool = NormalizerPool(
                 self.workers, self.worker_steps, reuse=self.reuse, fallback=self._fallback
             )
-            self._shards.start()
+            self._pool.start()
         self._thread = threading.Thread(
             target=self._run_journal, name="tracetap-journal", daemon=True
         )
         self._db_thread = threading.Thread(target=self._run_db, name="tracetap-writer", daemon=True)
         self._thread.start()
         self._db_thread.start()
-        if self._shards is not None:
+        if self._pool is not None:
             self._collect_thread = threading.Thread(
                 target=self._run_collect, name="tracetap-collect", daemon=True
             )
@@ -150,9 +150,9 @@ class Pipeline:
             self._db_queue.put(_STOP)
             self._db_thread.join(timeout)
             self._db_thread = None
-        if self._shards is not None:
-            self._shards.stop()
-            self._shards = None
+        if self._pool is not None:
+            self._pool.stop()
+            self._pool = None
         self.journal.close()
 
     @property
@@ -191,13 +191,13 @@ class Pipeline:
             if _STOP in items:
                 stopping = True
                 items = [i for i in items if i is not _STOP]
-            if self._shards is not None:
+            if self._pool is not None:
                 if items:
                     with self._room:
                         while self._in_flight >= 2 * self.batch_max:
                             self._room.wait()
                         self._in_flight += len(items)
-                    self._sent.put((self._shards.send(items), len(items)))
+                    self._sent.put((self._pool.send(items), len(items)))
                 if stopping:
                     self._sent.put(None)
                 continue
@@ -219,11 +219,11 @@ class Pipeline:
 
     def _run_collect(self) -> None:
         """The workers' records, batch after batch in the order sent: finish and journal."""
-        assert self._shards is not None
+        assert self._pool is not None
         while (sent := self._sent.get()) is not None:
             batch, n = sent
-            done = self._shards.receive(batch)
-            errors = self._shards.take_adapter_errors()  # (lock order: shards, then normalize)
+            done = self._pool.receive(batch)
+            errors = self._pool.take_adapter_errors()  # (lock order: shards, then normalize)
             with self._normalize_lock:
                 self.stats.adapter_errors += errors
                 records = [self._finish(rec) for rec in done]
@@ -259,7 +259,7 @@ class Pipeline:
         return self._finish(self._normalized_here([item])[0], dedupe=dedupe)
 
     def _fallback(self, item: Exchange | SideRecord) -> dict[str, Any]:
-        """For Shards: an exchange its worker could not take (the worker died)."""
+        """For NormalizerPool: an exchange its worker could not take (the worker died)."""
         with self._normalize_lock:
             return self._normalized_here([item])[0]
 

@@ -1,5 +1,6 @@
 """Work proportional to new content: an agent re-sends its whole history every round, so equal
-elements become the very same object (`Interner`) and each step finds its result again (`Recent`).
+elements become the very same object (`Interner`) and each step finds its result again
+(`tracetap.memo`).
 """
 
 from __future__ import annotations
@@ -13,20 +14,10 @@ from typing import Any
 import orjson
 
 from tracetap.ingest.splice import Line
+from tracetap.memo import leading
 from tracetap.model import Round
 
-__all__ = ["MISS", "Interner", "Recent", "session_key"]
-
-MISS: Any = object()  # no earlier result for this element
-
-
-def session_key(rnd: Round) -> Hashable:
-    """The session a round belongs to as far as the ingest steps can tell before identity is
-    assigned: the client's session id, else the (interned) object of its first message."""
-    if rnd.agent_session_id:
-        return rnd.provider, rnd.agent_session_id
-    first = rnd.messages[0] if rnd.messages else None
-    return rnd.provider, id(first)  # an unrelated reuse of the id only costs a cache miss
+__all__ = ["Interner"]
 
 
 def _keys(objs: list[Any]) -> list[bytes | None]:
@@ -48,14 +39,14 @@ def _keys_reusing(
     the caller has it."""
     best, best_n = None, 0
     for line in lines:
-        n = _leading(list(map(operator.is_, objs, line.objs[name])))
+        n = leading(list(map(operator.is_, objs, line.objs[name])))
         if n > best_n:
             best, best_n = line, n
     if best is not None:
         return best.keys[name][:best_n] + _keys(objs[best_n:]), (best, best_n)
     head = first if first is not None and objs else _keys(objs[:1])
     for line in lines:
-        n = _leading(list(map(operator.is_, objs[1:], line.objs[name][1:])))
+        n = leading(list(map(operator.is_, objs[1:], line.objs[name][1:])))
         if n:
             return head + line.keys[name][1 : 1 + n] + _keys(objs[1 + n :]), None
     return head + _keys(objs[1:]), None
@@ -66,11 +57,6 @@ def _key(obj: Any) -> bytes | None:
         return orjson.dumps(obj)
     except (TypeError, orjson.JSONEncodeError):
         return None
-
-
-def _leading(flags: list[bool]) -> int:
-    """Length of the leading run of true values."""
-    return flags.index(False) if False in flags else len(flags)
 
 
 class _Lineage(Line):
@@ -144,7 +130,7 @@ class Interner:
         best_same: list[bool] = []
         for line in lines:  # the line sharing the most leading messages
             same = list(map(operator.eq, msgs, line.keys["messages"]))
-            if best is None or _leading(same) >= _leading(best_same):
+            if best is None or leading(same) >= leading(best_same):
                 best, best_same = line, same
         if best is not None and msgs and best_same[:1] != [True]:
             best = None  # nothing in common: a new line (a subagent's first request)
@@ -185,53 +171,3 @@ class Interner:
         while self._bytes > self.max_bytes and self._sessions:
             _, old = self._sessions.popitem(last=False)
             self._bytes -= sum(x.size for x in old)
-
-
-class Recent:
-    """A step's result per element for each session's last few rounds, found again by
-    identity at the same position (elements the `Interner` made shared). Bounded by sessions."""
-
-    def __init__(self, *, sessions: int = 64, per_session: int = 3) -> None:
-        self.sessions = sessions
-        self.per_session = per_session
-        self._by: OrderedDict[Hashable, list[tuple[list[Any], list[Any], Any]]] = OrderedDict()
-
-    def match(self, key: Hashable, objs: Sequence[Any]) -> list[Any]:
-        """Earlier results for `objs` (MISS where there is none), from the recent round sharing
-        the longest run of leading elements."""
-        return self.match_from(key, objs)[0]
-
-    def match_from(self, key: Hashable, objs: Sequence[Any]) -> tuple[list[Any], Any, int]:
-        """`match`'s results, the tag that round was kept with (None when there is none) and
-        how many leading elements it shares."""
-        out = [MISS] * len(objs)
-        best: tuple[list[Any], list[Any], Any] | None = None
-        best_n = 0
-        for prev in self._by.get(key, ()):
-            n = _leading(list(map(operator.is_, prev[0], objs)))
-            if best is None or n >= best_n:  # ties: the most recent
-                best, best_n = prev, n
-        if best is None:
-            return out, None, 0
-        prev_objs, prev_results, tag = best
-        out[:best_n] = prev_results[:best_n]
-        for i in range(best_n, min(len(objs), len(prev_objs))):
-            if objs[i] is prev_objs[i]:  # the same object further on (a system block)
-                out[i] = prev_results[i]
-        return out, tag, best_n
-
-    def keep(
-        self, key: Hashable, objs: Sequence[Any], results: Sequence[Any], tag: Any = None
-    ) -> None:
-        """Remember this round's results (replacing the round it continued, if any)."""
-        rounds = self._by.pop(key, None) or []
-        objs, results = list(objs), list(results)
-        for j, (prev_objs, _, _) in enumerate(rounds):
-            if prev_objs and objs and prev_objs[0] is objs[0]:
-                del rounds[j]  # this round continues that one: keep only the newer
-                break
-        rounds.append((objs, results, tag))
-        del rounds[: -self.per_session]
-        self._by[key] = rounds
-        while len(self._by) > self.sessions:
-            self._by.popitem(last=False)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from itertools import accumulate
 from typing import Any
 
-from tracetap.proxy.adapters.base import loads
+from tracetap.wire.adapters.base import loads
 
 __all__ = ["MIN_BODY", "Line", "common_prefix", "common_suffix", "parse_resent"]
 

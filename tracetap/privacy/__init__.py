@@ -1,6 +1,6 @@
 """Privacy at ingest: secrets and PII scrubbed, or all text dropped, before anything reaches disk.
 
-`build_transforms` (config) gives the pipeline steps for a `--content` policy and tokenizer.
+`scrub.ContentPolicy` is the ingest step; `detect` finds secrets and PII; `keys` makes pseudonyms.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import json
 from collections import OrderedDict
 from typing import Any
 
-from tracetap.ingest.reuse import MISS, Recent, session_key
+from tracetap.memo import MISS, Recent, session_key
 from tracetap.model import Round
 from tracetap.privacy.detect import Detector
 from tracetap.privacy.keys import keyed_hash

@@ -15,9 +15,9 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 
 from tracetap.model import Exchange, StreamEvent
-from tracetap.proxy.adapters import select
-from tracetap.proxy.adapters.openai_responses import OpenAIResponses
-from tracetap.proxy.frames import DEFAULT_MAX_BODY
+from tracetap.wire.adapters import select
+from tracetap.wire.adapters.openai_responses import OpenAIResponses
+from tracetap.wire.frames import DEFAULT_MAX_BODY
 
 __all__ = ["DEFAULT_MAX_BODY", "Capture", "addons"]
 
@@ -51,7 +51,7 @@ class _BodyCopy:
 class _StreamTap:
     """The response stream callable: keep each chunk with its arrival time, pass it unchanged.
 
-    Nothing is decoded or parsed here (tracetap.proxy.frames does it in the ingest process);
+    Nothing is decoded or parsed here (tracetap.wire.frames does it in the ingest process);
     past the cap only the byte count goes on, so memory stays flat on any response size.
     """
 

@@ -22,6 +22,7 @@ from mitmproxy.tools.dump import DumpMaster
 
 from tracetap.allocator import keep_freed_memory
 from tracetap.ingest.pipeline import Pipeline, Transform
+from tracetap.ingest.steps import build_transforms
 from tracetap.proxy.capture import Capture
 from tracetap.proxy.resolve import Resolve
 from tracetap.storage.db import default_url, ensure_schema, make_engine
@@ -32,8 +33,6 @@ __all__ = [
     "ProxyConfig",
     "build_pipeline",
     "default_journal_dir",
-    "default_steps",
-    "default_transforms",
     "run_proxy",
 ]
 
@@ -73,27 +72,9 @@ def default_journal_dir(db_url: str) -> Path:
         return Path(env)
     from platformdirs import user_data_dir
 
-    from tracetap.storage.content import digest
+    from tracetap.content import digest
 
     return Path(user_data_dir("tracetap")) / "journal" / digest(db_url.encode())[:12]
-
-
-def default_transforms(
-    content: str = "redacted", key_file: str | None = None, tokenizer: str = "default"
-) -> tuple[list[Transform], list[WriterExtension]]:
-    """The ingest steps `tracetap proxy` runs: tokenizer enricher, then the content policy."""
-    from tracetap.privacy.config import build_transforms
-
-    if tokenizer == "default":
-        return build_transforms(content, key_file)
-    return build_transforms(content, key_file, tokenizer)
-
-
-def default_steps(
-    content: str = "redacted", key_file: str | None = None, tokenizer: str = "default"
-) -> list[Transform]:
-    """The transforms of `default_transforms`: what each ingest worker process builds."""
-    return default_transforms(content, key_file, tokenizer)[0]
 
 
 def build_pipeline(
@@ -107,7 +88,7 @@ def build_pipeline(
     engine = make_engine(url)
     ensure_schema(engine)
     if transforms is None:
-        transforms, default_ext = default_transforms()
+        transforms, default_ext = build_transforms()
         extensions = default_ext if extensions is None else extensions
     return Pipeline(
         engine,
@@ -123,7 +104,7 @@ def _pipeline(cfg: ProxyConfig) -> Any:
     url = cfg.db_url or default_url()
     if cfg.transforms is None and cfg.extensions is None:
         ensure_schema(make_engine(url))  # clear errors here, before the child starts
-        from tracetap.ingest.worker import PipelineProcess, WorkerConfig
+        from tracetap.ingest.process import PipelineProcess, WorkerConfig
 
         return PipelineProcess(
             WorkerConfig(

@@ -16,7 +16,7 @@ from alembic.script import ScriptDirectory
 from platformdirs import user_data_dir
 from sqlalchemy.engine import Engine
 
-from tracetap.storage.content import json_text
+from tracetap.content import json_text
 from tracetap.storage.models import SCHEMA_VERSION
 
 __all__ = ["SchemaError", "check_schema", "default_url", "ensure_schema", "make_engine", "upgrade"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import zstandard
 
-from tracetap.storage.content import dumps, loads
+from tracetap.content import dumps, loads
 
 __all__ = ["Journal", "JournalLockedError"]
 

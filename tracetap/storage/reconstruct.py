@@ -10,8 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session as OrmSession
 
+from tracetap.content import load_json
 from tracetap.storage import models as m
-from tracetap.storage.content import load_json
 
 __all__ = ["message_hashes", "request_body", "request_parts", "response"]
 

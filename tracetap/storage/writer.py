@@ -18,10 +18,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as OrmSession
 
-from tracetap.ingest.sessions import assign_identity, classify
+from tracetap.content import canonical, digest, encode
+from tracetap.identity import assign_identity, classify
 from tracetap.model import Round as RoundRec
 from tracetap.storage import models as m
-from tracetap.storage.content import canonical, digest, encode
 from tracetap.storage.reconstruct import message_hashes
 
 __all__ = [

@@ -20,8 +20,8 @@ from itertools import chain as iter_chain
 from itertools import compress, count
 from typing import Any, overload
 
+from tracetap.content import canonical, digest
 from tracetap.model import Round
-from tracetap.storage.content import canonical, digest
 from tracetap.tokens.index import BlockIndex
 from tracetap.tokens.tokenizer import DEFAULT_TOKENIZER, Tokenizer, get_tokenizer, id_array
 
@@ -430,11 +430,7 @@ class GlobalReuse:
 
     def __call__(self, info: dict[str, Any], uid: str) -> None:
         chain = info.pop(CHAIN)
-        hashes: Sequence[Any] = (
-            _Hashes(chain)
-            if HASH_BYTES == 8
-            else [chain[i : i + HASH_BYTES] for i in range(0, len(chain), HASH_BYTES)]
-        )
+        hashes = _Hashes(chain)
         # the blocks shared with the session's previous prompt were most likely indexed
         info["reuse_any_blocks"], info["reuse_any_uid"] = self.index.reuse(
             hashes, uid, info.get("shared_blocks")

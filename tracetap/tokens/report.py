@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session as OrmSession
 
 from tracetap.storage import models as m
-from tracetap.storage.models_tokens import RoundTokens
+from tracetap.storage.models import RoundTokens
 from tracetap.tokens.enrich import HASH_BYTES
 
 __all__ = ["CAUSES", "block_chains", "miss_cause", "round_prefix_info", "rows_extras"]

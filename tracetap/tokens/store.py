@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session as OrmSession
 
 from tracetap.model import Round
-from tracetap.storage.models_tokens import RoundTokens
+from tracetap.storage.models import RoundTokens
 from tracetap.storage.writer import insert_rows
 
 __all__ = ["TokenStore"]

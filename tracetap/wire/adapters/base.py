@@ -11,8 +11,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from tracetap.content import loads as _loads
 from tracetap.model import Exchange, Round, StreamEvent
-from tracetap.storage.content import loads as _loads
 
 __all__ = [
     "INJECTED_PREFIXES",

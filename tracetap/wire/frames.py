@@ -10,8 +10,8 @@ from itertools import starmap
 from operator import itemgetter
 
 from tracetap.model import Exchange, StreamEvent
-from tracetap.proxy.decoding import decompressor
-from tracetap.proxy.sse import SSEParser, frame_whole
+from tracetap.wire.decoding import decompressor
+from tracetap.wire.sse import SSEParser, frame_whole
 
 __all__ = ["DEFAULT_MAX_BODY", "frame_exchange"]
 

@@ -10,7 +10,7 @@ import re
 from typing import Any, ClassVar
 
 from tracetap.model import Exchange, InputEvent, OutputEvent, Round, ToolCall, Usage
-from tracetap.proxy.adapters.base import (
+from tracetap.wire.adapters.base import (
     UNPARSED,
     after_last,
     content_chars,

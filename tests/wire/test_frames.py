@@ -9,7 +9,7 @@ import zlib
 import zstandard
 
 from tracetap.model import Exchange
-from tracetap.proxy.frames import frame_exchange
+from tracetap.wire.frames import frame_exchange
 
 
 def _ex(

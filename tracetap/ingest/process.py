@@ -39,7 +39,7 @@ class WorkerConfig:
     key_file: str | None = None
     tokenizer: str = "default"
     retry_interval: float = 2.0
-    workers: int = 1  # normalization processes under this one (tracetap.ingest.shards)
+    workers: int = 1  # normalization processes under this one (tracetap.ingest.pool)
     # Background work at the lowest priority: when the cores are busy the proxy's streams get
     # them and exchanges wait in the queue and the journal. At nice 10 the ingest process still
     # held its share of busy cores (0.71-0.91x mitmproxy's throughput at 100 streams); at nice
@@ -74,15 +74,15 @@ def _child(cfg: WorkerConfig, inbox: Any, outbox: Any, parent: int) -> None:
     keep_freed_memory()  # parsing 100 kB+ bodies would otherwise page-fault on every one
     try:
         from tracetap.ingest.pipeline import Pipeline
-        from tracetap.proxy.runner import default_steps, default_transforms
+        from tracetap.ingest.steps import build_steps, build_transforms
         from tracetap.storage.db import ensure_schema, make_engine
 
         engine = make_engine(cfg.db_url)
         ensure_schema(engine)
-        transforms, extensions = default_transforms(cfg.content, cfg.key_file, cfg.tokenizer)
+        transforms, extensions = build_transforms(cfg.content, cfg.key_file, cfg.tokenizer)
         steps = None
         if cfg.workers > 1:
-            steps = functools.partial(default_steps, cfg.content, cfg.key_file, cfg.tokenizer)
+            steps = functools.partial(build_steps, cfg.content, cfg.key_file, cfg.tokenizer)
         pipeline = Pipeline(
             engine,
             cfg.journal_dir,

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from tracetap.model import Exchange, StreamEvent
-from tracetap.proxy.adapters import by_name, select
-from tracetap.proxy.adapters.anthropic_messages import session_from_user_id
-from tracetap.proxy.adapters.base import event_data, loads
+from tracetap.wire.adapters import by_name, select
+from tracetap.wire.adapters.anthropic_messages import session_from_user_id
+from tracetap.wire.adapters.base import event_data, loads
 
 T0 = 1_780_000_000.0
 

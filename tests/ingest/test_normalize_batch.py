@@ -16,13 +16,12 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from tests.storage.test_workers import _exchanges
+from tests.ingest.test_pool import _exchanges
 from tracetap.ingest.normalize import Normalizer
 from tracetap.ingest.pipeline import Pipeline
-from tracetap.ingest.shards import defer_global
+from tracetap.ingest.pool import defer_global
+from tracetap.ingest.steps import build_steps, build_transforms
 from tracetap.model import Exchange, Round
-from tracetap.privacy.config import build_transforms
-from tracetap.proxy.runner import default_steps
 from tracetap.storage import models as m
 from tracetap.storage.db import ensure_schema, make_engine
 
@@ -34,7 +33,7 @@ def _normalizer(key_file: Path, style: str) -> Normalizer:
     re-sent elements as references)."""
     if style == "worker":
         return Normalizer(
-            defer_global(default_steps("redacted", str(key_file), TOKENIZER)), resent_refs=True
+            defer_global(build_steps("redacted", str(key_file), TOKENIZER)), resent_refs=True
         )
     return Normalizer(build_transforms("redacted", str(key_file), TOKENIZER)[0])
 
@@ -145,7 +144,7 @@ def test_a_step_failing_in_a_batch_costs_only_its_exchange(tmp_path: Path) -> No
 
 
 def _steps_failing_in_worker(key_file: str, uid: str) -> list[Any]:
-    return [*default_steps("redacted", key_file, TOKENIZER), _FailsOn(uid, in_worker=True)]
+    return [*build_steps("redacted", key_file, TOKENIZER), _FailsOn(uid, in_worker=True)]
 
 
 def test_an_exchange_failing_in_a_worker_is_normalized_here(tmp_path: Path) -> None:
@@ -168,7 +167,7 @@ def test_an_exchange_failing_in_a_worker_is_normalized_here(tmp_path: Path) -> N
     p.start()
     for ex in items:
         p.submit(ex)
-    sharded = p._shards
+    sharded = p._pool
     p.stop()
     assert sharded is not None and not sharded._dead  # the worker went on with the rest
     with engine.connect() as c:

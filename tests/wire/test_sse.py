@@ -8,7 +8,7 @@ from itertools import accumulate
 
 import pytest
 
-from tracetap.proxy.sse import SSEParser, frame_whole
+from tracetap.wire.sse import SSEParser, frame_whole
 
 STREAM = (
     b'event: message_start\r\ndata: {"a":1}\r\n\r\n'

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from tracetap.model import Exchange, InputEvent, OutputEvent, Round, ToolCall
-from tracetap.proxy.adapters.base import (
+from tracetap.wire.adapters.base import (
     UNPARSED,
     after_last,
     content_chars,

@@ -5,10 +5,10 @@
 
 from __future__ import annotations
 
-from tracetap.proxy.adapters.anthropic_messages import AnthropicMessages
-from tracetap.proxy.adapters.base import Adapter
-from tracetap.proxy.adapters.openai_chat import OpenAIChat
-from tracetap.proxy.adapters.openai_responses import OpenAIResponses
+from tracetap.wire.adapters.anthropic_messages import AnthropicMessages
+from tracetap.wire.adapters.base import Adapter
+from tracetap.wire.adapters.openai_chat import OpenAIChat
+from tracetap.wire.adapters.openai_responses import OpenAIResponses
 
 __all__ = ["ADAPTERS", "Adapter", "by_name", "select"]
 

@@ -24,7 +24,7 @@ from tracetap.ingest.normalize import Normalizer, Transform, session_hint
 from tracetap.ingest.splice import common_prefix, common_suffix
 from tracetap.model import Exchange
 
-__all__ = ["BodyDeltas", "SessionRouter", "Shards", "defer_global"]
+__all__ = ["BodyDeltas", "SessionRouter", "NormalizerPool", "defer_global"]
 
 log = logging.getLogger("tracetap.ingest")
 
@@ -225,7 +225,7 @@ def _worker(
         )
 
 
-class Shards:
+class NormalizerPool:
     """`workers` processes (spawned: no forked locks), each with its own Normalizer built by
     `steps` (a picklable callable returning the transforms; workers inherit this process's
     niceness). `send` hands a batch out, `receive` waits for it; exchanges of a worker that died
@@ -240,7 +240,7 @@ class Shards:
         fallback: Callable[[Any], dict[str, Any]] | None = None,
     ) -> None:
         if workers < 2:
-            raise ValueError("Shards needs at least two workers")
+            raise ValueError("NormalizerPool needs at least two workers")
         ctx = mp.get_context("spawn")
         self.n = workers
         self.fallback = fallback

@@ -3,9 +3,9 @@ names, worked out once per distinct prompt but right for every round."""
 
 from __future__ import annotations
 
-from tracetap.ingest.sessions import assign_identity, normalize_system
+from tracetap.content import digest
+from tracetap.identity import assign_identity, normalize_system
 from tracetap.model import Round
-from tracetap.storage.content import digest
 
 
 def _round(system: object, messages: list | None = None) -> Round:

@@ -1,6 +1,6 @@
 """Incremental Server-Sent Events framing over arbitrary byte chunks.
 
-Runs in the ingest step on the chunks the proxy kept (tracetap.proxy.frames), off its hot path;
+Runs in the ingest step on the chunks the proxy kept (tracetap.wire.frames), off its hot path;
 it only splits events, the adapters decode their JSON.
 """
 

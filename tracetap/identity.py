@@ -10,8 +10,8 @@ import re
 from pathlib import PurePath
 from typing import Any
 
+from tracetap.content import canonical, digest
 from tracetap.model import COMPACTION, MAIN, SIDE, SUBAGENT, Round
-from tracetap.storage.content import canonical, digest
 
 __all__ = ["assign_identity", "classify", "normalize_system", "system_text"]
 

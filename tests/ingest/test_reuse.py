@@ -13,14 +13,14 @@ import pytest
 import sqlalchemy as sa
 
 from tests.tokens.scenario import SECRET_VALUES, scenario_exchanges
+from tracetap.content import load_json
 from tracetap.ingest.pipeline import Pipeline
 from tracetap.ingest.reuse import Interner
+from tracetap.ingest.steps import build_transforms
 from tracetap.model import Round
-from tracetap.privacy.config import build_transforms
 from tracetap.privacy.keys import load_key
 from tracetap.privacy.scrub import ContentPolicy
 from tracetap.storage import models as m
-from tracetap.storage.content import load_json
 from tracetap.storage.db import ensure_schema, make_engine
 from tracetap.tokens.enrich import TokenEnricher
 from tracetap.tokens.store import TokenStore
