@@ -1,6 +1,6 @@
 """The `tracetap` command line: a thin shell that gathers each area's commands.
 
-Every area keeps its commands in its own `cli.py` with a `register(app)` function.
+Each module of this package holds one area's commands and a `register(app)` function.
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ def _root() -> None:
 
 # One line per area; each module defines register(app).
 _COMMAND_MODULES: tuple[str, ...] = (
-    "tracetap.proxy.cli",
-    "tracetap.storage.cli",
-    "tracetap.exporters.cli",
-    "tracetap.importers.cli",
-    "tracetap.analysis.cli",
-    "tracetap.tokens.cli",
-    "tracetap.replay.cli",
+    "tracetap.cli.proxy",
+    "tracetap.cli.store",
+    "tracetap.cli.export",
+    "tracetap.cli.imports",
+    "tracetap.cli.analyze",
+    "tracetap.cli.cache",
+    "tracetap.cli.replay",
 )
 
 for _name in _COMMAND_MODULES:

@@ -41,7 +41,7 @@ def cache(
     from sqlalchemy.orm import Session
 
     from tracetap.storage import models as m
-    from tracetap.storage.cli import _engine
+    from tracetap.cli.store import _engine
     from tracetap.storage.queries import find_session
     from tracetap.tokens.report import CAUSES, round_prefix_info
 
