@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from typer.testing import CliRunner
 
 from tracetap.cli import app
 
-FIXTURE = "/work/shared/fixtures/tracelab_sample.jsonl"
+FIXTURE = str(Path(__file__).parent.parent / "fixtures" / "tracelab_sample.jsonl")
 runner = CliRunner()
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from tracetap.analysis import load, public, run
 
-FIXTURES = Path("/work/shared/fixtures")
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import tracetap.exporters.tracelab as exporter
 from tracetap.analysis import InputError, load, public, run
 from tracetap.tracelab import parse_ts, read_rows
 
-FIXTURE = Path("/work/shared/fixtures/tracelab_sample.jsonl")
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "tracelab_sample.jsonl"
 SCALARS = [
     "provider",
     "project",

@@ -7,9 +7,7 @@ from typing import Any
 
 from tracetap.tracelab import format_ts
 
-FIXTURE = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "tracelab_sample.jsonl"
-)
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "tracelab_sample.jsonl"
 T0 = 1_780_000_000.0  # 2026-05-28T20:26:40Z
 
 

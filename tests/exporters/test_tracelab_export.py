@@ -16,9 +16,7 @@ from tracetap.importers.tracelab import import_rows
 from tracetap.privacy.keys import load_key
 from tracetap.tracelab import read_rows
 
-FIXTURE = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "tracelab_sample.jsonl"
-)
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "tracelab_sample.jsonl"
 
 
 def _export(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,7 @@ from tracetap.tracelab import write_rows
 
 from .traces import row
 
-FIXTURE = Path("/work/shared/fixtures/tracelab_sample.jsonl")
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "tracelab_sample.jsonl"
 
 
 def test_gap_splits_into_tool_and_human_time() -> None:

@@ -20,7 +20,7 @@ from .simserver import free_port, serve, sim
 from .traces import row, session_rows
 
 BS = 16
-FIXTURE = Path("/work/shared/fixtures/tracelab_sample.jsonl")
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "tracelab_sample.jsonl"
 
 
 def _run(coro):  # type: ignore[no-untyped-def]

@@ -18,9 +18,7 @@ from tracetap.storage.reconstruct import request_body
 from tracetap.storage.writer import Writer
 from tracetap.tracelab import read_rows
 
-FIXTURE = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "tracelab_sample.jsonl"
-)
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "tracelab_sample.jsonl"
 
 
 def _push(src: str, dst: str) -> subprocess.CompletedProcess[str]:
