@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session as OrmSession
 from tracetap.content import canonical, digest, encode
 from tracetap.storage import models as m
 from tracetap.storage.db import ensure_schema, make_engine
-from tracetap.storage.writer import _insert
+from tracetap.storage.writer import insert_statement
 from tracetap.tracelab import TraceLabFormatError, check_row, parse_ts
 
 __all__ = ["import_rows"]
@@ -99,7 +99,7 @@ def _write(
                 for p, s in keys
             ]
             db.execute(
-                _insert(dialect, m.Session).on_conflict_do_nothing(
+                insert_statement(dialect, m.Session).on_conflict_do_nothing(
                     index_elements=["provider", "agent_session_id"]
                 ),
                 values,
@@ -134,7 +134,10 @@ def _write(
                     new.append({"hash": h, "size": len(blobs[h]), "codec": codec, "data": data})
             if new:
                 db.execute(
-                    _insert(dialect, m.Blob).on_conflict_do_nothing(index_elements=["hash"]), new
+                    insert_statement(dialect, m.Blob).on_conflict_do_nothing(
+                        index_elements=["hash"]
+                    ),
+                    new,
                 )
         stmt = sa.insert(m.Round).returning(m.Round.id, sort_by_parameter_order=True)
         pks = list(db.scalars(stmt, round_rows))

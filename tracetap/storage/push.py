@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from tracetap.storage import models as m
 from tracetap.storage.db import check_schema, ensure_schema
-from tracetap.storage.writer import _insert
+from tracetap.storage.writer import insert_statement
 
 __all__ = ["PushResult", "push"]
 
@@ -62,7 +62,7 @@ def _copy_blobs(src: Connection, dst: Connection, hashes: set[str], dialect: str
             for r in src.execute(sa.select(m.Blob.__table__).where(m.Blob.hash.in_(missing)))
         ]
         dst.execute(
-            _insert(dialect, m.Blob).on_conflict_do_nothing(index_elements=["hash"]),
+            insert_statement(dialect, m.Blob).on_conflict_do_nothing(index_elements=["hash"]),
             sorted(rows, key=lambda r: r["hash"]),
         )
         copied += len(rows)
@@ -88,7 +88,7 @@ def push(
             for s in sessions:
                 values = {k: v for k, v in s._mapping.items() if k != "id"}
                 dst.execute(
-                    _insert(dialect, m.Session)
+                    insert_statement(dialect, m.Session)
                     .values(**values)
                     .on_conflict_do_nothing(index_elements=["provider", "agent_session_id"])
                 )
@@ -170,7 +170,9 @@ def push(
                     values.append(v)
                 before = dst.execute(sa.select(sa.func.count()).select_from(side_t)).scalar_one()
                 dst.execute(
-                    _insert(dialect, m.SideRequest).on_conflict_do_nothing(index_elements=["uid"]),
+                    insert_statement(dialect, m.SideRequest).on_conflict_do_nothing(
+                        index_elements=["uid"]
+                    ),
                     values,
                 )
                 after = dst.execute(sa.select(sa.func.count()).select_from(side_t)).scalar_one()

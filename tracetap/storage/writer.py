@@ -31,6 +31,7 @@ __all__ = [
     "Writer",
     "WriterExtension",
     "insert_rows",
+    "insert_statement",
     "is_blob_ref",
     "is_prefix_ref",
 ]
@@ -64,7 +65,9 @@ class WriterExtension(Protocol):
         """`rounds` were just inserted; `pks` are their ids, in the same order."""
 
 
-def _insert(dialect: str, table: Any) -> Any:
+def insert_statement(dialect: str, table: Any) -> Any:
+    """An INSERT for `table` in `dialect` that supports `on_conflict_do_nothing` (postgresql or
+    sqlite)."""
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
@@ -152,7 +155,7 @@ class Writer:
         if cached is not None:
             return cached
         stmt = (
-            _insert(self.dialect, m.Session)
+            insert_statement(self.dialect, m.Session)
             .values(
                 provider=rnd.provider,
                 agent_session_id=rnd.agent_session_id,
@@ -343,7 +346,9 @@ class Writer:
             side["response_hash"] = self._blob(pending, response)
             rows.append(side)
         self._flush_blobs(session, pending)
-        stmt = _insert(self.dialect, m.SideRequest).on_conflict_do_nothing(index_elements=["uid"])
+        stmt = insert_statement(self.dialect, m.SideRequest).on_conflict_do_nothing(
+            index_elements=["uid"]
+        )
         session.execute(stmt, rows)
 
 
@@ -392,7 +397,9 @@ def insert_rows(
     if dialect == "sqlite" and RAW_ON_SQLITE:
         return _sqlite_insert(session, table, rows, ids_by, conflict)
     if conflict:
-        stmt = _insert(dialect, table).on_conflict_do_nothing(index_elements=list(conflict))
+        stmt = insert_statement(dialect, table).on_conflict_do_nothing(
+            index_elements=list(conflict)
+        )
         session.execute(stmt, rows)
         return []
     if dialect == "postgresql" and COPY_ON_POSTGRESQL:
