@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 
 import anthropic
+import httpx
 import sqlalchemy as sa
 
+import tracetap.proxy.capture as capture
 from tests.support.proxy import _wait_port, free_port, start_proxy
 from tests.support.scripted import ScriptedUpstream
 from tracetap.storage import models as m
@@ -42,33 +44,27 @@ def _ask(url: str, n: int) -> list[str]:
     return ids
 
 
+def _mitmdump(tmp_path: Path, upstream: str, port: int, *sets: str) -> subprocess.Popen[bytes]:
+    mitmdump = str(Path(sys.executable).with_name("mitmdump"))
+    args = [mitmdump, "-q", "-s", capture.__file__, "--mode", f"reverse:{upstream}@{port}"]
+    for value in (f"confdir={tmp_path / 'mitm'}", *sets):
+        args += ["--set", value]
+    with open(tmp_path / "mitmdump.log", "wb") as fh:
+        return subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT)
+
+
 def test_standalone_addon_in_mitmdump(tmp_path: Path, scripted_upstream: ScriptedUpstream) -> None:
     """`mitmdump -s tracetap/proxy/capture.py`, configured by mitmproxy options."""
-    import tracetap.proxy.capture as capture
-
     port = free_port()
     db = f"sqlite:///{tmp_path / 'standalone.db'}"
     log = tmp_path / "mitmdump.log"
-    mitmdump = str(Path(sys.executable).with_name("mitmdump"))
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            [
-                mitmdump,
-                "-q",
-                "-s",
-                capture.__file__,
-                "--mode",
-                f"reverse:{scripted_upstream.url}@{port}",
-                "--set",
-                f"tracetap_db={db}",
-                "--set",
-                f"tracetap_journal_dir={tmp_path / 'journal'}",
-                "--set",
-                f"confdir={tmp_path / 'mitm'}",
-            ],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
+    proc = _mitmdump(
+        tmp_path,
+        scripted_upstream.url,
+        port,
+        f"tracetap_db={db}",
+        f"tracetap_journal_dir={tmp_path / 'journal'}",
+    )
     try:
         _wait_port(port, proc, log)
         ids = _ask(f"http://127.0.0.1:{port}", 2)
@@ -79,6 +75,46 @@ def test_standalone_addon_in_mitmdump(tmp_path: Path, scripted_upstream: Scripte
     engine = make_engine(db)
     with engine.connect() as conn:
         assert set(conn.execute(sa.select(m.Round.response_id)).scalars()) == set(ids)
+
+
+def test_standalone_addon_takes_the_proxy_settings(
+    tmp_path: Path, scripted_upstream: ScriptedUpstream
+) -> None:
+    """Every recording option of `tracetap proxy` is a `tracetap_<name>` mitmproxy option:
+    here the content level (none: no text reaches the store) and the admin port."""
+    port, admin = free_port(), free_port()
+    db = f"sqlite:///{tmp_path / 'none.db'}"
+    log = tmp_path / "mitmdump.log"
+    proc = _mitmdump(
+        tmp_path,
+        scripted_upstream.url,
+        port,
+        f"tracetap_db={db}",
+        f"tracetap_journal_dir={tmp_path / 'journal'}",
+        "tracetap_content=none",
+        f"tracetap_admin_port={admin}",
+        "tracetap_max_body=65536",
+    )
+    try:
+        _wait_port(port, proc, log)
+        _ask(f"http://127.0.0.1:{port}", 1)
+        _wait_port(admin, proc, log)
+        health = httpx.get(f"http://127.0.0.1:{admin}/healthz", timeout=10)
+        assert health.status_code == 200, health.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+    assert _count(db) == 1, log.read_text()
+    stored = (tmp_path / "none.db").read_bytes()
+    assert b"task 0" not in stored  # the prompt's text, kept only with content full/redacted
+
+
+def test_standalone_addon_refuses_a_bad_setting(
+    tmp_path: Path, scripted_upstream: ScriptedUpstream
+) -> None:
+    proc = _mitmdump(tmp_path, scripted_upstream.url, free_port(), "tracetap_content=partial")
+    assert proc.wait(60) != 0
+    assert "unknown content level 'partial'" in (tmp_path / "mitmdump.log").read_text()
 
 
 def test_kill_9_then_restart_loses_nothing(

@@ -1,24 +1,28 @@
 """`tracetap proxy`: run the recording proxy (reverse per provider, optional forward mode).
 
-Prints exactly what Claude Code and Codex need to route through it.
+Its options are the fields of `tracetap.settings.Settings`; it prints what the agents need.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
+import typing
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+
+from tracetap.settings import Settings
 
 __all__ = ["register"]
 
 err = Console(stderr=True, soft_wrap=True)  # messages and paths stay on one line
 
 
-def _instructions(cfg, db_url: str, confdir: Path) -> str:  # type: ignore[no-untyped-def]
+def _instructions(cfg: Settings, db_url: str, confdir: Path) -> str:
     host = "127.0.0.1" if cfg.listen_host in ("0.0.0.0", "::", "") else cfg.listen_host
     lines = [f"tracetap is recording into {db_url}", ""]
     if cfg.anthropic_port:
@@ -55,127 +59,47 @@ def _instructions(cfg, db_url: str, confdir: Path) -> str:  # type: ignore[no-un
     return "\n".join(lines)
 
 
-def proxy(
-    db: Annotated[
-        str | None,
-        typer.Option(
-            "--db",
-            envvar="TRACETAP_DB",
-            help="SQLAlchemy database URL (default: SQLite file in the user data dir).",
-        ),
-    ] = None,
-    listen_host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    anthropic_port: Annotated[
-        int, typer.Option(help="Reverse-proxy port for Anthropic (0 disables).")
-    ] = 8080,
-    anthropic_upstream: Annotated[
-        str, typer.Option(help="Where Anthropic traffic goes.")
-    ] = "https://api.anthropic.com",
-    openai_port: Annotated[
-        int, typer.Option(help="Reverse-proxy port for OpenAI (0 disables).")
-    ] = 8081,
-    openai_upstream: Annotated[
-        str, typer.Option(help="Where OpenAI traffic goes.")
-    ] = "https://api.openai.com",
-    port: Annotated[
-        int | None,
-        typer.Option(
-            "--port",
-            help="Forward (HTTPS_PROXY) mode port; TLS is intercepted for model API hosts only.",
-        ),
-    ] = None,
-    admin_port: Annotated[
-        int | None,
-        typer.Option(envvar="TRACETAP_ADMIN_PORT", help="Serve /healthz and /metrics here."),
-    ] = None,
-    confdir: Annotated[
-        str | None,
-        typer.Option(
-            envvar="TRACETAP_CONFDIR", help="mitmproxy CA directory (default ~/.mitmproxy)."
-        ),
-    ] = None,
-    journal_dir: Annotated[
-        str | None,
-        typer.Option(envvar="TRACETAP_JOURNAL_DIR", help="Write-ahead journal directory."),
-    ] = None,
-    resolve: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--resolve",
-            help="Send upstream connections for host:port to address:port instead "
-            "(repeatable), e.g. api.anthropic.com:443=10.0.0.5:8443.",
-        ),
-    ] = None,
-    upstream_insecure: Annotated[
-        bool, typer.Option(help="Do not verify upstream TLS certificates (staging upstreams only).")
-    ] = False,
-    content: Annotated[
-        str,
-        typer.Option(
-            envvar="TRACETAP_CONTENT",
-            help="What text is kept: full, redacted (secrets and PII replaced by placeholders and "
-            "pseudonyms) or none (sizes, token counts, hashes and timing only).",
-        ),
-    ] = "redacted",
-    key_file: Annotated[
-        str | None,
-        typer.Option(
-            envvar="TRACETAP_KEY_FILE",
-            help="Pseudonym key (HMAC) file; created 0600 on first use. Share it across a team "
-            "so pseudonyms agree.",
-        ),
-    ] = None,
-    tokenizer: Annotated[
-        str,
-        typer.Option(
-            help="Tokenizer for per-segment counts and prefix block hashes: default (offline "
-            "cl100k), hf:<tokenizer.json>, or off."
-        ),
-    ] = "default",
-    ingest_workers: Annotated[
-        int,
-        typer.Option(
-            envvar="TRACETAP_INGEST_WORKERS",
-            min=1,
-            help="Processes that parse, tokenize and scrub captured rounds, each taking whole "
-            "sessions (by the agents' session headers; a new session goes to the least busy "
-            "one). 1 (the default) suits a laptop; more for a team proxy with cores to "
-            "spare.",
-        ),
-    ] = 1,
-    quiet: Annotated[bool, typer.Option(help="Do not print mitmproxy warnings.")] = False,
-) -> None:
+def _options() -> list[inspect.Parameter]:
+    """One typer option per `Settings` field: its flag, environment variable, help and default."""
+    hints = typing.get_type_hints(Settings)
+    params = []
+    for f, setting in Settings.described():
+        hint = hints[f.name]
+        if f.name == "resolve":
+            hint = list[str] | None  # repeatable on the command line
+        flag = setting.flag or "--" + f.name.replace("_", "-")
+        decls = [flag] if hint is not bool else [f"{flag}/--no-{flag[2:]}"]
+        option = typer.Option(*decls, envvar=setting.env, help=setting.help, min=setting.min)
+        default = None if f.name == "resolve" else f.default
+        params.append(
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=default,
+                annotation=Annotated[hint, option],
+            )
+        )
+    return params
+
+
+def proxy(**options: Any) -> None:
     """Run the recording proxy in front of the model APIs.
 
     Example: tracetap proxy --db sqlite:///traces.db
     """
-    from tracetap.proxy.runner import ProxyConfig, run_proxy
+    from tracetap.proxy.runner import run_proxy
     from tracetap.storage.db import SchemaError, default_url
     from tracetap.storage.journal import JournalLockedError
 
-    cfg = ProxyConfig(
-        db_url=db,
-        listen_host=listen_host,
-        anthropic_port=anthropic_port or None,
-        anthropic_upstream=anthropic_upstream,
-        openai_port=openai_port or None,
-        openai_upstream=openai_upstream,
-        forward_port=port,
-        admin_port=admin_port,
-        confdir=confdir,
-        journal_dir=journal_dir,
-        quiet=quiet,
-        resolve=list(resolve or []),
-        upstream_insecure=upstream_insecure,
-        content=content,
-        key_file=key_file,
-        tokenizer=tokenizer,
-        ingest_workers=ingest_workers,
-    )
+    options["resolve"] = tuple(options.get("resolve") or ())
+    try:
+        cfg = Settings(**options)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     if not (cfg.anthropic_port or cfg.openai_port or cfg.forward_port):
         raise typer.BadParameter("every mode is disabled: give a port")
-    db_url = db or default_url()
-    conf = Path(confdir or os.path.expanduser("~/.mitmproxy"))
+    db_url = cfg.db or default_url()
+    conf = Path(cfg.confdir or os.path.expanduser("~/.mitmproxy"))
     ready = asyncio.Event()
 
     async def main() -> None:
@@ -196,6 +120,11 @@ def proxy(
     except (OSError, ValueError, RuntimeError) as exc:
         err.print(f"[red]error:[/red] cannot start the proxy: {exc}")
         raise typer.Exit(2) from None
+
+
+_params = _options()
+proxy.__signature__ = inspect.Signature(_params)  # type: ignore[attr-defined]
+proxy.__annotations__ = {p.name: p.annotation for p in _params}
 
 
 def register(app: typer.Typer) -> None:

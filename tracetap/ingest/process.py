@@ -1,8 +1,5 @@
-"""The ingest pipeline in its own process, so parsing, scrubbing and tokenizing never take the
-proxy's interpreter lock: the proxy only hands finished exchanges over a queue.
-
-`PipelineProcess` has the interface the addon and the admin endpoints use (`submit`, `stats`,
-`queue_depth`, `backlog_bytes`, `alive`); the child runs an ordinary `Pipeline`.
+"""`IngestProcess`: the ingest pipeline in a child process, so parsing, scrubbing and tokenizing
+never take the proxy's interpreter lock; the proxy only hands finished exchanges over a queue.
 """
 
 from __future__ import annotations
@@ -15,13 +12,14 @@ import queue
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from tracetap.allocator import collect_less, keep_freed_memory
 from tracetap.ingest.pipeline import PipelineStats
+from tracetap.settings import Settings
 
-__all__ = ["PipelineProcess", "WorkerConfig"]
+__all__ = ["IngestProcess"]
 
 log = logging.getLogger("tracetap.ingest")
 
@@ -29,67 +27,55 @@ _STOP = None
 _STATS_EVERY = 0.25
 
 
-@dataclass(frozen=True)
-class WorkerConfig:
-    """What the child needs to build its pipeline (picklable)."""
-
-    db_url: str
-    journal_dir: str
-    content: str = "redacted"
-    key_file: str | None = None
-    tokenizer: str = "default"
-    retry_interval: float = 2.0
-    workers: int = 1  # normalization processes under this one (tracetap.ingest.pool)
-    # Background work at the lowest priority: when the cores are busy the proxy's streams get
-    # them and exchanges wait in the queue and the journal. At nice 10 the ingest process still
-    # held its share of busy cores (0.71-0.91x mitmproxy's throughput at 100 streams); at nice
-    # 19 alone its work on one exchange still delayed the next one's first byte (TTFB 1.08x
-    # mitmproxy; 0.96x under SCHED_IDLE too, 0.93x with ingest stopped).
-    nice: int = 19
-    sched_idle: bool = True
+# Ingest is background work and runs at the lowest priority (nice 19 and Linux's SCHED_IDLE):
+# when the cores are busy the proxy's streams get them and exchanges wait in the queue and the
+# journal. Under SCHED_IDLE a proxy thread that wakes takes a core at once rather than after the
+# ingest process's time slice, so one exchange's parsing does not delay the next one's first byte.
+NICE = 19
+SCHED_IDLE = True
+RETRY_INTERVAL = 2.0  # seconds between attempts to reach an unreachable database
 
 
-def _lower_priority(cfg: WorkerConfig) -> None:
-    """Run (with every process started from here) below the proxy: nice `cfg.nice`, and with
-    `cfg.sched_idle` Linux's SCHED_IDLE policy, under which a proxy thread that wakes takes a
-    core from us at once rather than after its time slice. Where either is not permitted or not
-    there, run at the proxy's priority."""
-    if cfg.nice:
+def _lower_priority() -> None:
+    """Run (with every process started from here) below the proxy; where the system does not
+    permit it, at the proxy's priority."""
+    if NICE:
         try:
-            os.nice(cfg.nice)
+            os.nice(NICE)
         except OSError:
             pass
-    if cfg.sched_idle and hasattr(os, "SCHED_IDLE"):
+    if SCHED_IDLE and hasattr(os, "SCHED_IDLE"):
         try:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         except OSError:
             pass
 
 
-def _child(cfg: WorkerConfig, inbox: Any, outbox: Any, parent: int) -> None:
+def _child(cfg: Settings, inbox: Any, outbox: Any, parent: int) -> None:
     """Build the pipeline, feed it from `inbox`, report stats to `outbox`, flush on stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the proxy, which stops us
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _lower_priority(cfg)
+    _lower_priority()
     keep_freed_memory()  # parsing 100 kB+ bodies would otherwise page-fault on every one
     try:
         from tracetap.ingest.pipeline import Pipeline
         from tracetap.ingest.steps import build_steps, build_transforms
         from tracetap.storage.db import ensure_schema, make_engine
 
-        engine = make_engine(cfg.db_url)
+        assert cfg.db is not None and cfg.journal_dir is not None
+        engine = make_engine(cfg.db)
         ensure_schema(engine)
         transforms, extensions = build_transforms(cfg.content, cfg.key_file, cfg.tokenizer)
         steps = None
-        if cfg.workers > 1:
+        if cfg.ingest_workers > 1:
             steps = functools.partial(build_steps, cfg.content, cfg.key_file, cfg.tokenizer)
         pipeline = Pipeline(
             engine,
             cfg.journal_dir,
             transforms=transforms,
             extensions=extensions,
-            retry_interval=cfg.retry_interval,
-            workers=cfg.workers,
+            retry_interval=RETRY_INTERVAL,
+            workers=cfg.ingest_workers,
             worker_steps=steps,
         )
         pipeline.start()
@@ -128,10 +114,11 @@ def _child(cfg: WorkerConfig, inbox: Any, outbox: Any, parent: int) -> None:
     report(final=True)
 
 
-class PipelineProcess:
-    """A Pipeline running in a child process (spawned, so no forked locks)."""
+class IngestProcess:
+    """An `IngestSink`: a Pipeline running in a child process (spawned, so no forked locks).
+    `settings` must name the store and the journal (`tracetap.ingest.sink.resolved`)."""
 
-    def __init__(self, cfg: WorkerConfig, *, queue_max: int = 10_000) -> None:
+    def __init__(self, cfg: Settings, *, queue_max: int = 10_000) -> None:
         self.cfg = cfg
         ctx = mp.get_context("spawn")
         self._inbox = ctx.Queue(maxsize=queue_max)

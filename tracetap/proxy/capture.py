@@ -1,25 +1,30 @@
 """The mitmproxy addon: taps model-API exchanges (HTTP, SSE, WebSocket) without buffering them.
 
 Hooks only timestamp and keep chunks, and hand finished exchanges to the ingest pipeline.
-Standalone: `mitmdump -s tracetap/proxy/capture.py --set tracetap_db=sqlite:///t.db`.
+Standalone: `mitmdump -s tracetap/proxy/capture.py --set tracetap_db=sqlite:///t.db` (every
+`tracetap proxy` recording option is a `tracetap_<name>` option; tracetap.settings).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+import typing
 import uuid
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
+from tracetap.allocator import keep_freed_memory
+from tracetap.ingest.sink import Captured, IngestSink, open_sink
 from tracetap.model import Exchange, StreamEvent
+from tracetap.settings import Settings
 from tracetap.wire.adapters import select
 from tracetap.wire.adapters.openai_responses import OpenAIResponses
-from tracetap.wire.frames import DEFAULT_MAX_BODY
 
-__all__ = ["DEFAULT_MAX_BODY", "Capture", "addons"]
+__all__ = ["Capture", "addons"]
 
 log = logging.getLogger("tracetap.proxy")
 
@@ -119,76 +124,68 @@ def _with_response(flow: http.HTTPFlow, tap: _StreamTap, body: _BodyCopy | None)
 
 
 class Capture:
-    """Records model-API traffic flowing through mitmproxy into a tracetap pipeline."""
+    """Records model-API traffic flowing through mitmproxy into an ingest sink.
 
-    def __init__(self, pipeline: Any = None) -> None:
-        self.pipeline = pipeline
-        self._own_pipeline = False
+    Given no sink (loaded with `mitmdump -s`), it opens the one its `tracetap_*` options
+    describe when mitmproxy starts running and stops it when mitmproxy is done. Either way it
+    serves the admin endpoints when `tracetap_admin_port` is set.
+    """
+
+    def __init__(self, sink: IngestSink | None = None) -> None:
+        self.sink = sink
+        self.settings = Settings()
+        self._own_sink = False
+        self._admin: Any = None
         self._taps: dict[str, _StreamTap] = {}
         self._bodies: dict[str, _BodyCopy] = {}
         self._ws: dict[str, Exchange | None] = {}
 
     # -- options --------------------------------------------------------------------------
     def load(self, loader: Any) -> None:
-        loader.add_option(
-            "tracetap_db",
-            str,
-            "",
-            "SQLAlchemy URL of the tracetap store (default: TRACETAP_DB or the "
-            "SQLite file in the user data dir).",
-        )
-        loader.add_option(
-            "tracetap_journal_dir",
-            str,
-            "",
-            "Directory of the write-ahead journal (default: next to the store).",
-        )
-        loader.add_option(
-            "tracetap_max_body",
-            int,
-            DEFAULT_MAX_BODY,
-            "Bytes of one response retained for parsing; beyond it the round is "
-            "marked truncated (the client still gets every byte).",
-        )
+        hints = typing.get_type_hints(Settings)
+        for f, setting in Settings.described():
+            if setting.addon:
+                loader.add_option(
+                    Settings.addon_option(f.name), hints[f.name], f.default, setting.help
+                )
 
     def configure(self, updated: set[str]) -> None:
-        if "tracetap_max_body" in updated and ctx.options.tracetap_max_body < 1024:
-            raise exceptions.OptionsError("tracetap_max_body must be at least 1024 bytes")
+        if any(name.startswith("tracetap_") for name in updated):
+            try:
+                self.settings = Settings.from_addon_options(ctx.options)
+            except ValueError as exc:
+                raise exceptions.OptionsError(str(exc)) from None
 
-    def running(self) -> None:
-        if self.pipeline is None:  # loaded standalone with mitmdump -s
-            from tracetap.allocator import keep_freed_memory
-            from tracetap.proxy.runner import build_pipeline
-
+    async def running(self) -> None:
+        if self.sink is None:  # loaded standalone with mitmdump -s
             keep_freed_memory()
+            self.sink = open_sink(self.settings)
+            self.sink.start()
+            self._own_sink = True
+        if self.settings.admin_port:
+            from tracetap.proxy.admin import start_admin
 
-            self.pipeline = build_pipeline(
-                ctx.options.tracetap_db or None, ctx.options.tracetap_journal_dir or None
-            )
-            self.pipeline.start()
-            self._own_pipeline = True
+            host = ctx.options.listen_host or "127.0.0.1"
+            self._admin = await start_admin(host, self.settings.admin_port, self.sink)
 
-    def done(self) -> None:
-        if self._own_pipeline and self.pipeline is not None:
-            self.pipeline.stop()
-            self.pipeline = None
+    async def done(self) -> None:
+        if self._admin is not None:
+            await self._admin.cleanup()
+            self._admin = None
+        if self._own_sink and self.sink is not None:
+            await asyncio.to_thread(self.sink.stop)
+            self.sink = None
 
-    def _max_body(self) -> int:
-        try:
-            return int(ctx.options.tracetap_max_body)
-        except (AttributeError, KeyError):
-            return DEFAULT_MAX_BODY
-
-    def _submit(self, item: Any) -> None:
-        if self.pipeline is not None:
-            self.pipeline.submit(item)
+    def _submit(self, item: Captured) -> None:
+        if self.sink is not None:
+            self.sink.submit(item)
 
     # -- HTTP -----------------------------------------------------------------------------
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         """Stream the request upstream as it arrives, keeping a copy for parsing."""
         if flow.request.method != "POST" or select("POST", flow.request.path) is None:
             return
-        copy = _BodyCopy(self._max_body())
+        copy = _BodyCopy(self.settings.max_body)
         self._bodies[flow.id] = copy
         flow.request.stream = copy
 
@@ -201,7 +198,7 @@ class Capture:
             flow.response.stream = True  # pass through unbuffered
             return
         sse = "text/event-stream" in flow.response.headers.get("content-type", "")
-        tap = _StreamTap(adapter.name, "sse" if sse else "http", self._max_body())
+        tap = _StreamTap(adapter.name, "sse" if sse else "http", self.settings.max_body)
         self._taps[flow.id] = tap
         flow.response.stream = tap
 
