@@ -233,7 +233,7 @@ class Round:
 def _build(cls: Any, data: dict[str, Any]) -> Any:
     """`cls(**data)`, but positional when `data` names every field: the keys of a dict that
     was unpickled or parsed are not the interned names of the parameters, so matching them as
-    keywords compares strings (16 µs for a Round). Missing fields (a record journaled by an
+    keywords compares strings, field by field. Missing fields (a record journaled by an
     earlier version) get their defaults; an unknown one raises TypeError, as `cls(**data)`."""
     if len(data) == len(cls.__slots__):
         try:

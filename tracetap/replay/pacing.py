@@ -195,7 +195,7 @@ def steady_gc(young: int = 100_000) -> Iterator[None]:
     """Next to no collector pauses while replaying. Everything alive at the start (code, plan)
     is frozen out of collection, and a young collection waits for `young` more container objects
     than were freed instead of 700: in-flight requests come and go and results are kept as bytes,
-    so a replay seldom gets there (at 700, collections of 1-10 ms ran about ten times a second).
+    so a replay seldom gets there (at 700, collections paused the loop many times a second).
     The thresholds are restored and frozen objects unfrozen (all of them) on exit."""
     thresholds = gc.get_threshold()
     gc.collect()

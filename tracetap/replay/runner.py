@@ -262,7 +262,7 @@ class _Run:
             if res.output_tokens is None:
                 res.output_tokens = n
             if res.itl_ms:
-                res.tpot_ms = sum(res.itl_ms) / len(res.itl_ms)  # np.mean: 4.5 µs, this 0.15
+                res.tpot_ms = sum(res.itl_ms) / len(res.itl_ms)  # np.mean would build an array
 
     async def closed_session(
         self, http: aiohttp.ClientSession, session: PlanSession, gate: asyncio.Semaphore | None

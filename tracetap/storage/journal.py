@@ -139,7 +139,7 @@ class Journal:
                 data = fh.read(size)
                 if len(data) < size:
                     break
-                try:  # a frame of JSON lines (before 2026-12-02: one record a frame)
+                try:  # a frame of JSON lines (older journals: one record a frame)
                     out.extend([loads(line) for line in _ZD.decompress(data).split(b"\n")])
                 except (zstandard.ZstdError, ValueError):
                     break

@@ -388,9 +388,9 @@ def insert_rows(
     """INSERT rows in the session's transaction; with `ids_by` (a unique column), returns the
     generated ids in row order; with `conflict` (a unique key), rows whose key is stored are
     skipped. SQLite gets the driver's executemany, PostgreSQL COPY (without `conflict`):
-    SQLAlchemy's per-statement work cost ~0.2 ms of CPU per round on SQLite, and psycopg's
-    per-value work made multi-row INSERTs of wide rows cost ~0.4 ms per round on PostgreSQL,
-    COPY about a tenth of that. Both store what `table.insert()` stores (tested)."""
+    SQLAlchemy's per-statement work on SQLite, and psycopg's per-value work on multi-row
+    INSERTs of wide rows on PostgreSQL, would be a large share of each round's write; COPY
+    avoids most of it. Both store what `table.insert()` stores (tested)."""
     if not rows:
         return []
     dialect = session.get_bind().dialect.name
@@ -573,8 +573,8 @@ def _round_row(rnd: RoundRec, session_pk: int) -> dict[str, Any]:
 
 def _timeline(rnd: RoundRec) -> list[list[Any]] | None:
     """The stream's events as [ms after the request, name], to the microsecond: whole
-    microseconds over 1000 (`round(ms, 3)`'s correctly rounded decimal conversion, for each
-    of a response's hundreds of events, was 6 % of the pipeline's work per round)."""
+    microseconds over 1000, not `round(ms, 3)`, whose correctly rounded decimal conversion
+    would run for each of a response's hundreds of events."""
     t0 = rnd.request_at
     return [[round((t - t0) * 1e6) / 1000, name] for t, name in rnd.stream_timeline] or None
 

@@ -26,8 +26,7 @@ class _Tiktoken:
         self.name = name
         self._enc = tiktoken.get_encoding(name)
         # tiktoken's own buffer of the ids (what its encode_to_numpy wraps): the ids copied
-        # as one block, not made into a list of ints and then into an array (-8 % of
-        # tokenizing; bench/ingest_instructions.py)
+        # as one block, not made into a list of Python ints and then into an array
         self._buffer = getattr(
             getattr(self._enc, "_core_bpe", None), "encode_to_tiktoken_buffer", None
         )
