@@ -8,8 +8,8 @@ share (parsing, interning, tokens, scrubbing, hashes, pickling its records) over
 of two shards, and the pipeline process's share (unpickling those records, reuse across sessions,
 dedupe, journal with fsync, SQLite). Each is run under cachegrind for a small and a large number of
 rounds; the difference over the extra rounds is the cost per round in steady state (start-up,
-imports and the first rounds of each session cancel out). PYTHONHASHSEED is fixed: repeated runs
-agree to about 0.3 %.
+imports and the first rounds of each session cancel out). PYTHONHASHSEED is fixed, so repeated
+runs count the same work.
 """
 
 from __future__ import annotations

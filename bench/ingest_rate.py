@@ -49,7 +49,7 @@ def wire_json(body: dict, *, spaced: bool = False) -> bytes:
     """A request body as Claude Code sends it: its fields in its order (the history before the
     system prompt, whose billing line changes every request), compact, UTF-8 (JavaScript's
     JSON.stringify); `spaced`: the generator's order written by Python's json.dumps with its
-    defaults (the figures before 2026-12-01)."""
+    defaults (no agent sends that form)."""
     if spaced:
         return json.dumps(body).encode()
     ordered = {k: body[k] for k in CLAUDE_CODE_ORDER if k in body}
@@ -135,11 +135,12 @@ def exchanges(
     Each exchange is what the proxy captures: Claude Code's request headers, the API's
     response headers, and the response as the raw SSE chunks that arrived, one per event
     (text a word at a time), framed off the proxy's hot path as in real use.
-    `same_content`: every session re-sends one template (the figures before 2026-11-25);
-    `interleave=False`: one session after the other (the figures before 2026-12-01);
+    `same_content`: every session re-sends one template (new text then hits the caches
+    filled by the session before);
+    `interleave=False`: one session after the other;
     `spaced`: bodies as Python's json.dumps writes them (see `wire_json`);
     `pre_framed`: one session header, no response headers, the response as nine events
-    framed already (the figures before 2026-12-02)."""
+    framed already (skips the framing and the headers' work a captured round costs)."""
     per = max(1, n // sessions)
     by_session: list[list[Exchange]] = []
     t = time.time()

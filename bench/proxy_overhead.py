@@ -283,7 +283,7 @@ def main() -> None:
         # a pause after each run so deferred ingest work is included.
         # Each concurrency runs in `--throughput-rounds` rounds, the targets' order reversed
         # every other round; a target's figure is its median, a ratio the median of the
-        # rounds' ratios (one run per target swung by ±20 % between identical proxies).
+        # rounds' ratios (single runs of two identical proxies differ more than what is measured).
         cpu: dict[str, list[float]] = {k: [0.0, 0.0, 0] for k in pids}
         runs: dict[str, dict[str, list[float]]] = {}
         n_rounds = max(1, args.throughput_rounds)
