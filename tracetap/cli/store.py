@@ -1,6 +1,6 @@
-"""`tracetap sessions`, `show SESSION` and `db upgrade`: read and manage the store.
+"""`tracetap sessions`, `show SESSION`, `push` and `db upgrade|check`: read and manage the store.
 
-Thin wrappers over storage.queries and storage.db; errors become one clear line.
+Thin wrappers over storage.queries, storage.push and storage.db; errors become one clear line.
 """
 
 from __future__ import annotations
@@ -14,35 +14,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tracetap.cli.options import AsJson, AsJsonLines, Db, Provider, db_url, open_db
+
 __all__ = ["register"]
 
 # Piped output is not cut to 80 columns: session ids must stay whole.
 out = Console(width=None if sys.stdout.isatty() else 240)
 err = Console(stderr=True, soft_wrap=True)  # messages and paths stay on one line
-
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db", envvar="TRACETAP_DB", help="Database URL (default: the embedded SQLite store)."
-    ),
-]
-
-
-def _engine(db: str | None):  # type: ignore[no-untyped-def]
-    from tracetap.storage.db import SchemaError, check_schema, default_url, make_engine
-
-    url = db or default_url()
-    engine = make_engine(url)
-    try:
-        if check_schema(engine) == "empty":
-            err.print(f"[yellow]{url} holds no tracetap data yet[/yellow]")
-    except SchemaError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    except Exception as exc:  # cannot connect
-        err.print(f"[red]error:[/red] cannot open {url}: {str(exc).splitlines()[0]}")
-        raise typer.Exit(2) from None
-    return engine
 
 
 def _ts(t: float | None) -> str:
@@ -67,10 +45,10 @@ def _ms(a: float | None, b: float | None) -> str:
 
 
 def sessions(
-    db: DbOption = None,
-    provider: Annotated[str | None, typer.Option(help="Only claude, codex or openai.")] = None,
+    db: Db = None,
+    provider: Provider = None,
     limit: Annotated[int, typer.Option(help="Newest N sessions (0: all).")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+    as_json: AsJsonLines = False,
 ) -> None:
     """List recorded sessions: agent, session, rounds, tool calls, tokens, time span.
 
@@ -78,11 +56,11 @@ def sessions(
     """
     from sqlalchemy.orm import Session
 
-    from tracetap.storage.queries import list_sessions, summary_dict
+    from tracetap.storage import queries
+    from tracetap.storage.queries import summary_dict
 
-    engine = _engine(db)
-    with Session(engine) as s:
-        rows = list_sessions(s, provider=provider, limit=limit or None)
+    with Session(open_db(db)) as s:
+        rows = queries.sessions(s, provider=provider, limit=limit)
     if as_json:
         for r in rows:
             out.print_json(json.dumps(summary_dict(r)))
@@ -120,8 +98,8 @@ def sessions(
 
 def show(
     session: Annotated[str, typer.Argument(help="Session id, provider:id, or a unique prefix.")],
-    db: DbOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+    db: Db = None,
+    as_json: AsJson = False,
 ) -> None:
     """Show one session round by round: kind, model, tokens, timing, tool calls.
 
@@ -129,58 +107,21 @@ def show(
     """
     from sqlalchemy.orm import Session
 
-    from tracetap.storage.queries import find_session, session_rounds
+    from tracetap.storage import queries
+    from tracetap.tokens.report import round_prefix_info
 
-    engine = _engine(db)
-    with Session(engine) as s:
+    with Session(open_db(db)) as s:
         try:
-            sess = find_session(s, session)
+            view = queries.show(s, session)
         except LookupError as exc:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from None
-        details = session_rounds(s, sess.id)
-        header = f"{sess.provider}:{sess.agent_session_id}"
-        from tracetap.tokens.report import round_prefix_info
-
-        prefix = round_prefix_info(s, [d.round.id for d in details])
-        if as_json:
-            data = []
-            for d in details:
-                r = d.round
-                data.append(
-                    {
-                        "kind": r.kind,
-                        "model": r.model,
-                        "status": r.status,
-                        "complete": r.complete,
-                        "error_type": r.error_type,
-                        "request_at": r.request_at,
-                        "upstream_ttfb_ms": None
-                        if r.upstream_first_byte_at is None
-                        else (r.upstream_first_byte_at - r.request_at) * 1000,
-                        "ttft_ms": None
-                        if r.first_token_at is None
-                        else (r.first_token_at - r.request_at) * 1000,
-                        "end_ms": None if r.end_at is None else (r.end_at - r.request_at) * 1000,
-                        "input_tokens_total": r.input_tokens_total,
-                        "cached_tokens": r.cached_tokens,
-                        "output_tokens": r.output_tokens,
-                        "reasoning_tokens": r.reasoning_tokens,
-                        "prefix": prefix.get(r.id),
-                        "tools": [
-                            {
-                                "name": t.name,
-                                "call_id": t.call_id,
-                                "emitted_at": t.emitted_at,
-                                "result_at": d.results.get(t.call_id),
-                            }
-                            for t in d.tools
-                        ],
-                    }
-                )
-            out.print_json(json.dumps({"session": header, "project": sess.project, "rounds": data}))
-            return
-    table = Table(title=f"{header}  ({len(details)} rounds)")
+        prefix = round_prefix_info(s, [d.round.id for d in view.rounds])
+    if as_json:
+        out.print_json(json.dumps(view.as_dict(prefix)))
+        return
+    details = view.rounds
+    table = Table(title=f"{view.name}  ({len(details)} rounds)")
     for col in (
         "#",
         "kind",
@@ -233,14 +174,14 @@ db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 
 
 @db_app.command("upgrade")
-def db_upgrade(db: DbOption = None) -> None:
+def db_upgrade(db: Db = None) -> None:
     """Create or migrate the database schema to this version of tracetap.
 
     Example: tracetap db upgrade --db postgresql://tracetap@db/tracetap
     """
-    from tracetap.storage.db import current_revision, default_url, make_engine, upgrade
+    from tracetap.storage.db import current_revision, make_engine, upgrade
 
-    url = db or default_url()
+    url = db_url(db)
     engine = make_engine(url)
     try:
         before = current_revision(engine)
@@ -253,14 +194,14 @@ def db_upgrade(db: DbOption = None) -> None:
 
 
 @db_app.command("check")
-def db_check(db: DbOption = None) -> None:
+def db_check(db: Db = None) -> None:
     """Exit 0 when the schema is current, 2 (with what to run) otherwise.
 
     Example: tracetap db check --db sqlite:///traces.db
     """
-    from tracetap.storage.db import SchemaError, check_schema, default_url, make_engine
+    from tracetap.storage.db import SchemaError, check_schema, make_engine
 
-    url = db or default_url()
+    url = db_url(db)
     try:
         state = check_schema(make_engine(url))
     except SchemaError as exc:

@@ -1,10 +1,11 @@
-"""Read-side queries for the CLI: session summaries and one session's rounds in detail.
+"""Read-side queries: session summaries (`sessions`) and one session's rounds in detail (`show`).
 
-Functions take an ORM session first; only callers open sessions.
+Functions take an ORM session first and return plain data; only callers open sessions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,16 @@ from sqlalchemy.orm import Session as OrmSession
 
 from tracetap.storage import models as m
 
-__all__ = ["SessionSummary", "find_session", "list_sessions", "session_rounds"]
+__all__ = [
+    "RoundDetail",
+    "SessionSummary",
+    "SessionView",
+    "find_session",
+    "session_rounds",
+    "sessions",
+    "show",
+    "summary_dict",
+]
 
 
 @dataclass
@@ -32,9 +42,14 @@ class SessionSummary:
     last_at: float | None
 
 
-def list_sessions(
+def sessions(
     db: OrmSession, *, provider: str | None = None, limit: int | None = None
 ) -> list[SessionSummary]:
+    """Recorded sessions with their round, tool-call and token totals, newest first; `limit`
+    keeps the newest N (None or 0: all).
+
+    Example: sessions(db, provider="claude", limit=50)
+    """
     tools = (
         sa.select(m.ToolCall.round_pk, sa.func.count().label("n"))
         .group_by(m.ToolCall.round_pk)
@@ -136,7 +151,8 @@ def session_rounds(db: OrmSession, session_pk: int) -> list[RoundDetail]:
         .where(m.TimingEvent.round_pk.in_(list(by_pk)), m.TimingEvent.event_type == "tool_result")
         .group_by(m.TimingEvent.tool_call_id)
     ):
-        results[call_id] = ts
+        if call_id is not None:  # tool calls always have an id; unpaired events cannot match
+            results[call_id] = ts
     for d in by_pk.values():
         for t in d.tools:
             if t.result_at is not None:
@@ -160,3 +176,66 @@ def summary_dict(s: SessionSummary) -> dict[str, Any]:
         "first_at": s.first_at,
         "last_at": s.last_at,
     }
+
+
+@dataclass
+class SessionView:
+    """One session and its rounds in order, as `tracetap show` lists them."""
+
+    session: m.Session
+    rounds: list[RoundDetail]
+
+    @property
+    def name(self) -> str:
+        """`provider:agent_session_id`."""
+        return f"{self.session.provider}:{self.session.agent_session_id}"
+
+    def as_dict(self, prefix: Mapping[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The session as JSON-able data; `prefix` adds each round's prefix-reuse figures (by
+        round id, as tokens.report.round_prefix_info gives them)."""
+        prefix = prefix or {}
+        rounds = []
+        for d in self.rounds:
+            r = d.round
+            rounds.append(
+                {
+                    "kind": r.kind,
+                    "model": r.model,
+                    "status": r.status,
+                    "complete": r.complete,
+                    "error_type": r.error_type,
+                    "request_at": r.request_at,
+                    "upstream_ttfb_ms": None
+                    if r.upstream_first_byte_at is None
+                    else (r.upstream_first_byte_at - r.request_at) * 1000,
+                    "ttft_ms": None
+                    if r.first_token_at is None
+                    else (r.first_token_at - r.request_at) * 1000,
+                    "end_ms": None if r.end_at is None else (r.end_at - r.request_at) * 1000,
+                    "input_tokens_total": r.input_tokens_total,
+                    "cached_tokens": r.cached_tokens,
+                    "output_tokens": r.output_tokens,
+                    "reasoning_tokens": r.reasoning_tokens,
+                    "prefix": prefix.get(r.id),
+                    "tools": [
+                        {
+                            "name": t.name,
+                            "call_id": t.call_id,
+                            "emitted_at": t.emitted_at,
+                            "result_at": d.results.get(t.call_id),
+                        }
+                        for t in d.tools
+                    ],
+                }
+            )
+        return {"session": self.name, "project": self.session.project, "rounds": rounds}
+
+
+def show(db: OrmSession, ref: str) -> SessionView:
+    """One session (by `provider:id`, id or unique id prefix) with its rounds, tool calls and
+    tool result times; raises LookupError when `ref` matches no session or several.
+
+    Example: show(db, "claude:4f1c2a").rounds[0].round.model
+    """
+    found = find_session(db, ref)
+    return SessionView(found, session_rounds(db, found.id))
