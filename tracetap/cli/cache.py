@@ -1,17 +1,18 @@
 """`tracetap cache`: measured prefix reuse (block hash chains) beside the provider's cached tokens.
 
-Per round for one session, or one line per session with `--all`; miss causes counted.
+A thin wrapper over tokens.report.cache: per round for one session, or a line per session.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from tracetap.cli.options import AsJson, Db, open_db
 
 __all__ = ["register"]
 
@@ -28,59 +29,30 @@ def cache(
         str | None, typer.Argument(help="Session id, provider:id or unique prefix.")
     ] = None,
     all_sessions: Annotated[bool, typer.Option("--all", help="Summarize every session.")] = False,
-    db: Annotated[
-        str | None, typer.Option(help="Database URL (default: the local SQLite store).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+    db: Db = None,
+    as_json: AsJson = False,
 ) -> None:
     """Compare reported cached tokens with measured prefix reuse, and say why they differ.
 
     Example: tracetap cache claude:4f1c2a
     """
-    import sqlalchemy as sa
     from sqlalchemy.orm import Session
 
-    from tracetap.storage import models as m
-    from tracetap.cli.store import _engine
-    from tracetap.storage.queries import find_session
-    from tracetap.tokens.report import CAUSES, round_prefix_info
+    from tracetap.tokens import report as prefix_report
+    from tracetap.tokens.report import CAUSES, cache_totals, miss_causes
 
     if not session and not all_sessions:
         raise typer.BadParameter("give a SESSION or --all")
-    engine = _engine(db)
-    with Session(engine) as s:
-        if all_sessions:
-            sessions = list(s.scalars(sa.select(m.Session).order_by(m.Session.id)))
-        else:
-            try:
-                sessions = [find_session(s, session or "")]
-            except LookupError as exc:
-                err.print(f"[red]error:[/red] {exc}")
-                raise typer.Exit(1) from None
-        report: list[dict[str, Any]] = []
-        for sess in sessions:
-            rounds = list(
-                s.scalars(
-                    sa.select(m.Round)
-                    .where(m.Round.session_pk == sess.id)
-                    .order_by(m.Round.request_at, m.Round.id)
-                )
-            )
-            info = round_prefix_info(s, [r.id for r in rounds])
-            rows = [
-                dict(info[r.id], round=i, kind=r.kind) for i, r in enumerate(rounds) if r.id in info
-            ]
-            report.append(
-                {
-                    "session": f"{sess.provider}:{sess.agent_session_id}",
-                    "rounds": rows,
-                    "untokenized_rounds": len(rounds) - len(rows),
-                }
-            )
+    with Session(open_db(db)) as s:
+        try:
+            report = prefix_report.cache(s, None if all_sessions else session)
+        except LookupError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
     if as_json:
         out.print_json(json.dumps(report))
         return
-    causes: Counter[str] = Counter()
+    causes = miss_causes(r for rep in report for r in rep["rounds"])
     if all_sessions:
         table = Table(title=f"prefix reuse, {len(report)} sessions")
         for col in (
@@ -93,20 +65,15 @@ def cache(
         ):
             table.add_column(col, justify="left" if col in ("session", "misses") else "right")
         for rep in report:
-            rs = rep["rounds"]
-            c = Counter(r["cause"] for r in rs if r["cause"])
-            causes.update(c)
-            prompt = sum(r["prompt_tokens"] for r in rs)
-            measured = sum(r["measured_prefix_tokens"] for r in rs)
-            cached = sum(r["reported_cached_tokens"] or 0 for r in rs)
-            total = sum(r["reported_input_tokens"] or 0 for r in rs)
+            totals = cache_totals(rep["rounds"])
+            prompt = totals["prompt_tokens"]
             table.add_row(
                 rep["session"],
-                str(len(rs)),
+                str(totals["rounds"]),
                 f"{prompt:,}",
-                _pct(measured, prompt),
-                _pct(cached, total),
-                ", ".join(f"{k} {v}" for k, v in c.most_common()),
+                _pct(totals["measured_prefix_tokens"], prompt),
+                _pct(totals["reported_cached_tokens"], totals["reported_input_tokens"]),
+                ", ".join(f"{k} {v}" for k, v in miss_causes(rep["rounds"]).most_common()),
             )
     else:
         rep = report[0]
@@ -127,8 +94,6 @@ def cache(
         ):
             table.add_column(col, justify="left" if col in ("kind", "break", "cause") else "right")
         for r in rep["rounds"]:
-            if r["cause"]:
-                causes[r["cause"]] += 1
             table.add_row(
                 str(r["round"]),
                 r["kind"] or "-",

@@ -1,11 +1,12 @@
 """Prefix reuse per round from the stored block chains, beside the provider's cached tokens.
 
-`round_prefix_info` feeds `tracetap show` and `tracetap cache`; `rows_extras` feeds exports.
+`cache` is `tracetap cache`'s data, `round_prefix_info` also feeds `show`; `rows_extras` exports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,9 +14,19 @@ from sqlalchemy.orm import Session as OrmSession
 
 from tracetap.storage import models as m
 from tracetap.storage.models import RoundTokens
+from tracetap.storage.queries import find_session
 from tracetap.tokens.enrich import HASH_BYTES
 
-__all__ = ["CAUSES", "block_chains", "miss_cause", "round_prefix_info", "rows_extras"]
+__all__ = [
+    "CAUSES",
+    "block_chains",
+    "cache",
+    "cache_totals",
+    "miss_cause",
+    "miss_causes",
+    "round_prefix_info",
+    "rows_extras",
+]
 
 CACHE_TTL_S = 300.0  # Anthropic's default (5 min) and OpenAI's typical idle eviction
 MIN_CACHEABLE = 1024  # the smallest prompt prefix providers cache (most models)
@@ -119,6 +130,63 @@ def round_prefix_info(db: OrmSession, round_pks: Sequence[int]) -> dict[int, dic
             "gap_s": (t.info or {}).get("gap_s"),
         }
     return out
+
+
+def cache(db: OrmSession, session: str | None = None) -> list[dict[str, Any]]:
+    """Per session (the one `session` names, by `provider:id`, id or unique prefix; every one
+    when None): each tokenized round's prefix info with its index and kind, and how many rounds
+    have no token data. Raises LookupError when `session` matches no session or several.
+
+    Example: cache(db, "claude:4f1c2a")[0]["rounds"][1]["cause"]
+    """
+    if session is None:
+        chosen = list(db.scalars(sa.select(m.Session).order_by(m.Session.id)))
+    else:
+        chosen = [find_session(db, session)]
+    report: list[dict[str, Any]] = []
+    for sess in chosen:
+        rounds = list(
+            db.scalars(
+                sa.select(m.Round)
+                .where(m.Round.session_pk == sess.id)
+                .order_by(m.Round.request_at, m.Round.id)
+            )
+        )
+        info = round_prefix_info(db, [r.id for r in rounds])
+        rows = [
+            dict(info[r.id], round=i, kind=r.kind) for i, r in enumerate(rounds) if r.id in info
+        ]
+        report.append(
+            {
+                "session": f"{sess.provider}:{sess.agent_session_id}",
+                "rounds": rows,
+                "untokenized_rounds": len(rounds) - len(rows),
+            }
+        )
+    return report
+
+
+def miss_causes(rounds: Iterable[dict[str, Any]]) -> Counter[str]:
+    """How often each miss cause occurs among `cache` rounds, counted in round order.
+
+    Example: miss_causes(cache(db, "claude:4f1c2a")[0]["rounds"]).most_common()
+    """
+    return Counter(r["cause"] for r in rounds if r["cause"])
+
+
+def cache_totals(rounds: list[dict[str, Any]]) -> dict[str, int]:
+    """One session's `cache` rounds summed: estimated prompt tokens, measured reuse, and the
+    provider's reported cached and input tokens.
+
+    Example: cache_totals(cache(db, "claude:4f1c2a")[0]["rounds"])["measured_prefix_tokens"]
+    """
+    return {
+        "rounds": len(rounds),
+        "prompt_tokens": sum(r["prompt_tokens"] for r in rounds),
+        "measured_prefix_tokens": sum(r["measured_prefix_tokens"] for r in rounds),
+        "reported_cached_tokens": sum(r["reported_cached_tokens"] or 0 for r in rounds),
+        "reported_input_tokens": sum(r["reported_input_tokens"] or 0 for r in rounds),
+    }
 
 
 def block_chains(db: OrmSession, round_pks: Sequence[int]) -> dict[int, list[bytes]]:
