@@ -1,6 +1,6 @@
 """`tracetap export FORMAT`: write the store (or a TraceLab file) out in another format.
 
-Every format shares the row source and filters below; rows stream (constant memory).
+Each format is a thin wrapper over `tracetap.exporters.<format>.export`; rows stream.
 """
 
 from __future__ import annotations
@@ -15,34 +15,24 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-__all__ = ["export_app", "register", "source_rows"]
+from tracetap.cli.options import (
+    Db,
+    Input,
+    Kind,
+    OutputFile,
+    Provider,
+    SessionFilter,
+    Since,
+    Until,
+    db_url,
+)
+
+__all__ = ["export_app", "register"]
 
 err = Console(stderr=True, soft_wrap=True)  # messages and paths stay on one line
 export_app = typer.Typer(
     help="Export recorded rounds (TraceLab JSONL and other formats).", no_args_is_help=True
 )
-
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db", envvar="TRACETAP_DB", help="Database URL (default: the embedded SQLite store)."
-    ),
-]
-InputOption = Annotated[
-    Path | None,
-    typer.Option("--input", "-i", help="Read TraceLab JSONL (.gz) rows instead of a database."),
-]
-SinceOption = Annotated[str | None, typer.Option(help="Only rounds at or after this ISO time.")]
-UntilOption = Annotated[str | None, typer.Option(help="Only rounds before this ISO time.")]
-ProviderOption = Annotated[str | None, typer.Option(help="Only claude, codex or openai.")]
-SessionOption = Annotated[str | None, typer.Option(help="Only this session (id or provider:id).")]
-KindOption = Annotated[
-    str,
-    typer.Option(
-        help="main: main-agent rounds; agent: with subagents "
-        "and compactions; all: also side requests."
-    ),
-]
 
 
 def _when(value: str | None) -> float | None:
@@ -56,51 +46,29 @@ def _when(value: str | None) -> float | None:
         raise typer.BadParameter(f"{value!r} is not an ISO-8601 time") from None
 
 
-def source_rows(
+def _rows(
     db: str | None,
     input_path: Path | None,
-    *,
     since: str | None,
     until: str | None,
     provider: str | None,
     session: str | None,
     kind: str,
+    label: str,
 ) -> Iterator[dict[str, Any]]:
-    """TraceLab rows from a database or a TraceLab file, filtered alike."""
-    from tracetap.exporters.tracelab import KINDS
+    """exporters.tracelab.source_rows, with the options checked first (bad ones exit 2) and a
+    progress line on a terminal."""
+    from tracetap.exporters.tracelab import KINDS, source_rows
 
     if kind not in KINDS:
         raise typer.BadParameter(f"--kind must be one of {', '.join(KINDS)}")
     t0, t1 = _when(since), _when(until)
-    if input_path is not None:
-        from tracetap.tracelab import parse_ts, read_rows
-
-        if not input_path.exists():
-            raise typer.BadParameter(f"{input_path} does not exist")
-        for row in read_rows(input_path):
-            if provider and row.get("provider") != provider:
-                continue
-            if session and session not in (
-                row.get("session_id"),
-                str(row.get("session_id")).split(":", 1)[-1],
-            ):
-                continue
-            if kind == "main" and row.get("tt_kind", "main") != "main":
-                continue
-            stamps = [parse_ts(e.get("timestamp")) for e in row.get("timing_events") or []]
-            first = min((s for s in stamps if s is not None), default=None)
-            if first is not None and (
-                (t0 is not None and first < t0) or (t1 is not None and first >= t1)
-            ):
-                continue
-            yield row
-        return
-    from tracetap.exporters.tracelab import iter_rows
-    from tracetap.storage.db import default_url
-
-    yield from iter_rows(
-        db or default_url(), since=t0, until=t1, provider=provider, session=session, kind=kind
+    if input_path is not None and not input_path.exists():
+        raise typer.BadParameter(f"{input_path} does not exist")
+    rows = source_rows(
+        db_url(db), input_path, since=t0, until=t1, provider=provider, session=session, kind=kind
     )
+    return _progress(rows, label)
 
 
 @contextmanager
@@ -139,13 +107,13 @@ def export_tracelab(
         Path | None,
         typer.Option("-o", "--output", help="Output .jsonl or jsonl.gz file (default: stdout)."),
     ] = None,
-    db: DbOption = None,
-    input_path: InputOption = None,
-    since: SinceOption = None,
-    until: UntilOption = None,
-    provider: ProviderOption = None,
-    session: SessionOption = None,
-    kind: KindOption = "agent",
+    db: Db = None,
+    input_path: Input = None,
+    since: Since = None,
+    until: Until = None,
+    provider: Provider = None,
+    session: SessionFilter = None,
+    kind: Kind = "agent",
     extended: Annotated[
         bool,
         typer.Option(help="Add tracetap's tt_* fields (proxy timing, round kind, cache writes)."),
@@ -169,52 +137,25 @@ def export_tracelab(
 
     Example: tracetap export tracelab --db sqlite:///traces.db -o rounds.jsonl
     """
-    from tracetap.tracelab import write_rows
+    from tracetap.exporters import tracelab
+    from tracetap.exporters.public import Pseudonymizer
 
-    rows = source_rows(
-        db, input_path, since=since, until=until, provider=provider, session=session, kind=kind
-    )
-    if not extended:
-        rows = ({k: v for k, v in r.items() if not k.startswith("tt_")} for r in rows)
+    rows = _rows(db, input_path, since, until, provider, session, kind, "tracelab")
+    ps = None
     if public:
-        from tracetap.exporters.public import Pseudonymizer, sanitize_row
         from tracetap.privacy.keys import load_key
 
         try:
             ps = Pseudonymizer(load_key(key_file))
         except (OSError, ValueError) as exc:
             raise typer.BadParameter(f"pseudonym key: {exc}") from None
-        rows = (sanitize_row(r, ps) for r in rows)
     try:
         with _output(output) as fh:
-            n = write_rows(_progress(rows, "tracelab"), fh)
+            n = tracelab.export(rows, fh, extended=extended, pseudonymizer=ps)
     except ValueError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     err.print(f"wrote {n:,} rows" + (f" to {output}" if output else ""))
-
-
-OutputFile = Annotated[
-    Path | None, typer.Option("-o", "--output", help="Output file (default: stdout).")
-]
-
-
-def _rows(
-    db: str | None,
-    input_path: Path | None,
-    since: str | None,
-    until: str | None,
-    provider: str | None,
-    session: str | None,
-    kind: str,
-    label: str,
-) -> Iterator[dict[str, Any]]:
-    return _progress(
-        source_rows(
-            db, input_path, since=since, until=until, provider=provider, session=session, kind=kind
-        ),
-        label,
-    )
 
 
 def _done(n: int, what: str, target: Path | str | None) -> None:
@@ -226,13 +167,13 @@ def export_duckdb(
     output: Annotated[
         Path, typer.Option("-o", "--output", help="DuckDB file to write (replaced if it exists).")
     ],
-    db: DbOption = None,
-    input_path: InputOption = None,
-    since: SinceOption = None,
-    until: UntilOption = None,
-    provider: ProviderOption = None,
-    session: SessionOption = None,
-    kind: KindOption = "agent",
+    db: Db = None,
+    input_path: Input = None,
+    since: Since = None,
+    until: Until = None,
+    provider: Provider = None,
+    session: SessionFilter = None,
+    kind: Kind = "agent",
 ) -> None:
     """Write the DuckDB file TraceLab's scripts query (rounds, tool_calls, timing_events,
     trace_source).
@@ -253,13 +194,13 @@ def export_duckdb(
 @export_app.command("replay-csv")
 def export_replay_csv(
     output: OutputFile = None,
-    db: DbOption = None,
-    input_path: InputOption = None,
-    since: SinceOption = None,
-    until: UntilOption = None,
-    provider: ProviderOption = None,
-    session: SessionOption = None,
-    kind: KindOption = "main",
+    db: Db = None,
+    input_path: Input = None,
+    since: Since = None,
+    until: Until = None,
+    provider: Provider = None,
+    session: SessionFilter = None,
+    kind: Kind = "main",
     waits: Annotated[
         str,
         typer.Option(
@@ -289,13 +230,13 @@ def export_replay_csv(
 @export_app.command("mooncake")
 def export_mooncake(
     output: OutputFile = None,
-    db: DbOption = None,
-    input_path: InputOption = None,
-    since: SinceOption = None,
-    until: UntilOption = None,
-    provider: ProviderOption = None,
-    session: SessionOption = None,
-    kind: KindOption = "agent",
+    db: Db = None,
+    input_path: Input = None,
+    since: Since = None,
+    until: Until = None,
+    provider: Provider = None,
+    session: SessionFilter = None,
+    kind: Kind = "agent",
     block_size: Annotated[
         int,
         typer.Option(help="Tokens per hash block (a multiple of the recorded 64-token blocks)."),
@@ -334,13 +275,13 @@ def export_atif(
             "(default: JSON lines on stdout).",
         ),
     ] = None,
-    db: DbOption = None,
-    input_path: InputOption = None,
-    since: SinceOption = None,
-    until: UntilOption = None,
-    provider: ProviderOption = None,
-    session: SessionOption = None,
-    kind: KindOption = "main",
+    db: Db = None,
+    input_path: Input = None,
+    since: Since = None,
+    until: Until = None,
+    provider: Provider = None,
+    session: SessionFilter = None,
+    kind: Kind = "main",
 ) -> None:
     """Write one Harbor ATIF trajectory per session.
 
@@ -366,13 +307,13 @@ def export_otel(
             help="OTLP/HTTP collector base URL; spans are POSTed to URL/v1/traces as JSON."
         ),
     ] = None,
-    db: DbOption = None,
-    input_path: InputOption = None,
-    since: SinceOption = None,
-    until: UntilOption = None,
-    provider: ProviderOption = None,
-    session: SessionOption = None,
-    kind: KindOption = "agent",
+    db: Db = None,
+    input_path: Input = None,
+    since: Since = None,
+    until: Until = None,
+    provider: Provider = None,
+    session: SessionFilter = None,
+    kind: Kind = "agent",
 ) -> None:
     """Write OpenTelemetry GenAI spans (a span per round, a child per tool call) as OTLP
     JSON, or send them to an OTLP endpoint.
@@ -403,13 +344,13 @@ def export_parquet(
         Path,
         typer.Option("-o", "--output", help="Directory for rounds/, tool_calls/, timing_events/."),
     ],
-    db: DbOption = None,
-    input_path: InputOption = None,
-    since: SinceOption = None,
-    until: UntilOption = None,
-    provider: ProviderOption = None,
-    session: SessionOption = None,
-    kind: KindOption = "agent",
+    db: Db = None,
+    input_path: Input = None,
+    since: Since = None,
+    until: Until = None,
+    provider: Provider = None,
+    session: SessionFilter = None,
+    kind: Kind = "agent",
 ) -> None:
     """Write the three TraceLab tables as Parquet, partitioned by day (day=YYYY-MM-DD).
 

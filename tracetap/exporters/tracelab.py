@@ -1,24 +1,26 @@
 """Store -> TraceLab rows: one private row per round, with tool calls paired to their results.
 
-Streams session by session (constant memory in the number of rounds); `tt_*` extras included.
+Streams session by session (constant memory); `export` writes them, `source_rows` feeds exports.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as OrmSession
 
 from tracetap.content import load_json
+from tracetap.exporters.public import Pseudonymizer, sanitize_row
 from tracetap.storage import models as m
 from tracetap.storage.db import make_engine
-from tracetap.tracelab import format_ts
+from tracetap.tracelab import format_ts, parse_ts, read_rows, write_rows
 
-__all__ = ["KINDS", "iter_rows", "rows_from_engine"]
+__all__ = ["KINDS", "export", "iter_rows", "rows_from_engine", "source_rows"]
 
 # --kind choices: which round kinds a TraceLab export contains.
 KINDS: dict[str, tuple[str, ...]] = {
@@ -327,3 +329,77 @@ def _row(
 
 def _round_ms(t: float | None, t0: float) -> float | None:
     return None if t is None else round((t - t0) * 1000, 3)
+
+
+def source_rows(
+    db_url: str,
+    input_path: Path | None = None,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    provider: str | None = None,
+    session: str | None = None,
+    kind: str = "agent",
+) -> Iterator[dict[str, Any]]:
+    """TraceLab rows from the store at `db_url` or, given `input_path`, from that TraceLab file,
+    filtered alike (a file row's time is its first timing event). Raises ValueError for an
+    unknown kind and FileNotFoundError for a missing file before any row is read.
+
+    Example: source_rows("sqlite:///traces.db", provider="claude", kind="main")
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if input_path is None:
+        return iter_rows(
+            db_url, since=since, until=until, provider=provider, session=session, kind=kind
+        )
+    if not input_path.exists():
+        raise FileNotFoundError(f"{input_path} does not exist")
+    return _file_rows(input_path, since, until, provider, session, kind)
+
+
+def _file_rows(
+    path: Path,
+    since: float | None,
+    until: float | None,
+    provider: str | None,
+    session: str | None,
+    kind: str,
+) -> Iterator[dict[str, Any]]:
+    for row in read_rows(path):
+        if provider and row.get("provider") != provider:
+            continue
+        if session and session not in (
+            row.get("session_id"),
+            str(row.get("session_id")).split(":", 1)[-1],
+        ):
+            continue
+        if kind == "main" and row.get("tt_kind", "main") != "main":
+            continue
+        stamps = [parse_ts(e.get("timestamp")) for e in row.get("timing_events") or []]
+        first = min((s for s in stamps if s is not None), default=None)
+        if first is not None and (
+            (since is not None and first < since) or (until is not None and first >= until)
+        ):
+            continue
+        yield row
+
+
+def export(
+    rows: Iterable[dict[str, Any]],
+    out: IO[str],
+    *,
+    extended: bool = False,
+    pseudonymizer: Pseudonymizer | None = None,
+) -> int:
+    """Write TraceLab JSONL rows to `out`; returns how many. Without `extended` the `tt_*`
+    fields are dropped; with a `pseudonymizer` rows are sanitized (no text, keyed pseudonyms).
+
+    Example: export(source_rows(url), sys.stdout, pseudonymizer=Pseudonymizer(load_key()))
+    """
+    if not extended:
+        rows = ({k: v for k, v in r.items() if not k.startswith("tt_")} for r in rows)
+    if pseudonymizer is not None:
+        ps = pseudonymizer
+        rows = (sanitize_row(r, ps) for r in rows)
+    return write_rows(rows, out)
