@@ -1,16 +1,18 @@
 """`tracetap import SOURCE`: backfill the store from Claude Code / Codex local history or a
-TraceLab JSONL file, so past sessions are there at once.
+TraceLab JSONL file; thin wrappers over `tracetap.importers.<source>.import_<source>`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Protocol
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from tracetap.cli.options import Db, db_url
 
 __all__ = ["import_app", "register"]
 
@@ -19,20 +21,20 @@ import_app = typer.Typer(
     help="Import past sessions (agent logs, TraceLab files) into the store.", no_args_is_help=True
 )
 
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db", envvar="TRACETAP_DB", help="Database URL (default: the embedded SQLite store)."
-    ),
-]
+
+class _Importer(Protocol):
+    """What importers.claude_code.import_claude_code and its siblings look like."""
+
+    def __call__(
+        self, db_url: str, path: Path, /, *, progress: Callable[[int], None] | None = ...
+    ) -> int: ...
 
 
-def _load(db: str | None, rows: Iterator[dict[str, Any]], source: str, label: str) -> None:
-    from tracetap.importers.tracelab import import_rows
-    from tracetap.storage.db import default_url
+def _load(db: str | None, importer: _Importer, path: Path) -> None:
+    """Run `importer` on `path` with a progress line on a terminal; a bad row exits 1."""
     from tracetap.tracelab import TraceLabFormatError
 
-    url = db or default_url()
+    url, label = db_url(db), str(path)
     try:
         if err.is_terminal:
             with Progress(
@@ -48,9 +50,9 @@ def _load(db: str | None, rows: Iterator[dict[str, Any]], source: str, label: st
                 def advance(n: int) -> None:
                     bar.advance(task, n)
 
-                stored = import_rows(url, rows, source=source, progress=advance)
+                stored = importer(url, path, progress=advance)
         else:
-            stored = import_rows(url, rows, source=source)
+            stored = importer(url, path)
     except (TraceLabFormatError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -74,7 +76,7 @@ def import_claude_code(
             "~/.claude/projects)."
         ),
     ] = None,
-    db: DbOption = None,
+    db: Db = None,
 ) -> None:
     """Import Claude Code sessions from its local history (rounds marked as from logs).
 
@@ -83,7 +85,7 @@ def import_claude_code(
     from tracetap.importers import claude_code
 
     root = _log_dir(directory, claude_code.default_dir(), "Claude Code")
-    _load(db, claude_code.rows_from_dir(root), "log:claude-code", str(root))
+    _load(db, claude_code.import_claude_code, root)
 
 
 @import_app.command("codex")
@@ -94,7 +96,7 @@ def import_codex(
             help="Codex sessions directory or one rollout .jsonl (default: ~/.codex/sessions)."
         ),
     ] = None,
-    db: DbOption = None,
+    db: Db = None,
 ) -> None:
     """Import Codex sessions from its rollout files (rounds marked as from logs).
 
@@ -103,23 +105,23 @@ def import_codex(
     from tracetap.importers import codex
 
     root = _log_dir(directory, codex.default_dir(), "Codex")
-    _load(db, codex.rows_from_dir(root), "log:codex", str(root))
+    _load(db, codex.import_codex, root)
 
 
 @import_app.command("tracelab")
 def import_tracelab(
     path: Annotated[Path, typer.Argument(help="TraceLab rows (.jsonl or .jsonl.gz).")],
-    db: DbOption = None,
+    db: Db = None,
 ) -> None:
     """Load TraceLab-format rows into the store.
 
     Example: tracetap import tracelab sessions.jsonl.gz
     """
-    from tracetap.tracelab import read_rows
+    from tracetap.importers import tracelab
 
     if not path.exists():
         raise typer.BadParameter(f"{path} does not exist")
-    _load(db, read_rows(path), "tracelab", str(path))
+    _load(db, tracelab.import_tracelab, path)
 
 
 def register(app: typer.Typer) -> None:

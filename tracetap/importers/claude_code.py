@@ -5,13 +5,14 @@ assistant message id, usage from message.usage, inputs from the user lines befor
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from tracetap.importers.logrows import LogRound, LogSession, iter_log_files, read_jsonl, text_chars
+from tracetap.importers.tracelab import import_rows
 
-__all__ = ["default_dir", "parse_file", "rows_from_dir"]
+__all__ = ["default_dir", "import_claude_code", "parse_file", "rows_from_dir"]
 
 _BLOCK_EVENTS = {
     "thinking": ("reasoning", "assistant.content.thinking"),
@@ -157,3 +158,14 @@ def rows_from_dir(root: Path | None = None) -> Iterator[dict[str, Any]]:
     for path in iter_log_files(root or default_dir()):
         for session in parse_file(path):
             yield from session.rows()
+
+
+def import_claude_code(
+    db_url: str, root: Path | None = None, *, progress: Callable[[int], None] | None = None
+) -> int:
+    """Store every session log under root (default ~/.claude/projects; one .jsonl works too),
+    its rounds marked as from logs; returns how many new rounds were stored.
+
+    Example: import_claude_code("sqlite:///traces.db", Path.home() / ".claude" / "projects")
+    """
+    return import_rows(db_url, rows_from_dir(root), source="log:claude-code", progress=progress)

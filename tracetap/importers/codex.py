@@ -5,7 +5,7 @@ new token_count event (usage from info.last_token_usage); round id `<turn_id>:<n
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,9 @@ from tracetap.importers.logrows import (
     text_chars,
     wall_time_ms,
 )
+from tracetap.importers.tracelab import import_rows
 
-__all__ = ["default_dir", "parse_file", "rows_from_dir"]
+__all__ = ["default_dir", "import_codex", "parse_file", "rows_from_dir"]
 
 
 def default_dir() -> Path:
@@ -188,3 +189,14 @@ def rows_from_dir(root: Path | None = None) -> Iterator[dict[str, Any]]:
     for path in iter_log_files(root or default_dir()):
         for session in parse_file(path):
             yield from session.rows()
+
+
+def import_codex(
+    db_url: str, root: Path | None = None, *, progress: Callable[[int], None] | None = None
+) -> int:
+    """Store every rollout under root (default ~/.codex/sessions; one .jsonl works too), its
+    rounds marked as from logs; returns how many new rounds were stored.
+
+    Example: import_codex("sqlite:///traces.db", Path.home() / ".codex" / "sessions")
+    """
+    return import_rows(db_url, rows_from_dir(root), source="log:codex", progress=progress)

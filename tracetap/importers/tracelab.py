@@ -6,6 +6,7 @@ Idempotent (a row's trace_key is its identity) and fast: Core executemany in lar
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,9 +16,9 @@ from tracetap.content import canonical, digest, encode
 from tracetap.storage import models as m
 from tracetap.storage.db import ensure_schema, make_engine
 from tracetap.storage.writer import insert_statement
-from tracetap.tracelab import TraceLabFormatError, check_row, parse_ts
+from tracetap.tracelab import TraceLabFormatError, check_row, parse_ts, read_rows
 
-__all__ = ["import_rows"]
+__all__ = ["import_rows", "import_tracelab"]
 
 _BATCH = 2000
 _PROVIDERS = ("claude", "codex", "openai")
@@ -59,6 +60,17 @@ def import_rows(
     finally:
         engine.dispose()
     return stored
+
+
+def import_tracelab(
+    db_url: str, path: str | Path, *, progress: Callable[[int], None] | None = None
+) -> int:
+    """Store the TraceLab rows of a .jsonl or .jsonl.gz file; returns how many new rounds were
+    stored. Raises TraceLabFormatError at the first row that breaks the format.
+
+    Example: import_tracelab("sqlite:///traces.db", "sessions.jsonl.gz")
+    """
+    return import_rows(db_url, read_rows(path), source="tracelab", progress=progress)
 
 
 def _agent_session(row: dict[str, Any]) -> tuple[str, str]:
