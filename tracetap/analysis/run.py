@@ -1,18 +1,23 @@
-"""Run analyses over a loaded dataset: all rows, then each group when grouping is asked for.
+"""Run analyses over a trace: all rows, then each group when grouping is asked for.
 
-Returns plain JSON-able results; rendering and figures are left to the caller (cli/report).
+`analyze` loads and runs; its `Analysis` gives JSON data, table/figure sections and HTML.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tracetap.analysis._stats import clean
-from tracetap.analysis.load import Dataset
+from tracetap.analysis.load import Dataset, load
 from tracetap.analysis.registry import ANALYSES, get
 
-__all__ = ["run", "public"]
+__all__ = ["Analysis", "Section", "analyze", "public", "run"]
+
+# One analysis as shown: its title, its rich tables (and group headings), its PNG figures.
+Section = tuple[str, list[Any], list[Path]]
 
 
 def run(
@@ -63,3 +68,68 @@ def _strip(value: Any) -> Any:
 def public(results: dict[str, Any]) -> dict[str, Any]:
     """Results without private arrays, as plain JSON types."""
     return clean(_strip(results))
+
+
+@dataclass
+class Analysis:
+    """What `analyze` found in a trace: the results per analysis and the loaded dataset."""
+
+    source: str
+    dataset: Dataset
+    results: dict[str, Any]
+
+    def data(self) -> dict[str, Any]:
+        """The results as plain JSON types, with `_input` saying what the input held."""
+        ds = self.dataset
+        data = public(self.results)
+        data["_input"] = {
+            "source": self.source,
+            "kind": ds.kind,
+            "has_tool_input": ds.has_input,
+            "has_segments": ds.has_segments,
+            "has_block_hashes": ds.has_hashes,
+            "group_by": ds.group_by,
+        }
+        return data
+
+    def sections(self, fig_dir: Path | None = None) -> list[Section]:
+        """Each analysis's tables (all rows, then each group) and, given `fig_dir`, the PNG
+        figures it writes there."""
+        sections: list[Section] = []
+        for name, entry in self.results.items():
+            mod = ANALYSES[name]
+            figures: list[Path] = []
+            if fig_dir is not None and hasattr(mod, "plot"):
+                figures = mod.plot(entry["all"], fig_dir)
+            tables = list(mod.render(entry["all"]))
+            for g, res in entry.get("groups", {}).items():
+                tables += [f"{self.dataset.group_by} = {g}", *mod.render(res)]
+            sections.append((entry["title"], tables, figures))
+        return sections
+
+    def write_html(self, path: Path, sections: list[Section]) -> None:
+        """Write `sections` as one self-contained HTML report (figures embedded)."""
+        from tracetap.analysis.report import html_report
+
+        title = f"tracetap analysis of {Path(self.source).name}"
+        path.write_text(html_report(title, sections), encoding="utf-8")
+
+
+def analyze(
+    source: str,
+    *,
+    group_by: str | None = None,
+    only: list[str] | None = None,
+    opts: dict[str, Any] | None = None,
+    max_groups: int = 12,
+    progress: Callable[[str, int], None] | None = None,
+) -> Analysis:
+    """Load a trace (TraceLab JSONL/.gz, TraceLab DuckDB file or store URL) and run the
+    analyses named in `only` (default: all) over it; `progress` is as for `run`. Raises
+    InputError when the source cannot be read.
+
+    Example: analyze("trace.jsonl.gz", group_by="provider").data()["overview"]
+    """
+    ds = load(source, group_by=group_by)
+    results = run(ds, only or None, opts, max_groups=max_groups, progress=progress)
+    return Analysis(source, ds, results)

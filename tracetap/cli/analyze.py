@@ -1,7 +1,6 @@
 """`tracetap analyze`: run the TraceLab suite and the four optimization studies on a trace.
 
-Input is a TraceLab JSONL(.gz), a TraceLab DuckDB file or a store URL; output is tables, JSON,
-PNG figures or one self-contained HTML report.
+A thin wrapper over analysis.run.analyze; output is tables, JSON, PNG figures or an HTML report.
 """
 
 from __future__ import annotations
@@ -9,10 +8,13 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 __all__ = ["register", "analyze"]
 
@@ -70,11 +72,9 @@ def analyze(
 
     Example: tracetap analyze trace.jsonl.gz --group-by provider --html report.html
     """
-    from rich.console import Console
-
-    from tracetap.analysis.load import GROUP_KEYS, InputError, load
+    from tracetap.analysis.load import GROUP_KEYS, InputError
     from tracetap.analysis.registry import ANALYSES
-    from tracetap.analysis.run import public, run
+    from tracetap.analysis.run import analyze as run_analysis
 
     if group_by is not None and group_by not in GROUP_KEYS:
         raise typer.BadParameter(f"use one of {', '.join(GROUP_KEYS)}", param_hint="--group-by")
@@ -97,56 +97,24 @@ def analyze(
     }
     err = Console(stderr=True)
     try:
-        with err.status("loading trace", spinner="dots") if sys.stderr.isatty() else _Null():
-            ds = load(source, group_by=group_by)
-        if sys.stderr.isatty():
-            from rich.progress import Progress
-
-            with Progress(console=err, transient=True) as bar:
-                task = bar.add_task("analysing", total=None)
-
-                def step(name: str, n: int) -> None:
-                    if name:
-                        bar.update(task, advance=n, description=name)
-                    else:
-                        bar.update(task, total=n)
-
-                results = run(
-                    ds, list(only or []) or None, opts, max_groups=max_groups, progress=step
-                )
-        else:
-            results = run(ds, list(only or []) or None, opts, max_groups=max_groups)
+        with _feedback(err) as progress:
+            result = run_analysis(
+                source,
+                group_by=group_by,
+                only=list(only or []),
+                opts=opts,
+                max_groups=max_groups,
+                progress=progress,
+            )
     except InputError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
-    sections = []
     fig_root = plots or (Path(tempfile.mkdtemp(prefix="tracetap-figs-")) if html_file else None)
-    for name, entry in results.items():
-        mod = ANALYSES[name]
-        figures = []
-        if fig_root is not None and hasattr(mod, "plot"):
-            figures = mod.plot(entry["all"], fig_root)
-        tables = list(mod.render(entry["all"]))
-        for g, res in entry.get("groups", {}).items():
-            tables += [f"{ds.group_by} = {g}", *mod.render(res)]
-        sections.append((entry["title"], tables, figures))
-    data = public(results)
-    data["_input"] = {
-        "source": source,
-        "kind": ds.kind,
-        "has_tool_input": ds.has_input,
-        "has_segments": ds.has_segments,
-        "has_block_hashes": ds.has_hashes,
-        "group_by": group_by,
-    }
+    sections = result.sections(fig_root)
     if html_file is not None:
-        from tracetap.analysis.report import html_report
-
-        html_file.write_text(
-            html_report(f"tracetap analysis of {Path(source).name}", sections), encoding="utf-8"
-        )
+        result.write_html(html_file, sections)
     if as_json:
-        typer.echo(json.dumps(data, indent=2, default=str))
+        typer.echo(json.dumps(result.data(), indent=2, default=str))
         return
     out = Console()
     for heading, tables, _ in sections:
@@ -155,12 +123,35 @@ def analyze(
             out.print(t)
 
 
-class _Null:
-    def __enter__(self) -> None:
-        return None
+@contextmanager
+def _feedback(err: Console) -> Iterator[Callable[[str, int], None] | None]:
+    """On a terminal, a spinner while the trace loads, then a progress bar fed by the progress
+    callback this yields (its first call gives the step count); elsewhere nothing (None)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import Progress, TaskID
 
-    def __exit__(self, *exc: object) -> None:
-        return None
+    status = err.status("loading trace", spinner="dots")
+    bar = Progress(console=err, transient=True)
+    task: list[TaskID] = []
+
+    def step(name: str, n: int) -> None:
+        if not task:
+            status.stop()
+            bar.start()
+            task.append(bar.add_task("analysing", total=None))
+        if name:
+            bar.update(task[0], advance=n, description=name)
+        else:
+            bar.update(task[0], total=n)
+
+    status.start()
+    try:
+        yield step
+    finally:
+        status.stop()
+        bar.stop()
 
 
 def register(app: typer.Typer) -> None:
