@@ -42,14 +42,15 @@ def _comparable(rec: Any) -> bytes:
     """A record as the journal writes it, without the tokenizer's own timing."""
     if isinstance(rec, Exception):
         return f"{type(rec).__name__}: {rec}".encode()
-    tokens = rec.get("r", {}).get("annotations", {}).get("tokens")
+    rec = {"type": type(rec).__name__, **dataclasses.asdict(rec)}
+    tokens = rec.get("round", {}).get("annotations", {}).get("tokens")
     if isinstance(tokens, dict):
         rec = {
             **rec,
-            "r": {
-                **rec["r"],
+            "round": {
+                **rec["round"],
                 "annotations": {
-                    **rec["r"]["annotations"],
+                    **rec["round"]["annotations"],
                     "tokens": {
                         k: v for k, v in tokens.items() if k not in ("elapsed_ms", "tokens_s")
                     },
@@ -105,7 +106,7 @@ def test_a_batch_gives_the_records_of_one_call_each(tmp_path: Path, style: str) 
     normalizer = _normalizer(key_file, style)
     expected = _one_by_one(normalizer, _items())
     assert len(expected) == 91 and normalizer.adapter_errors == 1
-    assert sum(b'"t":"round"' in rec for rec in expected) == 86
+    assert sum(b'"type":"RoundRecord"' in rec for rec in expected) == 86
     assert b"adapter_error:KeyError" in expected[40]
     for size in (1, 7, 64, 256):
         normalizer = _normalizer(key_file, style)

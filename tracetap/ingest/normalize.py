@@ -12,11 +12,12 @@ from typing import Any
 
 from tracetap.content import canonical, digest
 from tracetap.identity import assign_identity
+from tracetap.ingest.records import Record, RoundRecord, SideEntry
 from tracetap.ingest.reuse import Interner
 from tracetap.ingest.splice import parse_resent
 from tracetap.memo import MISS, Recent
 from tracetap.model import Exchange, Round
-from tracetap.storage.writer import BLOB_REF, PREFIX_REF, is_prefix_ref
+from tracetap.storage.writer import BLOB_REF, PREFIX_REF, SideRecord, is_prefix_ref
 from tracetap.tokens.enrich import CHAIN
 from tracetap.wire.adapters import by_name
 from tracetap.wire.decoding import decode_body
@@ -82,9 +83,8 @@ def drop_credentials(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]
 
 
 class Normalizer:
-    """Turns exchanges into records `{"t": "round", "r": round dict, "h": element hashes (of
-    the messages after a leading "$prefix" only)}` or
-    `{"t": "side", "s": side record}`, keeping a few rounds of each session to reuse work.
+    """Turns exchanges into records (`RoundRecord`, `SideEntry`), keeping a few rounds of each
+    session to reuse work.
 
     With `resent_refs`, an element the session re-sent (the very object of a record this
     normalizer returned before) comes back as a `{"$blob": hash}` reference at once, and
@@ -104,13 +104,13 @@ class Normalizer:
         self._hashes = {"messages": Recent(), "system": Recent()} if reuse else None
         self._tools: OrderedDict[Any, tuple[list[Any], str]] = OrderedDict()
 
-    def __call__(self, item: Exchange | dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, item: Exchange | SideRecord) -> Record:
         out = self.batch([item])[0]
         if isinstance(out, Exception):
             raise out
         return out
 
-    def batch(self, items: Sequence[Exchange | dict[str, Any]]) -> list[dict[str, Any] | Exception]:
+    def batch(self, items: Sequence[Exchange | SideRecord]) -> list[Record | Exception]:
         """The records of `items` in order, as one call each would give them, but with each
         stage (parsing, every transform, hashing) run over the whole batch before the next:
         a stage's code and tables stay in the CPU's caches (the tokenizer's above all), which
@@ -138,11 +138,11 @@ class Normalizer:
                     out[i] = exc
         return out
 
-    def _round(self, item: Exchange | dict[str, Any]) -> Round | dict[str, Any]:
+    def _round(self, item: Exchange | SideRecord) -> Round | SideEntry:
         """The exchange decoded, framed, parsed and interned; or its record when it is not a
         round (a side record, an adapter's failure)."""
         if not isinstance(item, Exchange):
-            return {"t": "side", "s": item}
+            return SideEntry(item)
         if item.request_encoding:
             try:
                 item.request_body = decode_body(item.request_body, item.request_encoding)
@@ -167,9 +167,8 @@ class Normalizer:
             log.exception(
                 "adapter %s failed on %s %s", item.api, item.method, item.path.split("?", 1)[0]
             )
-            return {
-                "t": "side",
-                "s": {
+            return SideEntry(
+                {
                     "uid": item.uid,
                     "kind": f"adapter_error:{type(exc).__name__}",
                     "method": item.method,
@@ -180,8 +179,8 @@ class Normalizer:
                     "end_at": item.end_at,
                     "request_bytes": len(item.request_body),
                     "response_bytes": item.response_bytes,
-                },
-            }
+                }
+            )
         rnd.request_headers = drop_credentials(rnd.request_headers)
         if self.interner is not None:
             try:
@@ -190,23 +189,22 @@ class Normalizer:
                 log.exception("interning failed on %s", rnd.uid)
         return rnd
 
-    def _record(self, item: Exchange, rnd: Round) -> dict[str, Any]:
+    def _record(self, item: Exchange, rnd: Round) -> Record:
         """The transformed round's record: identity, then content hashes (or a side record)."""
         assign_identity(rnd)  # needs the content, which dedupe may replace by references
         if rnd.endpoint.endswith("count_tokens"):
             side = self._side_round(item, rnd)
             tokens = rnd.annotations.get("tokens")
             if isinstance(tokens, dict) and CHAIN in tokens:  # its blocks count as seen
-                side[CHAIN] = tokens[CHAIN]
+                side.chain = tokens[CHAIN]
             return side
         return self._with_hashes(rnd.to_dict())
 
     @staticmethod
-    def _side_round(item: Exchange, rnd: Round) -> dict[str, Any]:
+    def _side_round(item: Exchange, rnd: Round) -> SideEntry:
         """A count_tokens request: kept as a side request, with its content."""
-        return {
-            "t": "side",
-            "s": {
+        return SideEntry(
+            {
                 "uid": rnd.uid,
                 "kind": "count_tokens",
                 "method": item.method,
@@ -225,11 +223,11 @@ class Normalizer:
                     "messages": rnd.messages,
                 },
                 "response": rnd.response,
-            },
-        }
+            }
+        )
 
     # -- content hashes -----------------------------------------------------------------------
-    def _with_hashes(self, r: dict[str, Any]) -> dict[str, Any]:
+    def _with_hashes(self, r: dict[str, Any]) -> RoundRecord:
         session = (r["provider"], r["agent_session_id"])
         hashes: dict[str, Any] = {"system": None, "tools": None}
         message_hashes, r["messages"] = self._content_hashes(
@@ -247,7 +245,7 @@ class Normalizer:
             hashes["tools"], resent = self._tools_hash(session, r["tools"])
             if resent and self.resent_refs:
                 r["tools"] = {BLOB_REF: hashes["tools"]}
-        return {"t": "round", "r": r, "h": hashes}
+        return RoundRecord(r, hashes)
 
     def _content_hashes(
         self, part: str, session: Any, items: list[Any], uid: str | None = None

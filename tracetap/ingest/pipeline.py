@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from tracetap.ingest.normalize import CREDENTIAL_HEADERS, Normalizer, Transform, drop_credentials
 from tracetap.ingest.pool import NormalizerPool, defer_global
+from tracetap.ingest.records import Record, RoundRecord, SideEntry, from_journal, to_journal
 from tracetap.model import Exchange, Round
 from tracetap.storage.journal import Journal
 from tracetap.storage.writer import (
@@ -254,16 +255,16 @@ class Pipeline:
             if stopping:
                 self._drain_journal()
 
-    def _local(self, item: Exchange | SideRecord, *, dedupe: bool = True) -> dict[str, Any]:
+    def _local(self, item: Exchange | SideRecord, *, dedupe: bool = True) -> Record:
         """Normalize and finish in this process (the caller holds the normalize lock)."""
         return self._finish(self._normalized_here([item])[0], dedupe=dedupe)
 
-    def _fallback(self, item: Exchange | SideRecord) -> dict[str, Any]:
+    def _fallback(self, item: Exchange | SideRecord) -> Record:
         """For NormalizerPool: an exchange its worker could not take (the worker died)."""
         with self._normalize_lock:
             return self._normalized_here([item])[0]
 
-    def _normalized_here(self, items: list[Exchange | SideRecord]) -> list[dict[str, Any]]:
+    def _normalized_here(self, items: list[Exchange | SideRecord]) -> list[Record]:
         """This process's normalizer (a batch at once, see `Normalizer.batch`): always without
         workers; with them, only for an exchange a worker could not take or one journaled
         synchronously on overload (its round then lacks its session's earlier rounds for token
@@ -280,20 +281,20 @@ class Pipeline:
                 raise rec
         return records  # type: ignore[return-value]
 
-    def _finish(self, rec: dict[str, Any], *, dedupe: bool = True) -> dict[str, Any]:
+    def _finish(self, rec: Record, *, dedupe: bool = True) -> Record:
         """The steps that need every session: reuse across sessions (block index), content
         journaled or stored already (by any session)."""
-        hashes = rec.pop("h", None)
-        if rec["t"] != "round":
-            chain = rec.pop(CHAIN, None)  # a count_tokens request's prompt
-            if chain is not None:
-                self.global_reuse({CHAIN: chain}, rec["s"]["uid"])
+        if isinstance(rec, SideEntry):
+            if rec.chain is not None:  # a count_tokens request's prompt
+                self.global_reuse({CHAIN: rec.chain}, rec.side["uid"])
+                rec.chain = None
             return rec
-        tokens = rec["r"]["annotations"].get("tokens")
+        tokens = rec.round["annotations"].get("tokens")
         if isinstance(tokens, dict) and CHAIN in tokens:
-            self.global_reuse(tokens, rec["r"]["uid"])
-        if dedupe:
-            self._dedupe(rec["r"], hashes)
+            self.global_reuse(tokens, rec.round["uid"])
+        if dedupe and rec.hashes is not None:
+            self._dedupe(rec.round, rec.hashes)
+        rec.hashes = None
         return rec
 
     def _dedupe(self, r: dict[str, Any], hashes: dict[str, Any]) -> None:
@@ -329,15 +330,15 @@ class Pipeline:
         if r["tools"]:
             r["tools"] = ref(r["tools"], hashes["tools"])
 
-    def _journal_records(self, records: list[dict[str, Any]]) -> tuple[int, int]:
+    def _journal_records(self, records: list[Record]) -> tuple[int, int]:
         """Append under the lock; returns the (start, end) journal offsets of the records."""
         with self._journal_lock:
             start = self.journal.end
-            self.journal.append(records)
+            self.journal.append(list(map(to_journal, records)))
             return start, self.journal.end
 
     def _drain_journal(
-        self, batches: list[tuple[list[dict[str, Any]], tuple[int, int]]] | None = None
+        self, batches: list[tuple[list[Record], tuple[int, int]]] | None = None
     ) -> None:
         """Write journaled records to the database; on failure keep them for a retry.
 
@@ -356,7 +357,7 @@ class Pipeline:
                 self._store([rec for records, _ in batches for rec in records])
             else:
                 for chunk in self.journal.pending(upto=target):
-                    self._store(chunk)
+                    self._store(list(map(from_journal, chunk)))
             with self._journal_lock:
                 self.journal.commit(target)
         except Exception as exc:  # database down or failing: data stays in the journal
@@ -375,13 +376,13 @@ class Pipeline:
         self.stats.write_seconds_total += elapsed
         self.stats.last_write_seconds = elapsed
 
-    def _store(self, records: list[dict[str, Any]]) -> None:
+    def _store(self, records: list[Record]) -> None:
         rounds: list[Round | SideRecord] = []
         for rec in records:
-            if rec["t"] == "round":
-                rounds.append(Round.from_dict(rec["r"]))
+            if isinstance(rec, RoundRecord):
+                rounds.append(Round.from_dict(rec.round))
             else:
-                rounds.append(rec["s"])
+                rounds.append(rec.side)
         stored = self.writer.write(rounds)
         self.stats.rounds_recorded += stored
         for r in rounds:

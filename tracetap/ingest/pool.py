@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from tracetap.allocator import collect_less, keep_freed_memory
 from tracetap.ingest.normalize import Normalizer, Transform, session_hint
+from tracetap.ingest.records import Failed, Record
 from tracetap.ingest.splice import common_prefix, common_suffix
 from tracetap.model import Exchange
 
@@ -212,7 +213,7 @@ def _worker(
                     getattr(_unwrapped(part[i][1]), "uid", "?"),
                     exc_info=rec,
                 )
-                out[i] = {"t": "failed", "error": f"{type(rec).__name__}: {rec}"}
+                out[i] = Failed(f"{type(rec).__name__}: {rec}")
         outbox.put(
             (
                 "done",
@@ -237,7 +238,7 @@ class NormalizerPool:
         steps: Callable[[], Sequence[Transform]],
         *,
         reuse: bool = True,
-        fallback: Callable[[Any], dict[str, Any]] | None = None,
+        fallback: Callable[[Any], Record] | None = None,
     ) -> None:
         if workers < 2:
             raise ValueError("NormalizerPool needs at least two workers")
@@ -303,7 +304,7 @@ class NormalizerPool:
             self._sent_at[self._batch] = time.monotonic()
             return self._batch
 
-    def receive(self, batch: int) -> list[dict[str, Any]]:
+    def receive(self, batch: int) -> list[Record]:
         """The records of a batch sent earlier, in its items' order."""
         with self._state:
             items, out, waiting = self._pending[batch]
@@ -342,7 +343,7 @@ class NormalizerPool:
         with self._state:
             del self._pending[batch], self._sent_at[batch]
             for seq, rec in enumerate(out):
-                if rec is not None and rec["t"] == "failed":
+                if isinstance(rec, Failed):
                     out[seq] = self._local(items[seq])
         return out
 
@@ -370,7 +371,7 @@ class NormalizerPool:
                 if i in waiting:
                     self._locally(waiting.pop(i), out)
 
-    def _local(self, item: Any) -> dict[str, Any]:
+    def _local(self, item: Any) -> Record:
         if self.fallback is None:
             raise RuntimeError("an ingest worker failed and there is no fallback")
         return self.fallback(item)
