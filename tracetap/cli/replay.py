@@ -1,17 +1,20 @@
 """`tracetap replay` and `tracetap serve-sim`: replay recorded agent workloads against an
-OpenAI-compatible server, and a simulated server to replay against without GPUs.
+OpenAI-compatible server (replay.runner.replay), and a simulated one (replay.server).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from tracetap.replay.plan import Plan
+    from tracetap.replay.prompts import PromptBuilder, Tokenizer
+    from tracetap.replay.runner import ReplayConfig, RoundResult
 
 __all__ = ["register"]
 
@@ -114,38 +117,21 @@ def replay(
             raise typer.Exit(1) from exc
         if check["warning"]:
             err(f"warning: {check['warning']}", err=True)
-    out.mkdir(parents=True, exist_ok=True)
     builder = PromptBuilder(seed=seed, vocab_size=tok.vocab_size if tok else 32000)
-    with (out / "rounds.jsonl").open("w", encoding="utf-8") as sink:
-        results, summary = _run_with_progress(plan, cfg, builder, tok, sink)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    summary = _replay_with_progress(plan, cfg, builder, tok, out)
     _print_summary(summary, out)
     if summary["aborted"] or summary["rounds_ok"] == 0 and summary["rounds_planned"]:
         raise typer.Exit(1)
 
 
-def _run_with_progress(plan, cfg, builder, tok, sink):  # type: ignore[no-untyped-def]
-    """Run the replay on uvloop where installed (with a live progress bar when stderr is a
-    terminal). Ctrl-C or SIGTERM stops it; what was measured so far is kept and summarized."""
-    from tracetap.replay.pacing import loop_factory
-    from tracetap.replay.runner import run_replay
-
-    factory = loop_factory()
-
-    async def main(on_result):  # type: ignore[no-untyped-def]
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        if task is not None:
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
-        try:
-            return await run_replay(
-                plan, cfg, builder=builder, tokenizer=tok, sink=sink, on_result=on_result
-            )
-        finally:
-            loop.remove_signal_handler(signal.SIGTERM)
+def _replay_with_progress(
+    plan: Plan, cfg: ReplayConfig, builder: PromptBuilder, tok: Tokenizer | None, out: Path
+) -> dict[str, Any]:
+    """replay.runner.replay, with a live progress bar when stderr is a terminal."""
+    from tracetap.replay.runner import replay as run
 
     if not sys.stderr.isatty():
-        return asyncio.run(main(None), loop_factory=factory)
+        return run(plan, cfg, out, builder=builder, tokenizer=tok)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -157,22 +143,22 @@ def _run_with_progress(plan, cfg, builder, tok, sink):  # type: ignore[no-untype
         console=Console(stderr=True),
     ) as bar:
         task = bar.add_task("replay", total=plan.n_rounds, status="")
-        seen = {"err": 0, "late": 0.0}
+        errors, late = 0, 0.0
 
-        def tick(r):  # type: ignore[no-untyped-def]
-            seen["err"] += r.error is not None
-            seen["late"] = max(seen["late"], r.lateness_ms or 0.0)
+        def tick(r: RoundResult) -> None:
+            nonlocal errors, late
+            errors += r.error is not None
+            late = max(late, r.lateness_ms or 0.0)
             bar.update(
                 task,
                 advance=1,
-                status=f"errors {seen['err']}  "
-                f"ttft {r.ttft_ms or 0:.0f} ms  max late {seen['late']:.1f} ms",
+                status=f"errors {errors}  ttft {r.ttft_ms or 0:.0f} ms  max late {late:.1f} ms",
             )
 
-        return asyncio.run(main(tick), loop_factory=factory)
+        return run(plan, cfg, out, builder=builder, tokenizer=tok, on_result=tick)
 
 
-def _print_summary(s: dict, out: Path) -> None:  # type: ignore[type-arg]
+def _print_summary(s: dict[str, Any], out: Path) -> None:
     def p(key: str) -> str:
         v = s.get(key)
         return "-" if not v else f"p50 {v['p50']:.1f}  p99 {v['p99']:.1f}"
@@ -223,14 +209,14 @@ def serve_sim(
 
     Example: tracetap serve-sim --port 8000 --capacity 100000 --prefill-us 50 --decode-ms 20
     """
-    from tracetap.replay.server import SimConfig, run_server
+    from tracetap.replay import server
     from tracetap.replay.simcache import POLICIES
 
     if policy not in POLICIES:
         raise typer.BadParameter(f"--policy must be one of {', '.join(POLICIES)}")
     if block_size <= 0 or capacity < 0:
         raise typer.BadParameter("--block-size must be positive and --capacity >= 0")
-    cfg = SimConfig(
+    cfg = server.SimConfig(
         model=model,
         block_size=block_size,
         capacity_blocks=capacity,
@@ -242,7 +228,7 @@ def serve_sim(
     )
     typer.echo(f"serve-sim listening on http://{host}:{port}/v1", err=True)
     try:
-        run_server(cfg, host=host, port=port)
+        server.serve_sim(cfg, host=host, port=port)
     except OSError as exc:
         typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
         raise typer.Exit(1) from exc

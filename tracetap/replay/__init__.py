@@ -6,8 +6,15 @@ from __future__ import annotations
 
 from tracetap.replay.plan import Plan, PlanRound, PlanSession, load_plan
 from tracetap.replay.prompts import BuiltPrompt, PromptBuilder, load_tokenizer
-from tracetap.replay.runner import ReplayConfig, ReplayError, RoundResult, preflight, run_replay
-from tracetap.replay.server import SimConfig, SimServer, make_app
+from tracetap.replay.runner import (
+    ReplayConfig,
+    ReplayError,
+    RoundResult,
+    preflight,
+    replay,
+    run_replay,
+)
+from tracetap.replay.server import SimConfig, SimServer, make_app, serve_sim
 from tracetap.replay.simcache import BlockCache, PrefixCache, block_hashes
 
 __all__ = [
@@ -28,5 +35,7 @@ __all__ = [
     "load_tokenizer",
     "make_app",
     "preflight",
+    "replay",
     "run_replay",
+    "serve_sim",
 ]

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
@@ -24,7 +27,7 @@ import numpy as np
 import orjson
 from yarl import URL
 
-from tracetap.replay.pacing import Pacer, now, steady_gc
+from tracetap.replay.pacing import Pacer, loop_factory, now, steady_gc
 from tracetap.replay.plan import Plan, PlanRound, PlanSession
 from tracetap.replay.prompts import BuiltPrompt, PromptBuilder, Tokenizer, request_body
 
@@ -33,6 +36,7 @@ __all__ = [
     "ReplayError",
     "RoundResult",
     "preflight",
+    "replay",
     "run_replay",
     "summarize",
 ]
@@ -375,6 +379,42 @@ async def run_replay(
         results, cfg, planned=plan.n_rounds, aborted=run.aborted, wall=time.time() - started
     )
     return results, summary
+
+
+def replay(
+    plan: Plan,
+    cfg: ReplayConfig,
+    out_dir: Path,
+    *,
+    builder: PromptBuilder | None = None,
+    tokenizer: Tokenizer | None = None,
+    on_result: Callable[[RoundResult], None] | None = None,
+) -> dict[str, Any]:
+    """Replay `plan` on uvloop where installed, writing each round to out_dir/rounds.jsonl and
+    the summary to out_dir/summary.json; returns the summary. Ctrl-C or SIGTERM stops it; what
+    was measured so far is kept and summarized.
+
+    Example: replay(load_plan("trace.jsonl"), ReplayConfig(base_url=url, model="m"), Path("out"))
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / "rounds.jsonl").open("w", encoding="utf-8") as sink:
+
+        async def main() -> dict[str, Any]:
+            task = asyncio.current_task()
+            loop = asyncio.get_running_loop()
+            if task is not None:
+                loop.add_signal_handler(signal.SIGTERM, task.cancel)
+            try:
+                _, summary = await run_replay(
+                    plan, cfg, builder=builder, tokenizer=tokenizer, sink=sink, on_result=on_result
+                )
+                return summary
+            finally:
+                loop.remove_signal_handler(signal.SIGTERM)
+
+        summary = asyncio.run(main(), loop_factory=loop_factory())
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
 
 
 def _pct(values: list[float]) -> dict[str, float] | None:

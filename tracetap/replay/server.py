@@ -22,7 +22,7 @@ from aiohttp import web
 from tracetap.replay.prompts import words_to_ids
 from tracetap.replay.simcache import BlockCache, PrefixCache, block_hashes
 
-__all__ = ["SIM_KEY", "SimConfig", "SimServer", "make_app", "run_server"]
+__all__ = ["SIM_KEY", "SimConfig", "SimServer", "make_app", "serve_sim"]
 
 
 @dataclass(slots=True)
@@ -249,8 +249,11 @@ def make_app(server: SimServer) -> web.Application:
     return app
 
 
-def run_server(config: SimConfig, *, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve until interrupted."""
+def serve_sim(config: SimConfig, *, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve the simulated OpenAI-compatible API until interrupted; OSError if it cannot listen.
+
+    Example: serve_sim(SimConfig(capacity_blocks=100_000), port=8000)
+    """
     web.run_app(
         make_app(SimServer(config)), host=host, port=port, access_log=None, print=None, backlog=4096
     )
