@@ -8,8 +8,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 __all__ = [
     "Exchange",
@@ -25,7 +26,13 @@ __all__ = [
 MAIN, SUBAGENT, SIDE, COMPACTION = "main", "subagent", "side", "compaction"
 
 
-def _slots_dict(obj: Any) -> dict[str, Any]:
+class _Slotted(Protocol):
+    """A dataclass(slots=True) record: its slots are its fields, in order."""
+
+    __slots__: ClassVar[tuple[str, ...]]
+
+
+def _slots_dict(obj: _Slotted) -> dict[str, Any]:
     names = obj.__slots__
     return (
         dict(zip(names, _getter(type(obj))(obj)))
@@ -35,7 +42,7 @@ def _slots_dict(obj: Any) -> dict[str, Any]:
 
 
 @functools.cache
-def _getter(cls: type) -> Any:
+def _getter(cls: type[_Slotted]) -> Callable[[object], tuple[Any, ...]]:
     return operator.attrgetter(*cls.__slots__)
 
 
@@ -230,7 +237,7 @@ class Round:
         return _build(cls, data)
 
 
-def _build(cls: Any, data: dict[str, Any]) -> Any:
+def _build[T: _Slotted](cls: type[T], data: dict[str, Any]) -> T:
     """`cls(**data)`, but positional when `data` names every field: the keys of a dict that
     was unpickled or parsed are not the interned names of the parameters, so matching them as
     keywords compares strings, field by field. Missing fields (a record journaled by an
@@ -244,6 +251,6 @@ def _build(cls: Any, data: dict[str, Any]) -> Any:
 
 
 @functools.cache
-def _item_getter(cls: type) -> Any:
+def _item_getter(cls: type[_Slotted]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     names = cls.__slots__
     return operator.itemgetter(*names) if len(names) > 1 else lambda d: (d[names[0]],)

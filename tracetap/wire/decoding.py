@@ -6,9 +6,17 @@ The bytes on the wire are never touched; only tracetap's own copies are decoded.
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from typing import Literal, Protocol, cast
 
-__all__ = ["decode_body", "decompressor"]
+__all__ = ["Decompressor", "decode_body", "decompressor"]
+
+
+class Decompressor(Protocol):
+    """The zlib-style streaming interface (zlib, zstandard and _Brotli all have it)."""
+
+    def decompress(self, data: bytes, /) -> bytes: ...
+
+    def flush(self) -> bytes: ...
 
 
 class _Brotli:
@@ -20,13 +28,13 @@ class _Brotli:
         self._d = brotli.Decompressor()
 
     def decompress(self, data: bytes) -> bytes:
-        return self._d.process(data)
+        return cast(bytes, self._d.process(data))  # brotli ships no type information
 
     def flush(self) -> bytes:
         return b""
 
 
-def decompressor(encoding: str | None) -> Any:
+def decompressor(encoding: str | None) -> Decompressor | Literal[False] | None:
     """A streaming decompressor with decompress()/flush(); None for identity; False for an
     encoding we cannot parse (the bytes still pass through)."""
     enc = (encoding or "").strip().lower()

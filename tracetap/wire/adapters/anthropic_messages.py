@@ -34,7 +34,7 @@ _OUTPUT_TYPES = {
 }
 
 
-def session_from_user_id(user_id: Any) -> str | None:
+def session_from_user_id(user_id: object) -> str | None:
     """Session part of Claude Code's metadata.user_id (JSON form or legacy `..._session_<id>`)."""
     if not isinstance(user_id, str) or not user_id:
         return None
@@ -91,7 +91,9 @@ class AnthropicMessages:
         if isinstance(body, dict):
             rnd.model_requested = body.get("model")
             rnd.stream = bool(body.get("stream"))
-            meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+            meta = body.get("metadata")
+            if not isinstance(meta, dict):
+                meta = {}
             if not sid and session_from_user_id(meta.get("user_id")):
                 rnd.agent_session_id = session_from_user_id(meta.get("user_id"))
                 rnd.session_source = "metadata"
@@ -162,7 +164,7 @@ def _finish_block(rnd: Round, block: dict[str, Any], at: float) -> None:
                 index,
                 block.get("id") or "",
                 block.get("name") or "",
-                block.get("type"),
+                block["type"],  # present: it named an output type above
                 args,
                 at,
                 len(args),

@@ -6,8 +6,8 @@ An adapter turns one captured Exchange into the normalized Round; it never does 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Protocol
 
 import orjson
 
@@ -45,7 +45,7 @@ class Adapter(Protocol):
     """
 
     name: str
-    body_parts: dict[str, str]
+    body_parts: ClassVar[dict[str, str]]
 
     def matches(self, method: str, path: str) -> bool: ...
 
@@ -74,7 +74,9 @@ def event_data(events: Sequence[StreamEvent]) -> list[Any]:
     return head + [loads(d) for d in datas[-1:]]
 
 
-def split_body(body: Any, parts: tuple[str, str, str]) -> tuple[dict[str, Any], Any, list, list]:
+def split_body(
+    body: Any, parts: tuple[str, str, str]
+) -> tuple[dict[str, Any], Any, list[Any], list[Any]]:
     """Split a request body into (envelope, system, tools, messages) by the given field names."""
     if not isinstance(body, dict):
         return {}, None, [], []
@@ -87,7 +89,7 @@ def split_body(body: Any, parts: tuple[str, str, str]) -> tuple[dict[str, Any], 
     return envelope, body.get(system_key), list(tools), list(messages)
 
 
-def content_chars(content: Any) -> int:
+def content_chars(content: object) -> int:
     """Characters of text in a message content (string, or list of text-bearing parts)."""
     if content is None:
         return 0
@@ -125,7 +127,7 @@ def is_injected(text: str) -> bool:
     return text.lstrip().startswith(INJECTED_PREFIXES)
 
 
-def user_text_chars(content: Any) -> int | None:
+def user_text_chars(content: object) -> int | None:
     """Characters a person typed in a user turn; None when it holds only injected context."""
     if isinstance(content, str):
         return None if is_injected(content) else len(content)
@@ -138,7 +140,7 @@ def user_text_chars(content: Any) -> int | None:
     return total if typed else None
 
 
-def wall_time_ms(text: Any) -> int | None:
+def wall_time_ms(text: object) -> int | None:
     """Runner-reported duration from a Codex output ("Wall time: 0.0123 seconds")."""
     if not isinstance(text, str):
         return None
@@ -182,7 +184,9 @@ def new_round(exchange: Exchange, provider: str, endpoint: str) -> Round:
     )
 
 
-def after_last(items: list[Any], is_output: Any) -> list[dict[str, Any]]:
+def after_last(
+    items: list[Any], is_output: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
     """The items after the last model-produced one: the new input of this request."""
     last = -1
     for i in range(len(items) - 1, -1, -1):  # from the end: the history is long, the input short
@@ -192,7 +196,13 @@ def after_last(items: list[Any], is_output: Any) -> list[dict[str, Any]]:
     return [item for item in items[last + 1 :] if isinstance(item, dict)]
 
 
-def finish(rnd: Round, exchange: Exchange, *, stream: Any, whole: Any) -> Round:
+def finish(
+    rnd: Round,
+    exchange: Exchange,
+    *,
+    stream: Callable[[Round, Exchange], None],
+    whole: Callable[[Round, Exchange], None],
+) -> Round:
     """What every adapter does last: read the response (`stream(rnd, exchange)` for an event
     stream, `whole(rnd, exchange)` for one body), account for the connection, default the
     model."""

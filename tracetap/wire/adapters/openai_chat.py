@@ -72,7 +72,7 @@ def _new_inputs(messages: list[Any]) -> list[InputEvent]:
     return events
 
 
-def _apply_usage(rnd: Round, usage: Any) -> None:
+def _apply_usage(rnd: Round, usage: object) -> None:
     if not isinstance(usage, dict):
         return
     rnd.usage.input_tokens_total = usage.get("prompt_tokens")
@@ -187,8 +187,9 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
                 text.append(delta["content"])
                 times["text"] = ev.at
                 got = True
-            if delta.get("reasoning_content") or delta.get("reasoning"):
-                reasoning.append(delta.get("reasoning_content") or delta.get("reasoning"))
+            part = delta.get("reasoning_content") or delta.get("reasoning")
+            if part:
+                reasoning.append(part)
                 times["reasoning"] = ev.at
                 got = True
             for tc in delta.get("tool_calls") or []:

@@ -45,7 +45,7 @@ def is_codex(exchange: Exchange) -> bool:
     return "codex" in ua or "codex" in originator
 
 
-def codex_turn_id(exchange: Exchange, body: Any = None) -> str | None:
+def codex_turn_id(exchange: Exchange, body: object = None) -> str | None:
     """Codex's turn id: from the request's client_metadata (per message, which is what a
     WebSocket carries), else from the x-codex-turn-metadata header."""
     sources: list[Any] = []
@@ -164,13 +164,14 @@ def _new_inputs(items: list[Any]) -> list[InputEvent]:
     return events
 
 
-def _is_error_output(output: Any) -> bool:
+def _is_error_output(output: object) -> bool:
     if isinstance(output, str) and output.startswith("{"):
         output = loads(output)
     if isinstance(output, dict):
         meta = output.get("metadata")
-        if isinstance(meta, dict) and isinstance(meta.get("exit_code"), int):
-            return meta["exit_code"] != 0
+        exit_code = meta.get("exit_code") if isinstance(meta, dict) else None
+        if isinstance(exit_code, int):
+            return exit_code != 0
         if output.get("success") is False:
             return True
     return False
@@ -266,7 +267,9 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
                 rnd.error_type = err.get("code") or err.get("type") or "response_failed"
                 rnd.error_message = err.get("message")
         elif kind == "error":
-            err = data.get("error") if isinstance(data.get("error"), dict) else data
+            err = data.get("error")
+            if not isinstance(err, dict):
+                err = data
             rnd.error_type = err.get("code") or err.get("type") or "error"
             rnd.error_message = err.get("message")
             rnd.complete = False
