@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from tracetap.cli.options import Db
 from tracetap.settings import Settings
 
 __all__ = ["register"]
@@ -76,7 +77,7 @@ def _options() -> list[inspect.Parameter]:
                 f.name,
                 inspect.Parameter.KEYWORD_ONLY,
                 default=default,
-                annotation=Annotated[hint, option],
+                annotation=Db if f.name == "db" else Annotated[hint, option],  # --db: shared
             )
         )
     return params
