@@ -205,7 +205,9 @@ def _worker(
             except Exception as exc:  # its base body is not here
                 decoded.append(exc)
         records = iter(normalizer.batch([x for x in decoded if not isinstance(x, Exception)]))
-        out = [x if isinstance(x, Exception) else next(records) for x in decoded]
+        out: list[Record | Failed | Exception] = [
+            x if isinstance(x, Exception) else next(records) for x in decoded
+        ]
         for i, rec in enumerate(out):
             if isinstance(rec, Exception):  # the pipeline's process normalizes it again
                 log.error(
@@ -334,7 +336,7 @@ class NormalizerPool:
                     if entry and done
                     else None
                 )
-                if shard is None:  # from a worker given up on earlier
+                if entry is None or shard is None:  # from a worker given up on earlier
                     continue
                 del entry[2][shard]
                 for seq, rec in done:

@@ -43,12 +43,12 @@ def _keys_reusing(
         if n > best_n:
             best, best_n = line, n
     if best is not None:
-        return best.keys[name][:best_n] + _keys(objs[best_n:]), (best, best_n)
+        return [*best.keys[name][:best_n], *_keys(objs[best_n:])], (best, best_n)
     head = first if first is not None and objs else _keys(objs[:1])
     for line in lines:
         n = leading(list(map(operator.is_, objs[1:], line.objs[name][1:])))
         if n:
-            return head + line.keys[name][1 : 1 + n] + _keys(objs[1 + n :]), None
+            return [*head, *line.keys[name][1 : 1 + n], *_keys(objs[1 + n :])], None
     return head + _keys(objs[1:]), None
 
 
@@ -113,10 +113,11 @@ class Interner:
         head = None if rnd.agent_session_id else _keys(cur["messages"][:1])
         sid = (rnd.provider, rnd.agent_session_id or (head[0] if head else None))
         lines = self._sessions.get(sid, ())
-        keys, origins = {}, {}
-        for name, objs in cur.items():
+        keys: dict[str, list[bytes | None]] = {}
+        origins: dict[str, tuple[Line, int]] = {}
+        for name, part in cur.items():
             keys[name], origin = _keys_reusing(
-                objs, lines, name, head if name == "messages" else None
+                part, lines, name, head if name == "messages" else None
             )
             if origin is not None:
                 origins[name] = origin

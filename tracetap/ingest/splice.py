@@ -169,7 +169,9 @@ def _cut(
     return None
 
 
-def common_prefix(a: bytes, start: int, b: bytes | bytearray, n: int, hint: int = 0) -> int:
+def common_prefix(
+    a: bytes, start: int, b: bytes | bytearray | memoryview, n: int, hint: int = 0
+) -> int:
     """How many of the first `n` bytes of `b` `a` holds at `start`, by bisection (one C
     comparison a step); `hint`, a guess, is tried first (exact: no bisection)."""
     with memoryview(b) as view:  # released on return: a bytearray can grow again

@@ -5,20 +5,22 @@ Served by aiohttp on the proxy's own event loop, on a separate port.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from tracetap.ingest.sink import IngestSink
 
 __all__ = ["start_admin"]
 
 
 class _PipelineCollector:
-    def __init__(self, pipeline: Any) -> None:
+    def __init__(self, pipeline: IngestSink) -> None:
         self.pipeline = pipeline
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterator[Metric]:
         st = self.pipeline.stats
         rounds = CounterMetricFamily(
             "tracetap_rounds_recorded", "Rounds written to the store", labels=["kind"]
@@ -67,9 +69,9 @@ class _PipelineCollector:
         )
 
 
-async def start_admin(host: str, port: int, pipeline: Any) -> web.AppRunner:
+async def start_admin(host: str, port: int, pipeline: IngestSink) -> web.AppRunner:
     registry = CollectorRegistry()
-    registry.register(_PipelineCollector(pipeline))  # type: ignore[arg-type]
+    registry.register(_PipelineCollector(pipeline))
 
     async def healthz(_request: web.Request) -> web.Response:
         """200 while the proxy records (the journal takes everything even when the database
