@@ -114,8 +114,8 @@ class Normalizer:
         """The records of `items` in order, as one call each would give them, but with each
         stage (parsing, every transform, hashing) run over the whole batch before the next:
         a stage's code and tables stay in the CPU's caches (the tokenizer's above all). Every
-        stage still sees the rounds in order. An item on which a stage raised outside its own guard gets
-        the exception in place of its record."""
+        stage still sees the rounds in order. An item on which a stage raised outside its own
+        guard gets the exception in place of its record."""
         out: list[Any] = []
         for item in items:
             try:
