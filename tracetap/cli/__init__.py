@@ -1,6 +1,6 @@
 """The `tracetap` command line: a thin shell that gathers each area's commands.
 
-Each module of this package holds one area's commands and a `register(app)` function.
+Each command module holds one area's commands and `register(app)`; options.py the shared options.
 """
 
 from __future__ import annotations
