@@ -6,7 +6,7 @@ Content (messages, tools, system prompts, responses) lives once in `blobs`, addr
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -43,6 +43,10 @@ NAMING = {
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING)
     type_annotation_map = {dict[str, Any]: JSONType, list[Any]: JSONType, datetime: sa.DateTime()}
+
+    if TYPE_CHECKING:
+        # DeclarativeBase types it as any FromClause; every model here is mapped to a Table.
+        __table__: ClassVar[sa.Table]
 
 
 class Blob(Base):

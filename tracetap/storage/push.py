@@ -4,7 +4,7 @@ SQLite file into the team's PostgreSQL. Idempotent: rounds are identified by the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,8 @@ from tracetap.storage.writer import insert_statement
 __all__ = ["PushResult", "push"]
 
 _CHUNK = 500
+
+type _Rows = Sequence[sa.Row[*tuple[Any, ...]]]
 
 
 @dataclass
@@ -34,7 +36,7 @@ def _round_tables() -> list[sa.Table]:
     return [t for t in m.Base.metadata.sorted_tables if "round_pk" in t.c and t.name != "rounds"]
 
 
-def _blob_refs(rows: list[Any], children: dict[str, list[Any]]) -> set[str]:
+def _blob_refs(rows: _Rows, children: dict[str, _Rows]) -> set[str]:
     refs: set[str] = set()
     for r in rows:
         for col in ("envelope_hash", "system_hash", "tools_hash", "response_hash", "timeline_hash"):
@@ -127,17 +129,17 @@ def push(
                         for t in tables
                     }
                     result.blobs += _copy_blobs(src, dst, _blob_refs(new, children), dialect)
-                    values = []
+                    round_values = []
                     for r in new:
                         v = {k: val for k, val in r._mapping.items() if k != "id"}
                         v["session_pk"] = session_map[r.session_pk]
-                        values.append(v)
+                        round_values.append(v)
                     new_ids = list(
                         dst.execute(
                             rounds_t.insert().returning(
                                 rounds_t.c.id, sort_by_parameter_order=True
                             ),
-                            values,
+                            round_values,
                         ).scalars()
                     )
                     id_map = dict(zip(ids, new_ids))
@@ -163,17 +165,17 @@ def push(
             with target.begin() as dst:
                 refs = {h for s in sides for h in (s.request_hash, s.response_hash) if h}
                 result.blobs += _copy_blobs(src, dst, refs, dialect)
-                values = []
+                side_values = []
                 for s in sides:
                     v = {k: val for k, val in s._mapping.items() if k != "id"}
                     v["session_pk"] = session_map.get(s.session_pk) if s.session_pk else None
-                    values.append(v)
+                    side_values.append(v)
                 before = dst.execute(sa.select(sa.func.count()).select_from(side_t)).scalar_one()
                 dst.execute(
                     insert_statement(dialect, m.SideRequest).on_conflict_do_nothing(
                         index_elements=["uid"]
                     ),
-                    values,
+                    side_values,
                 )
                 after = dst.execute(sa.select(sa.func.count()).select_from(side_t)).scalar_one()
                 result.side_requests = after - before

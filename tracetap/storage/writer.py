@@ -9,9 +9,10 @@ import json
 import logging
 import operator
 from collections import OrderedDict, deque
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable, Sequence
+from dataclasses import dataclass
 from itertools import repeat
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -45,12 +46,12 @@ BLOB_REF = "$blob"
 PREFIX_REF = "$prefix"
 
 
-def is_blob_ref(obj: Any) -> bool:
+def is_blob_ref(obj: object) -> TypeGuard[dict[str, str]]:
     """True for {"$blob": hash}, content journaled or stored earlier."""
     return type(obj) is dict and len(obj) == 1 and BLOB_REF in obj
 
 
-def is_prefix_ref(obj: Any) -> bool:
+def is_prefix_ref(obj: object) -> bool:
     """True for {"$prefix": [uid, n]}, an earlier round's first n messages."""
     return type(obj) is dict and len(obj) == 1 and PREFIX_REF in obj
 
@@ -65,22 +66,33 @@ class WriterExtension(Protocol):
         """`rounds` were just inserted; `pks` are their ids, in the same order."""
 
 
-def insert_statement(dialect: str, table: Any) -> Any:
+def insert_statement(
+    dialect: str, table: sa.Table | type[m.Base]
+) -> postgresql.Insert | sqlite.Insert:
     """An INSERT for `table` in `dialect` that supports `on_conflict_do_nothing` (postgresql or
     sqlite)."""
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
-class _LRU(OrderedDict):  # type: ignore[type-arg]
+class _LRU[K, V](OrderedDict[K, V]):
     def __init__(self, limit: int) -> None:
         super().__init__()
         self.limit = limit
 
-    def put(self, key: Any, value: Any) -> None:
+    def put(self, key: K, value: V) -> None:
         self[key] = value
         self.move_to_end(key)
         while len(self) > self.limit:
             self.popitem(last=False)
+
+
+@dataclass(slots=True)
+class _SessionEntry:
+    """What the writer keeps of a stored session (updated as its rounds name them)."""
+
+    pk: int
+    main_system_key: str | None
+    project: str | None
 
 
 class Writer:
@@ -90,13 +102,14 @@ class Writer:
         self.engine = engine
         self.extensions = list(extensions)
         self.dialect = engine.dialect.name
-        self._blobs = _LRU(200_000)
-        self._sessions = _LRU(10_000)  # (provider, sid) -> [pk, main_system_key]
+        self._blobs: _LRU[str, bool] = _LRU(200_000)
+        self._sessions: _LRU[tuple[str, str | None], _SessionEntry] = _LRU(10_000)
         self._histories: dict[int, deque[tuple[str, list[str]]]] = {}
-        self._message_hashes = _LRU(4096)  # round uid -> its message hashes (for "$prefix")
+        # round uid -> its message hashes (for "$prefix")
+        self._message_hashes: _LRU[str, list[str]] = _LRU(4096)
         self._uncommitted: list[str] = []
         # response id -> (system_key, thread_key) of its round, for continuations
-        self._responses = _LRU(50_000)
+        self._responses: _LRU[str, tuple[str | None, str | None]] = _LRU(50_000)
 
     # -- public -------------------------------------------------------------------------
     def write(self, records: Iterable[RoundRec | SideRecord]) -> int:
@@ -148,8 +161,8 @@ class Writer:
         """True when the blob is committed to the database (as far as this writer saw)."""
         return h in self._blobs
 
-    def _session_pk(self, session: OrmSession, rnd: RoundRec, origin: str) -> list[Any]:
-        """[session pk, main system key, project] for the round's session (created if new)."""
+    def _session_pk(self, session: OrmSession, rnd: RoundRec, origin: str) -> _SessionEntry:
+        """The pk, main system key and project of the round's session (created if new)."""
         key = (rnd.provider, rnd.agent_session_id)
         cached = self._sessions.get(key)
         if cached is not None:
@@ -173,7 +186,7 @@ class Writer:
                 m.Session.agent_session_id == rnd.agent_session_id,
             )
         ).one()
-        entry = [row.id, row.main_system_key, row.project]
+        entry = _SessionEntry(row.id, row.main_system_key, row.project)
         self._sessions.put(key, entry)
         return entry
 
@@ -191,7 +204,7 @@ class Writer:
                 .where(m.Round.response_id == prev)
                 .limit(1)
             ).first()
-            keys = tuple(row) if row is not None else None
+            keys = (row[0], row[1]) if row is not None else None
         if keys is not None:
             rnd.system_key, rnd.thread_key = keys
 
@@ -276,17 +289,17 @@ class Writer:
             origin = "proxy" if rnd.transport != "log" else "import"
             self._inherit_identity(session, rnd)
             entry = self._session_pk(session, rnd, origin)
-            session_pk, main_key = entry[0], entry[1]
+            session_pk, main_key = entry.pk, entry.main_system_key
             kind, new_main = classify(rnd, main_key)
             if new_main != main_key:
-                entry[1] = new_main
+                entry.main_system_key = new_main
                 session.execute(
                     sa.update(m.Session)
                     .where(m.Session.id == session_pk)
                     .values(main_system_key=new_main)
                 )
-            if rnd.project and not entry[2]:  # the first round that names the project
-                entry[2] = rnd.project
+            if rnd.project and not entry.project:  # the first round that names the project
+                entry.project = rnd.project
                 session.execute(
                     sa.update(m.Session)
                     .where(m.Session.id == session_pk)
@@ -323,7 +336,8 @@ class Writer:
             children.append((tools, _timing_rows(rnd)))
         self._flush_blobs(session, pending)
         pks = insert_rows(session, m.Round.__table__, round_rows, ids_by="uid")
-        tool_rows, event_rows = [], []
+        tool_rows: list[dict[str, Any]] = []
+        event_rows: list[dict[str, Any]] = []
         for pk, (tools, events) in zip(pks, children):
             tool_rows.extend(dict(t, round_pk=pk) for t in tools)
             event_rows.extend(dict(e, round_pk=pk) for e in events)
@@ -365,7 +379,7 @@ def stored_keys(session: OrmSession, column: sa.Column[Any], keys: list[Any]) ->
     quote = conn.dialect.identifier_preparer.quote
     name, table = quote(column.name), quote(column.table.name)
     found: set[Any] = set()
-    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cur = _driver(conn).cursor()
     try:
         for chunk in chunks:
             cur.execute(
@@ -375,6 +389,15 @@ def stored_keys(session: OrmSession, column: sa.Column[Any], keys: list[Any]) ->
     finally:
         cur.close()
     return found
+
+
+def _driver(conn: sa.Connection) -> Any:
+    """The DBAPI driver's own connection (sqlite3's or psycopg's) under `conn`. SQLAlchemy
+    types it Optional: a pooled connection has none once invalidated."""
+    driver = conn.connection.driver_connection
+    if driver is None:
+        raise sa.exc.InvalidRequestError("the connection has been invalidated")
+    return driver
 
 
 def insert_rows(
@@ -416,8 +439,8 @@ def insert_rows(
     if ids_by is None:
         session.execute(table.insert(), rows)
         return []
-    stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True)
-    return list(session.execute(stmt, rows).scalars())
+    returning = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+    return list(session.execute(returning, rows).scalars())
 
 
 COPY_ON_POSTGRESQL = True  # tests compare both ways
@@ -430,7 +453,9 @@ def _default(column: sa.Column[Any]) -> Any:
     d = column.default
     if d is None:
         return sa.null() if isinstance(column.type, sa.JSON) else None
-    return d.arg(None) if d.is_callable else d.arg  # type: ignore[attr-defined]
+    if not isinstance(d, sa.ColumnDefault):  # a Sequence or Identity: none in these models
+        raise TypeError(f"{column} has no Python-side default")
+    return d.arg(None) if d.is_callable else d.arg
 
 
 def _columns(table: sa.Table, rows: list[dict[str, Any]]) -> list[sa.Column[Any]]:
@@ -440,7 +465,9 @@ def _columns(table: sa.Table, rows: list[dict[str, Any]]) -> list[sa.Column[Any]
 
 
 def _values(
-    rows: list[dict[str, Any]], cols: list[sa.Column[Any]], convert: list[Any]
+    rows: list[dict[str, Any]],
+    cols: list[sa.Column[Any]],
+    convert: Sequence[Callable[[Any], Any] | None],
 ) -> list[list[Any]]:
     """Each row's values in `cols` order: column defaults for absent keys, `sa.null()` as SQL
     NULL, the rest through `convert` (one function or None per column). A row that names every
@@ -488,7 +515,7 @@ def _sqlite_insert(
         sql += f" ON CONFLICT ({', '.join(quote(k) for k in conflict)}) DO NOTHING"
     convert = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in cols]
     values = _values(rows, cols, convert)
-    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cur = _driver(conn).cursor()
     try:
         if ids_by is None:
             cur.executemany(sql, values)
@@ -511,7 +538,7 @@ def _copy(session: OrmSession, table: sa.Table, rows: list[dict[str, Any]]) -> N
     convert = [dumps if isinstance(c.type, sa.JSON) else None for c in cols]
     quote = conn.dialect.identifier_preparer.quote
     stmt = f"COPY {quote(table.name)} ({', '.join(quote(c.name) for c in cols)}) FROM STDIN"
-    with conn.connection.driver_connection.cursor() as cur, cur.copy(stmt) as copy:
+    with _driver(conn).cursor() as cur, cur.copy(stmt) as copy:
         for values in _values(rows, cols, convert):
             copy.write_row(values)
 
