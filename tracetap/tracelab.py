@@ -117,7 +117,7 @@ def open_text(path: str | Path, mode: str = "r") -> IO[str]:
     """Open a JSONL file for text I/O; a `.gz` suffix means gzip."""
     p = Path(path)
     if p.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(p, mode.replace("t", "") + "b"), encoding="utf-8")
+        return io.TextIOWrapper(gzip.GzipFile(p, mode.replace("t", "") + "b"), encoding="utf-8")
     return open(p, mode, encoding="utf-8")
 
 

@@ -29,7 +29,7 @@ def _project(cwd: str | None, fallback: str) -> str:
     return Path(cwd).name if cwd else fallback
 
 
-def _internal_ms(result: Any) -> int | None:
+def _internal_ms(result: object) -> int | None:
     """Runner-reported duration from the line's toolUseResult (durationMs/durationSeconds)."""
     if not isinstance(result, dict):
         return None

@@ -26,10 +26,11 @@ def default_dir() -> Path:
     return Path.home() / ".codex" / "sessions"
 
 
-def _output_text(output: Any) -> tuple[str, bool | None, int | None]:
+def _output_text(output: object) -> tuple[str, bool | None, int | None]:
     """(text, is_error, internal ms) of a function_call_output's `output`."""
     if isinstance(output, dict):
-        text = output.get("content") if isinstance(output.get("content"), str) else ""
+        content = output.get("content")
+        text = content if isinstance(content, str) else ""
         return (
             text,
             (False if output.get("success") is None else not output.get("success")),
@@ -44,7 +45,9 @@ def _output_text(output: Any) -> tuple[str, bool | None, int | None]:
     except ValueError:
         obj = None
     if isinstance(obj, dict) and "output" in obj:
-        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict):
+            meta = {}
         code = meta.get("exit_code")
         secs = meta.get("duration_seconds")
         return (
@@ -70,7 +73,7 @@ class _State:
         self.turn_rounds = 0
         self.model: str | None = None
         self.open: LogRound | None = None
-        self.last_total: Any = None
+        self.last_total: object = None
 
     def round(self) -> LogRound:
         if self.open is None:
@@ -87,7 +90,9 @@ def parse_file(path: Path) -> list[LogSession]:
     state: _State | None = None
     for line in read_jsonl(path):
         kind = line.get("type")
-        payload = line.get("payload") if isinstance(line.get("payload"), dict) else {}
+        payload = line.get("payload")
+        if not isinstance(payload, dict):
+            payload = {}
         ts = line.get("timestamp")
         ptype = payload.get("type")
         if kind == "session_meta":

@@ -40,7 +40,7 @@ def iter_log_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.jsonl") if p.is_file())
 
 
-def text_chars(content: Any) -> int:
+def text_chars(content: object) -> int:
     """Characters of a message/tool-result content: a string, or text parts of a list."""
     if isinstance(content, str):
         return len(content)

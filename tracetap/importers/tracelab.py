@@ -94,7 +94,7 @@ def _write(
             + digest(str(r.get("trace_key") or f"{r['session_id']}:{r['round_id']}").encode())
             for r in rows
         ]
-        seen = set()
+        seen: set[str] = set()
         for i in range(0, len(uids), 500):
             seen.update(
                 db.scalars(sa.select(m.Round.uid).where(m.Round.uid.in_(uids[i : i + 500])))
@@ -117,12 +117,14 @@ def _write(
                 values,
             )
             for p, s in keys:
-                sessions[(p, s)] = db.scalar(
+                sessions[(p, s)] = db.execute(
                     sa.select(m.Session.id).where(
                         m.Session.provider == p, m.Session.agent_session_id == s
                     )
-                )
-        round_rows, children, blobs = [], [], {}
+                ).scalar_one()  # inserted above, or there already
+        round_rows: list[dict[str, Any]] = []
+        children: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
+        blobs: dict[str, bytes] = {}
         for uid, row in zip(uids, rows):
             if uid in seen:
                 continue
@@ -133,7 +135,7 @@ def _write(
         if not round_rows:
             return 0
         if blobs:
-            existing = set()
+            existing: set[str] = set()
             hashes = list(blobs)
             for i in range(0, len(hashes), 500):
                 existing.update(
@@ -153,7 +155,8 @@ def _write(
                 )
         stmt = sa.insert(m.Round).returning(m.Round.id, sort_by_parameter_order=True)
         pks = list(db.scalars(stmt, round_rows))
-        tool_rows, event_rows = [], []
+        tool_rows: list[dict[str, Any]] = []
+        event_rows: list[dict[str, Any]] = []
         for pk, (tools, events) in zip(pks, children):
             tool_rows.extend(dict(t, round_pk=pk) for t in tools)
             event_rows.extend(dict(e, round_pk=pk) for e in events)
@@ -165,8 +168,8 @@ def _write(
 
 
 def _round(uid: str, row: dict[str, Any], spk: int, last_at: dict[int, float]) -> dict[str, Any]:
-    stamps = [parse_ts(e.get("timestamp")) for e in row.get("timing_events") or []]
-    stamps = [t for t in stamps if t is not None]
+    parsed = [parse_ts(e.get("timestamp")) for e in row.get("timing_events") or []]
+    stamps = [t for t in parsed if t is not None]
     # Keep file order within a session even when a row has no events.
     at = max(min(stamps) if stamps else 0.0, last_at.get(spk, 0.0))
     last_at[spk] = at
@@ -217,7 +220,9 @@ def _round(uid: str, row: dict[str, Any], spk: int, last_at: dict[int, float]) -
     }
 
 
-def _children(row: dict[str, Any], blobs: dict[str, bytes]) -> tuple[list[dict], list[dict]]:
+def _children(
+    row: dict[str, Any], blobs: dict[str, bytes]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     tools = []
     for t in row.get("tools") or []:
         input_hash = None

@@ -268,7 +268,7 @@ class Detector:
         return False
 
     @staticmethod
-    def _matches(rule: Rule, text: str, low: str):  # type: ignore[no-untyped-def]
+    def _matches(rule: Rule, text: str, low: str) -> Iterator[regex.Match[str]]:
         if not rule.line_based:
             yield from rule.pattern.finditer(text)
             return
