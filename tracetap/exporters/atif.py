@@ -133,13 +133,13 @@ def trajectory(session: list[dict[str, Any]]) -> dict[str, Any]:
         )
         steps.append(_drop_none(step))
     provider = first.get("provider")
-    models = sorted({r.get("model") for r in session if r.get("model")})
+    models = sorted({r["model"] for r in session if r.get("model")})
     return {
         "schema_version": SCHEMA_VERSION,
         "session_id": first.get("session_id"),
         "agent": _drop_none(
             {
-                "name": _AGENTS.get(provider, provider or "unknown"),
+                "name": _AGENTS.get(provider, provider) if provider else "unknown",
                 "version": "unknown",
                 "model_name": models[0] if len(models) == 1 else None,
                 "extra": {"models": models} if len(models) > 1 else None,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from tracetap.exporters.tables import ROUND_SCHEMA, TIMING_SCHEMA, TOOL_SCHEMA, table_batches
 
@@ -22,7 +23,7 @@ _SQL_TYPES = {
 }
 
 
-def _create(con: duckdb.DuckDBPyConnection, name: str, schema: Any) -> None:
+def _create(con: duckdb.DuckDBPyConnection, name: str, schema: pa.Schema) -> None:
     cols = ", ".join(f'"{f.name}" {_SQL_TYPES[str(f.type)]}' for f in schema)
     con.execute(f"CREATE TABLE {name} ({cols})")
 

@@ -25,8 +25,8 @@ def request_time(row: dict[str, Any]) -> float | None:
     if t is not None:
         return t
     events = row.get("timing_events") or []
-    inputs = [parse_ts(e.get("timestamp")) for e in events if e.get("event_type") in _INPUT_EVENTS]
-    inputs = [s for s in inputs if s is not None]
+    parsed = [parse_ts(e.get("timestamp")) for e in events if e.get("event_type") in _INPUT_EVENTS]
+    inputs = [s for s in parsed if s is not None]
     if inputs:
         return max(inputs)
     stamps = [s for s in (parse_ts(e.get("timestamp")) for e in events) if s is not None]
@@ -105,11 +105,11 @@ class _Renumber:
                 found = self.synthetic[-key] = self.next
                 self.next += 1
             return found
-        found = self.hashes.get(key)
-        if found is None:
-            found = self.hashes[key] = self.next
+        known = self.hashes.get(key)
+        if known is None:
+            known = self.hashes[key] = self.next
             self.next += 1
-        return found
+        return known
 
 
 def export(rows: Iterable[dict[str, Any]], out: IO[str], *, block_size: int = 512) -> int:

@@ -28,7 +28,7 @@ def _nanos(t: float) -> str:
     return str(round(t * 1e6) * 1000)
 
 
-def _value(v: Any) -> dict[str, Any]:
+def _value(v: object) -> dict[str, Any]:
     if isinstance(v, bool):
         return {"boolValue": v}
     if isinstance(v, int):
@@ -63,7 +63,9 @@ def round_spans(row: dict[str, Any]) -> list[dict[str, Any]]:
     model = row.get("model")
     attrs = {
         "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": _PROVIDER_NAMES.get(provider, provider),
+        "gen_ai.provider.name": (
+            _PROVIDER_NAMES.get(provider, provider) if provider is not None else None
+        ),
         "gen_ai.request.model": model,
         "gen_ai.response.model": model,
         "gen_ai.response.id": row.get("round_id"),

@@ -28,12 +28,12 @@ _OUTPUT_EVENTS = ("reasoning", "text", "tool_call", "usage_report")
 
 def _end_time(row: dict[str, Any]) -> float | None:
     """End of the round's response: its last model output event (else its request time)."""
-    stamps = [
+    parsed = [
         parse_ts(e.get("timestamp"))
         for e in row.get("timing_events") or []
         if e.get("event_type") in _OUTPUT_EVENTS
     ]
-    stamps = [s for s in stamps if s is not None]
+    stamps = [s for s in parsed if s is not None]
     return max(stamps) if stamps else request_time(row)
 
 
