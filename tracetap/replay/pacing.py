@@ -126,7 +126,7 @@ class Pacer:
 
     def _arm(self, deadline: float) -> None:
         self._armed = deadline
-        if self._fd < 0:
+        if self._fd < 0 or _LIBC is None:  # no timerfd (the fd is only made with libc)
             if self._handle is not None:
                 self._handle.cancel()
             self._handle = self.loop.call_later(max(0.0, deadline - now()), self._fire)

@@ -84,8 +84,8 @@ def _request_time(row: dict[str, Any]) -> float | None:
     if t is not None:
         return t
     events = row.get("timing_events") or []
-    stamps = [parse_ts(e.get("timestamp")) for e in events if e.get("event_type") in _INPUT_EVENTS]
-    stamps = [s for s in stamps if s is not None]
+    parsed = [parse_ts(e.get("timestamp")) for e in events if e.get("event_type") in _INPUT_EVENTS]
+    stamps = [s for s in parsed if s is not None]
     if stamps:
         return max(stamps)
     stamps = [s for s in (parse_ts(e.get("timestamp")) for e in events) if s is not None]
@@ -93,22 +93,22 @@ def _request_time(row: dict[str, Any]) -> float | None:
 
 
 def _first_input(row: dict[str, Any]) -> float | None:
-    stamps = [
+    parsed = [
         parse_ts(e.get("timestamp"))
         for e in row.get("timing_events") or []
         if e.get("event_type") in _INPUT_EVENTS
     ]
-    stamps = [s for s in stamps if s is not None]
+    stamps = [s for s in parsed if s is not None]
     return min(stamps) if stamps else _request_time(row)
 
 
 def _last_output(row: dict[str, Any]) -> float | None:
-    stamps = [
+    parsed = [
         parse_ts(e.get("timestamp"))
         for e in row.get("timing_events") or []
         if e.get("event_type") in _OUTPUT_EVENTS
     ]
-    stamps = [s for s in stamps if s is not None]
+    stamps = [s for s in parsed if s is not None]
     return max(stamps) if stamps else None
 
 

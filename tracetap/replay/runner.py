@@ -287,6 +287,7 @@ class _Run:
                         self.build(session.session_id, session.rounds[i + 1])
                     )
                 res = await task
+                assert res.sent is not None and res.e2e_ms is not None  # send() sets both
                 # The gap runs from the end of the response, not from when this resumes.
                 deadline = self.t0 + res.sent + res.e2e_ms / 1000.0 + self.cfg.wait_after(rnd)
         finally:
@@ -330,6 +331,7 @@ class _Run:
             cookie_jar=aiohttp.DummyCookieJar(),
         ) as http:
             self.t0 = now() + self.cfg.start_delay
+            work: asyncio.Future[None] | asyncio.Future[list[None]]
             if self.cfg.open_loop:
                 work = asyncio.ensure_future(self.open_loop(http))
             else:
