@@ -1,6 +1,5 @@
-"""The ingest pipeline: captured exchanges -> adapters -> transforms -> journal -> database.
-
-Runs in one background thread fed by a bounded queue, so the proxy never waits on storage.
+"""The ingest pipeline: captured exchanges -> adapters -> transforms -> journal -> database,
+in two background threads (journal, writer) fed by a bounded queue.
 """
 
 from __future__ import annotations
@@ -54,7 +53,9 @@ _STOP = object()
 
 
 class Pipeline:
-    """Background ingest. `submit` is safe to call from the proxy's event loop (never blocks).
+    """Background ingest, an `IngestSink`. `submit` queues and returns, except when the queue
+    (`queue_max` exchanges) is full: then it normalizes and journals the exchange itself, with
+    an fsync, in the caller's thread, which slows the caller rather than lose the exchange.
 
     The writer takes whatever is queued (waiting at most `linger` for more), journals it with
     an fsync, then writes it to the database; under load batches form by themselves, and an

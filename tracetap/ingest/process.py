@@ -168,7 +168,10 @@ class IngestProcess:
                 return
 
     def submit(self, item: Any) -> None:
-        """Hand an exchange to the child (never blocks the event loop for long)."""
+        """Hand an exchange to the child: a queue put that returns at once, except when the
+        queue (`queue_max` exchanges) is full: then it waits up to 30 s for room, holding the
+        caller (the proxy's event loop), and drops the exchange after that or when the child
+        is dead (both logged and counted in `dropped`)."""
         try:
             self._inbox.put_nowait(item)
         except queue.Full:
