@@ -5,7 +5,7 @@ Percentiles use linear interpolation (numpy's default), as TraceLab's scripts do
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, SupportsFloat
 
 import numpy as np
 
@@ -45,7 +45,7 @@ def summary(values: Any) -> dict[str, float | int | None]:
     }
 
 
-def ratio(num: float, den: float) -> float | None:
+def ratio(num: SupportsFloat, den: SupportsFloat) -> float | None:
     return None if not den else float(num) / float(den)
 
 

@@ -31,7 +31,7 @@ def _buckets(delta: np.ndarray) -> dict[str, Any]:
     n = int(delta.size)
     neg = delta[delta < 0]
     red = -neg
-    counts = {
+    counts: dict[str, int | float | None] = {
         "rounds": n,
         "positive_growth_rounds": int((delta > 0).sum()),
         "zero_growth_rounds": int((delta == 0).sum()),

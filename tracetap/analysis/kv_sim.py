@@ -119,8 +119,9 @@ def compute(ds: Dataset, opts: dict[str, Any]) -> dict[str, Any]:
         cap_blocks = None if cap is None else int(cap) // bs
         for pol in _policies(pol_names):
             hit_blocks = 0
+            cache: BlockCache | ChainCache
             if hashes is not None:
-                cache: Any = BlockCache(cap_blocks, bs, pol)
+                cache = BlockCache(cap_blocks, bs, pol)
                 for i in order.tolist():
                     hs = hashes[i] if scope == "global" else [(sess[i], h) for h in hashes[i]]
                     hit_blocks += cache.lookup_and_insert(

@@ -93,9 +93,9 @@ class Dataset:
         for key, col in out.items():
             if isinstance(col, np.ma.MaskedArray):  # NULLs: NaN for numbers, None otherwise
                 if col.dtype.kind in "iufb":
-                    out[key] = col.astype(float).filled(np.nan)
+                    out[key] = np.ma.filled(col.astype(float), np.nan)
                 else:
-                    out[key] = col.astype(object).filled(None)
+                    out[key] = np.ma.filled(col.astype(object), None)
         return out
 
     def scalar(self, sql: str, *params: Any) -> Any:

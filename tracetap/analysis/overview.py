@@ -28,6 +28,7 @@ def compute(ds: Dataset, opts: dict[str, Any]) -> dict[str, Any]:
                min(first_event), max(last_event), sum(n_tools),
                count(*) FILTER (WHERE n_tools > 0)
         FROM r""").fetchone()
+    assert row is not None  # an aggregate without GROUP BY gives one row
     sessions, rounds, user_rounds, tool_rounds, t0, t1, n_tools, rounds_with_tools = row
     # loop length: rounds in each run started by a user message (runs before the first user
     # message in a session count as their own loop)

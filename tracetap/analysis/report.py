@@ -8,10 +8,15 @@ import base64
 import html
 import math
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.table import Table
+
+if TYPE_CHECKING:  # matplotlib is imported only when a figure is drawn
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "kv_table",
@@ -26,7 +31,7 @@ __all__ = [
 ]
 
 
-def fmt(v: Any) -> str:
+def fmt(v: object) -> str:
     if v is None:
         return "–"
     if isinstance(v, bool):
@@ -87,7 +92,7 @@ def list_table(title: str, rows: list[dict[str, Any]]) -> Table:
     return t
 
 
-def _fig():
+def _fig() -> tuple[ModuleType, Figure, Axes]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,7 +102,7 @@ def _fig():
     return plt, fig, ax
 
 
-def _save(plt: Any, fig: Any, fig_dir: Path, name: str) -> Path:
+def _save(plt: ModuleType, fig: Figure, fig_dir: Path, name: str) -> Path:
     fig_dir = Path(fig_dir)
     fig_dir.mkdir(parents=True, exist_ok=True)
     path = fig_dir / f"{name}.png"
@@ -118,7 +123,8 @@ def hist_plot(
             v = v[v > 0]
             if v.size:
                 bins = np.logspace(np.log10(v.min()), np.log10(v.max()) + 1e-9, 50)
-                ax.hist(v, bins=bins, alpha=0.6, label=label)
+                # matplotlib's stub wants a Sequence for `bins`; it takes any array (documented)
+                ax.hist(v, bins=bins, alpha=0.6, label=label)  # type: ignore[arg-type]
             ax.set_xscale("log")
         elif v.size:
             ax.hist(v, bins=50, alpha=0.6, label=label)

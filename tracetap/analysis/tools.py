@@ -97,8 +97,8 @@ def compute(ds: Dataset, opts: dict[str, Any]) -> dict[str, Any]:
             "p99_s": s["p99"],
         }
 
-    uniq, counts = np.unique(names, return_counts=True) if n else ([], [])
-    order = np.argsort(-np.asarray(counts)) if n else []
+    uniq, counts = np.unique(names, return_counts=True)  # empty arrays for no calls
+    order = np.argsort(-counts)
     by_tool = {str(uniq[i]): block(names == uniq[i]) for i in order}
     by_cat = {
         c: block(cats == c) for c in ("execute", "file_write", "file_read", "agent", "web", "other")
