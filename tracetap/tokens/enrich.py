@@ -72,7 +72,7 @@ def _element_text(obj: Any, notes: set[str]) -> str:
     return _normalize_text(canonical(obj).decode(), notes)
 
 
-def _is_assistant(msg: Any) -> bool:
+def _is_assistant(msg: object) -> bool:
     if not isinstance(msg, dict):
         return False
     return msg.get("role") == "assistant" or msg.get("type") in _ASSISTANT_TYPES
@@ -146,7 +146,7 @@ def _outputs(rnd: Round) -> dict[str, list[str]]:
 
 
 def block_hashes(
-    tokens: array, block_size: int, key: bytes, *, start: int = 0, parent: bytes | None = None
+    tokens: array[int], block_size: int, key: bytes, *, start: int = 0, parent: bytes | None = None
 ) -> list[bytes]:
     """Keyed hashes of each full block, each chained to its parent (like vLLM prefix caching).
 
@@ -167,7 +167,7 @@ def block_hashes(
 
 
 @lru_cache(maxsize=8)
-def _keyed(key: bytes) -> Any:
+def _keyed(key: bytes) -> hashlib.blake2b:
     """A blake2b state already keyed (copying it skips the key block on every hash)."""
     return hashlib.blake2b(
         key=hashlib.blake2b(key, digest_size=32).digest(), digest_size=HASH_BYTES
@@ -179,7 +179,7 @@ class _Seen:
     uid: str
     request_at: float
     end_at: float | None
-    tokens: array  # its prompt's ids are tokens[:n_tokens] (a later round may grow the array)
+    tokens: array[int]  # its prompt's ids are tokens[:n_tokens] (a later round may grow the array)
     n_tokens: int
     hashes: list[bytes]
     chain: bytes  # the hashes joined
@@ -209,7 +209,7 @@ class TokenEnricher:
         self.tokenizer = get_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
         self.key = key
         self.block_size = block_size
-        self._ids: OrderedDict[str, array] = OrderedDict()
+        self._ids: OrderedDict[str, array[int]] = OrderedDict()
         self._cache_elements = cache_elements
         self._recent: OrderedDict[str, deque[_Seen]] = OrderedDict()
         self._sessions = sessions
@@ -223,11 +223,11 @@ class TokenEnricher:
         self.seconds_total = 0.0
 
     # -- tokenizing ---------------------------------------------------------------------------
-    def _encode(self, text: str) -> array:
+    def _encode(self, text: str) -> array[int]:
         """Token ids of a text (an output), through the same cache as the elements'."""
         return self._ids_for(digest(text.encode("utf-8", "surrogatepass")), text, None)
 
-    def _ids_for(self, h: str, text: str | None, elem: Any) -> array:
+    def _ids_for(self, h: str, text: str | None, elem: Any) -> array[int]:
         """Token ids of an element whose text has digest `h` (encoded once, then cached)."""
         ids = self._ids.get(h)
         if ids is None:
@@ -277,7 +277,7 @@ class TokenEnricher:
 
     def _prompt(
         self, elems: list[Any], known: list[Any], base: _Seen | None, common: int
-    ) -> tuple[array, list[int], list[str], list[tuple[str, ...]]]:
+    ) -> tuple[array[int], list[int], list[str], list[tuple[str, ...]]]:
         """The prompt's token ids: the first `common` elements copied from `base`, the rest
         from the id cache (encoding what it lacks)."""
         if base is not None and common:
@@ -488,7 +488,7 @@ def _common(a: list[bytes], b: list[bytes]) -> int:
     return lo
 
 
-def _lcp(a: array, a_len: int, b: array, start: int) -> int:
+def _lcp(a: array[int], a_len: int, b: array[int], start: int) -> int:
     """Extra common tokens of a[:a_len] and b after `start` (both agree before it)."""
     n = min(a_len, len(b))
     i = start

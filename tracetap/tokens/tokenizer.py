@@ -37,7 +37,7 @@ class _Tiktoken:
         # special-token strings in a prompt are text, as a provider counts them
         return self._enc.encode_ordinary(text)
 
-    def ids(self, text: str) -> array:
+    def ids(self, text: str) -> array[int]:
         """`encode(text)` as an array of unsigned 32-bit ints."""
         if self._buffer is not None:
             try:
@@ -63,7 +63,7 @@ class _HF:
         return self._tok.encode(text, add_special_tokens=False).ids
 
 
-def id_array(tokenizer: Tokenizer, text: str) -> array:
+def id_array(tokenizer: Tokenizer, text: str) -> array[int]:
     """The ids of `text` as an array("I"): by the tokenizer's `ids` if it has one."""
     ids = getattr(tokenizer, "ids", None)
     return ids(text) if ids is not None else array("I", tokenizer.encode(text))
