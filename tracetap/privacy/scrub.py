@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from tracetap.memo import MISS, Recent, session_key
@@ -181,7 +182,7 @@ class ContentPolicy:
         # a session sends the same metadata.user_id every round; its pseudonyms are keyed hashes
         self._user_id = functools.lru_cache(maxsize=1024)(self._pseudonymize_user_id)
 
-    def _each(self, rnd: Round, part: str, items: Any, fn: Any) -> Any:
+    def _each(self, rnd: Round, part: str, items: Any, fn: Callable[[Any], Any]) -> Any:
         """`fn` applied to each element of a list part (the earlier output where there is one)."""
         if not isinstance(items, list):
             return fn(items)
@@ -208,7 +209,7 @@ class ContentPolicy:
         return rnd
 
     # -- redacted ---------------------------------------------------------------------------
-    def _pseudonymous(self, envelope: Any) -> Any:
+    def _pseudonymous(self, envelope: dict[str, Any]) -> dict[str, Any]:
         """The envelope with metadata.user_id pseudonymized (a copy: the parsed one is kept)."""
         meta = envelope.get("metadata") if isinstance(envelope, dict) else None
         if isinstance(meta, dict) and isinstance(meta.get("user_id"), str):
