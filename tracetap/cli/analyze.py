@@ -107,7 +107,9 @@ def analyze(
                 progress=progress,
             )
     except InputError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        from tracetap.storage.db import hide_passwords
+
+        err.print(f"[red]error:[/] {hide_passwords(str(exc), source)}")  # a store's URL
         raise typer.Exit(1) from None
     fig_root = plots or (Path(tempfile.mkdtemp(prefix="tracetap-figs-")) if html_file else None)
     sections = result.sections(fig_root)

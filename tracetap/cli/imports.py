@@ -54,7 +54,9 @@ def _load(db: str | None, importer: _Importer, path: Path) -> None:
         else:
             stored = importer(url, path)
     except (TraceLabFormatError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        from tracetap.storage.db import hide_passwords
+
+        err.print(f"[red]error:[/red] {hide_passwords(str(exc), url)}")
         raise typer.Exit(1) from None
     err.print(f"imported {stored:,} new rounds from {label}")
 

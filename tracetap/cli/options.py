@@ -77,17 +77,25 @@ def open_db(db: str | None) -> Engine:
 
     Example: engine = open_db(db)
     """
-    from tracetap.storage.db import SchemaError, check_schema, make_engine
+    from tracetap.storage.db import (
+        SchemaError,
+        check_schema,
+        display_url,
+        hide_passwords,
+        make_engine,
+    )
 
     url = db_url(db)
+    shown = display_url(url)  # the password never reaches the terminal
     engine = make_engine(url)
     try:
         if check_schema(engine) == "empty":
-            err.print(f"[yellow]{url} holds no tracetap data yet[/yellow]")
+            err.print(f"[yellow]{shown} holds no tracetap data yet[/yellow]")
     except SchemaError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {hide_passwords(str(exc), url)}")
         raise typer.Exit(2) from None
     except Exception as exc:  # cannot connect
-        err.print(f"[red]error:[/red] cannot open {url}: {str(exc).splitlines()[0]}")
+        reason = hide_passwords(str(exc).splitlines()[0], url)
+        err.print(f"[red]error:[/red] cannot open {shown}: {reason}")
         raise typer.Exit(2) from None
     return engine

@@ -24,8 +24,10 @@ err = Console(stderr=True, soft_wrap=True)  # messages and paths stay on one lin
 
 
 def _instructions(cfg: Settings, db_url: str, confdir: Path) -> str:
+    from tracetap.storage.db import display_url
+
     host = "127.0.0.1" if cfg.listen_host in ("0.0.0.0", "::", "") else cfg.listen_host
-    lines = [f"tracetap is recording into {db_url}", ""]
+    lines = [f"tracetap is recording into {display_url(db_url)}", ""]
     if cfg.anthropic_port:
         lines += [
             "Claude Code:",
@@ -88,8 +90,9 @@ def proxy(**options: Any) -> None:
 
     Example: tracetap proxy --db sqlite:///traces.db
     """
+    from tracetap.privacy.files import private_files
     from tracetap.proxy.runner import run_proxy
-    from tracetap.storage.db import SchemaError, default_url
+    from tracetap.storage.db import SchemaError, default_url, hide_passwords
     from tracetap.storage.journal import JournalLockedError
 
     options["resolve"] = tuple(options.get("resolve") or ())
@@ -99,6 +102,7 @@ def proxy(**options: Any) -> None:
         raise typer.BadParameter(str(exc)) from None
     if not (cfg.anthropic_port or cfg.openai_port or cfg.forward_port):
         raise typer.BadParameter("every mode is disabled: give a port")
+    private_files()  # before anything is created: the store, journal and CA are the user's alone
     db_url = cfg.db or default_url()
     conf = Path(cfg.confdir or os.path.expanduser("~/.mitmproxy"))
     ready = asyncio.Event()
@@ -116,10 +120,10 @@ def proxy(**options: Any) -> None:
     try:
         asyncio.run(main())
     except (SchemaError, JournalLockedError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {hide_passwords(str(exc), db_url)}")
         raise typer.Exit(2) from None
     except (OSError, ValueError, RuntimeError) as exc:
-        err.print(f"[red]error:[/red] cannot start the proxy: {exc}")
+        err.print(f"[red]error:[/red] cannot start the proxy: {hide_passwords(str(exc), db_url)}")
         raise typer.Exit(2) from None
 
 

@@ -179,7 +179,13 @@ def db_upgrade(db: Db = None) -> None:
 
     Example: tracetap db upgrade --db postgresql://tracetap@db/tracetap
     """
-    from tracetap.storage.db import current_revision, make_engine, upgrade
+    from tracetap.storage.db import (
+        current_revision,
+        display_url,
+        hide_passwords,
+        make_engine,
+        upgrade,
+    )
 
     url = db_url(db)
     engine = make_engine(url)
@@ -188,9 +194,10 @@ def db_upgrade(db: Db = None) -> None:
         upgrade(engine)
         after = current_revision(engine)
     except Exception as exc:
-        err.print(f"[red]error:[/red] migration failed on {url}: {str(exc).splitlines()[0]}")
+        reason = hide_passwords(str(exc).splitlines()[0], url)
+        err.print(f"[red]error:[/red] migration failed on {display_url(url)}: {reason}")
         raise typer.Exit(2) from None
-    err.print(f"{engine.url.render_as_string(hide_password=True)}: {before or 'empty'} -> {after}")
+    err.print(f"{display_url(url)}: {before or 'empty'} -> {after}")
 
 
 @db_app.command("check")
@@ -199,18 +206,29 @@ def db_check(db: Db = None) -> None:
 
     Example: tracetap db check --db sqlite:///traces.db
     """
-    from tracetap.storage.db import SchemaError, check_schema, make_engine
+    from tracetap.storage.db import (
+        SchemaError,
+        check_schema,
+        display_url,
+        hide_passwords,
+        make_engine,
+    )
 
     url = db_url(db)
+    shown = display_url(url)  # the password never reaches the terminal
     try:
         state = check_schema(make_engine(url))
     except SchemaError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {hide_passwords(str(exc), url)}")
+        raise typer.Exit(2) from None
+    except Exception as exc:  # cannot connect
+        reason = hide_passwords(str(exc).splitlines()[0], url)
+        err.print(f"[red]error:[/red] cannot open {shown}: {reason}")
         raise typer.Exit(2) from None
     if state == "empty":
-        err.print(f"{url} is empty: run `tracetap db upgrade --db {url}`")
+        err.print(f"{shown} is empty: run `tracetap db upgrade --db {shown}`")
         raise typer.Exit(2)
-    err.print(f"{url}: schema is current")
+    err.print(f"{shown}: schema is current")
 
 
 def push(
@@ -228,7 +246,7 @@ def push(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from tracetap.storage.db import SchemaError, make_engine
+    from tracetap.storage.db import SchemaError, hide_passwords, make_engine
     from tracetap.storage.push import push as do_push
 
     src, dst = make_engine(source), make_engine(target)
@@ -246,10 +264,11 @@ def push(
                 src, dst, progress=lambda done, total: bar.update(task, completed=done, total=total)
             )
     except (SchemaError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {hide_passwords(str(exc), source, target)}")
         raise typer.Exit(2) from None
     except Exception as exc:  # cannot connect, permissions ...
-        err.print(f"[red]error:[/red] push failed: {str(exc).splitlines()[0]}")
+        reason = hide_passwords(str(exc).splitlines()[0], source, target)
+        err.print(f"[red]error:[/red] push failed: {reason}")
         raise typer.Exit(2) from None
     err.print(
         f"pushed {result.rounds:,} new rounds ({result.skipped:,} already there), "

@@ -1,11 +1,16 @@
 """Engines, the default database location, and schema checks/migrations (Alembic).
 
 SQLite runs in WAL mode; an empty database is created at the current schema on first use.
+Stores stay private: a SQLite file tracetap creates is 0600 (SQLite gives its -wal and -shm files
+the database's mode), tracetap's data directory is 0700, and a URL that is printed or logged goes
+through `display_url` (or `hide_passwords`), so a database password never reaches a terminal.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import stat
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -19,7 +24,17 @@ from sqlalchemy.engine import Engine
 from tracetap.content import json_text
 from tracetap.storage.models import SCHEMA_VERSION
 
-__all__ = ["SchemaError", "check_schema", "default_url", "ensure_schema", "make_engine", "upgrade"]
+__all__ = [
+    "SchemaError",
+    "check_schema",
+    "data_dir",
+    "default_url",
+    "display_url",
+    "ensure_schema",
+    "hide_passwords",
+    "make_engine",
+    "upgrade",
+]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -36,6 +51,80 @@ def default_url() -> str:
     return f"sqlite:///{Path(user_data_dir('tracetap')) / 'tracetap.db'}"
 
 
+# scheme://user:password@ in free text; the password part may be empty or hold anything but '@'
+_CREDENTIALS = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
+_HIDDEN = "***"
+
+
+def display_url(url: str) -> str:
+    """`url` as it may be printed or logged: the password of a database URL shown as ***.
+    Text that is not a URL comes back unchanged, except that anything in it shaped like
+    `scheme://user:password@` still has its password hidden.
+
+    Example: display_url("postgresql://u:secret@db/x") -> "postgresql://u:***@db/x"
+    """
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError, TypeError):
+        return _CREDENTIALS.sub(rf"\g<head>{_HIDDEN}@", url)
+
+
+def hide_passwords(text: str, *urls: str) -> str:
+    """`text` (an error message, say) with the password of each of `urls`, raw or URL-encoded,
+    and of every `scheme://user:password@` in it replaced by ***."""
+    from urllib.parse import quote, quote_plus
+
+    for url in urls:
+        try:
+            password = sa.engine.make_url(url).password
+        except (sa.exc.ArgumentError, ValueError, TypeError):
+            continue
+        if password:
+            secret = str(password)
+            for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+                text = text.replace(form, _HIDDEN)
+    return _CREDENTIALS.sub(rf"\g<head>{_HIDDEN}@", text)
+
+
+def _own_data_dir() -> Path:
+    return Path(user_data_dir("tracetap")).expanduser().absolute()
+
+
+def data_dir() -> Path:
+    """tracetap's own data directory (the default store, journal and pseudonym key), created
+    0700. One an older tracetap left readable by others is tightened to 0700, since what is in
+    it is the user's recorded work."""
+    path = _own_data_dir()
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    if stat.S_IMODE(info.st_mode) & 0o077 and info.st_uid == os.getuid():
+        try:
+            path.chmod(0o700)
+        except OSError:  # a read-only file system: nothing is created there either
+            pass
+    return path
+
+
+def _private_parent(path: Path) -> None:
+    """Create the directory a SQLite file goes in: tracetap's data directory through
+    `data_dir`, any other missing directory 0700 (an existing one is the user's to keep)."""
+    parent = path.parent
+    own = _own_data_dir()
+    if parent.absolute() == own or own in parent.absolute().parents:
+        data_dir()
+    parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def _create_private(path: Path) -> None:
+    """Create the empty database file 0600 before SQLite opens it: SQLite then creates its
+    -wal and -shm files with the same mode, whatever the process's umask. An existing file is
+    left as it is; where the file cannot be created, SQLite says so when it connects."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        pass
+
+
 def _sqlite_pragmas(busy_ms: int):  # type: ignore[no-untyped-def]
     def on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
         cur = dbapi_conn.cursor()
@@ -49,13 +138,16 @@ def _sqlite_pragmas(busy_ms: int):  # type: ignore[no-untyped-def]
 
 
 def make_engine(url: str, *, sqlite_busy_ms: int = 30_000, **kwargs) -> Engine:  # type: ignore[no-untyped-def]
-    """An engine for `url`; SQLite gets WAL mode, a busy timeout and its parent directory.
-    JSON columns are written as compact JSON by orjson."""
+    """An engine for `url`; SQLite gets WAL mode, a busy timeout, its parent directory (0700)
+    and, when it does not exist yet, its file (0600). JSON columns are written as compact JSON
+    by orjson."""
     u = sa.engine.make_url(url)
     kwargs.setdefault("json_serializer", json_text)
     if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:":
-            Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if u.database and u.database != ":memory:" and not u.query.get("uri"):
+            path = Path(u.database).expanduser()
+            _private_parent(path)
+            _create_private(path)
         engine = sa.create_engine(u, **kwargs)
         sa.event.listen(engine, "connect", _sqlite_pragmas(sqlite_busy_ms))
         return engine
