@@ -12,7 +12,7 @@ from typing import Any
 
 from tracetap.content import canonical, digest
 from tracetap.identity import assign_identity
-from tracetap.ingest.records import Record, RoundRecord, SideEntry
+from tracetap.ingest.records import Record, RoundRecord, SideEntry, exchange_facts
 from tracetap.ingest.reuse import Interner
 from tracetap.ingest.splice import parse_resent
 from tracetap.memo import MISS, Recent
@@ -166,20 +166,7 @@ class Normalizer:
             log.exception(
                 "adapter %s failed on %s %s", item.api, item.method, item.path.split("?", 1)[0]
             )
-            return SideEntry(
-                {
-                    "uid": item.uid,
-                    "kind": f"adapter_error:{type(exc).__name__}",
-                    "method": item.method,
-                    "host": item.host,
-                    "path": item.path.split("?", 1)[0],
-                    "status": item.status,
-                    "request_at": item.request_at,
-                    "end_at": item.end_at,
-                    "request_bytes": len(item.request_body),
-                    "response_bytes": item.response_bytes,
-                }
-            )
+            return SideEntry(exchange_facts(item, f"adapter_error:{type(exc).__name__}"))
         rnd.request_headers = drop_credentials(rnd.request_headers)
         if self.interner is not None:
             try:

@@ -17,7 +17,15 @@ from sqlalchemy.engine import Engine
 
 from tracetap.ingest.normalize import CREDENTIAL_HEADERS, Normalizer, Transform, drop_credentials
 from tracetap.ingest.pool import NormalizerPool, defer_global
-from tracetap.ingest.records import Record, RoundRecord, SideEntry, from_journal, to_journal
+from tracetap.ingest.records import (
+    Mark,
+    Record,
+    RoundRecord,
+    SideEntry,
+    failed_facts,
+    from_journal,
+    to_journal,
+)
 from tracetap.model import Exchange, Round
 from tracetap.storage.journal import Journal
 from tracetap.storage.writer import (
@@ -44,6 +52,7 @@ class PipelineStats:
     write_seconds_total: float = 0.0
     writes: int = 0
     last_write_seconds: float = 0.0
+    ingest_errors: int = 0
     db_healthy: bool = True
     last_db_error: str | None = None
     by_kind: dict[str, int] = field(default_factory=dict)
@@ -85,6 +94,9 @@ class Pipeline:
         self.engine = engine
         self.writer = Writer(engine, extensions)
         self.journal = Journal(journal_dir)
+        # called from the journaling thread with the newest `Mark` whose exchanges are journaled
+        self.on_journaled: Callable[[Any], None] | None = None
+        self.failure: str | None = None  # why a thread of this pipeline stopped
         self.transforms = list(transforms)
         self.batch_max = batch_max
         self.linger = linger
@@ -105,7 +117,7 @@ class Pipeline:
         self.global_reuse = GlobalReuse()  # for enrichers that defer it (several workers)
         self._pool: NormalizerPool | None = None
         self._collect_thread: threading.Thread | None = None  # workers' records -> journal
-        self._sent: queue.Queue[tuple[int, int] | None] = queue.Queue()
+        self._sent: queue.Queue[tuple[int, int, Mark | None] | None] = queue.Queue()
         self._room = threading.Condition()
         self._in_flight = 0  # exchanges at the workers, not yet journaled
         if self.workers > 1:  # here only for what the workers cannot take (see _normalized_here)
@@ -128,14 +140,19 @@ class Pipeline:
             )
             self._pool.start()
         self._thread = threading.Thread(
-            target=self._run_journal, name="tracetap-journal", daemon=True
+            target=self._guarded, args=(self._run_journal,), name="tracetap-journal", daemon=True
         )
-        self._db_thread = threading.Thread(target=self._run_db, name="tracetap-writer", daemon=True)
+        self._db_thread = threading.Thread(
+            target=self._guarded, args=(self._run_db,), name="tracetap-writer", daemon=True
+        )
         self._thread.start()
         self._db_thread.start()
         if self._pool is not None:
             self._collect_thread = threading.Thread(
-                target=self._run_collect, name="tracetap-collect", daemon=True
+                target=self._guarded,
+                args=(self._run_collect,),
+                name="tracetap-collect",
+                daemon=True,
             )
             self._collect_thread.start()
 
@@ -163,6 +180,10 @@ class Pipeline:
         return self.journal.backlog_bytes
 
     @property
+    def reason(self) -> str | None:
+        return self.failure
+
+    @property
     def alive(self) -> bool:
         return all(t is not None and t.is_alive() for t in (self._thread, self._db_thread))
 
@@ -172,6 +193,11 @@ class Pipeline:
         return self.queue.qsize() + self._in_flight
 
     # -- hot path -------------------------------------------------------------------------
+    def put(self, item: Exchange | SideRecord | Mark) -> None:
+        """Queue an exchange (or a `Mark`), waiting for room: for a feeder whose exchanges are
+        safe elsewhere meanwhile (the spool)."""
+        self.queue.put(item)
+
     def submit(self, item: Exchange | SideRecord) -> None:
         try:
             self.queue.put_nowait(item)
@@ -193,13 +219,17 @@ class Pipeline:
             if _STOP in items:
                 stopping = True
                 items = [i for i in items if i is not _STOP]
+            marks = [i for i in items if isinstance(i, Mark)]
+            mark = marks[-1] if marks else None
+            if marks:
+                items = [i for i in items if not isinstance(i, Mark)]
             if self._pool is not None:
-                if items:
+                if items or mark is not None:
                     with self._room:
                         while self._in_flight >= 2 * self.batch_max:
                             self._room.wait()
                         self._in_flight += len(items)
-                    self._sent.put((self._pool.send(items), len(items)))
+                    self._sent.put((self._pool.send(items), len(items), mark))
                 if stopping:
                     self._sent.put(None)
                 continue
@@ -207,6 +237,7 @@ class Pipeline:
                 with self._normalize_lock:
                     records = [self._finish(rec) for rec in self._normalized_here(items)]
                 self._db_queue.put((records, self._journal_records(records)))
+            self._journaled_upto(mark)
 
     def _take(self) -> list[Any]:
         """What is queued, at least one and up to `batch_max` (lingering for more)."""
@@ -223,13 +254,15 @@ class Pipeline:
         """The workers' records, batch after batch in the order sent: finish and journal."""
         assert self._pool is not None
         while (sent := self._sent.get()) is not None:
-            batch, n = sent
+            batch, n, mark = sent
             done = self._pool.receive(batch)
-            errors = self._pool.take_adapter_errors()  # (lock order: shards, then normalize)
+            errors = self._pool.take_adapter_errors()  # (lock order: pool, then normalize)
             with self._normalize_lock:
                 self.stats.adapter_errors += errors
                 records = [self._finish(rec) for rec in done]
-            self._db_queue.put((records, self._journal_records(records)))
+            if records:
+                self._db_queue.put((records, self._journal_records(records)))
+            self._journaled_upto(mark)
             with self._room:
                 self._in_flight -= n
                 self._room.notify_all()
@@ -269,7 +302,9 @@ class Pipeline:
         """This process's normalizer (a batch at once, see `Normalizer.batch`): always without
         workers; with them, only for an exchange a worker could not take or one journaled
         synchronously on overload (its round then lacks its session's earlier rounds for token
-        reuse). Raises what a step raised outside its own guard."""
+        reuse). An exchange on which a step raised outside its own guard (a bug, or input
+        no step can take, such as JSON nested past any recursion limit) becomes a side record
+        of its facts, kind "ingest_error:<exception>", and is logged: it never stops ingest."""
         if not self._local_steps:  # workers' steps, built here on first need
             assert self.worker_steps is not None
             self.normalizer.transforms = defer_global(self.worker_steps())
@@ -277,10 +312,14 @@ class Pipeline:
         errors = self.normalizer.adapter_errors
         records = self.normalizer.batch(items)
         self.stats.adapter_errors += self.normalizer.adapter_errors - errors
-        for rec in records:
+        out: list[Record] = []
+        for item, rec in zip(items, records):
             if isinstance(rec, Exception):
-                raise rec
-        return records  # type: ignore[return-value]
+                log.error("ingest failed on %s", getattr(item, "uid", "?"), exc_info=rec)
+                self.stats.ingest_errors += 1
+                rec = SideEntry(failed_facts(item, rec))
+            out.append(rec)
+        return out
 
     def _finish(self, rec: Record, *, dedupe: bool = True) -> Record:
         """The steps that need every session: reuse across sessions (block index), content
@@ -393,3 +432,16 @@ class Pipeline:
                     self.stats.upstream_errors += 1
             else:
                 self.stats.side_recorded += 1
+
+    def _journaled_upto(self, mark: Mark | None) -> None:
+        if mark is not None and self.on_journaled is not None:
+            self.on_journaled(mark.position)
+
+    def _guarded(self, run: Callable[[], None]) -> None:
+        """Run a thread's loop; an exception it did not expect is logged and kept as the
+        pipeline's `failure`, and the pipeline is then not `alive` (its owner restarts it)."""
+        try:
+            run()
+        except BaseException as exc:
+            self.failure = f"{threading.current_thread().name}: {type(exc).__name__}: {exc}"
+            log.critical("ingest thread stopped: %s", self.failure, exc_info=exc)

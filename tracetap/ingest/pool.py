@@ -24,6 +24,7 @@ from tracetap.ingest.normalize import Normalizer, Transform, session_hint
 from tracetap.ingest.records import Failed, Record
 from tracetap.ingest.splice import common_prefix, common_suffix
 from tracetap.model import Exchange
+from tracetap.privacy.files import private_files
 
 __all__ = ["BodyDeltas", "SessionRouter", "NormalizerPool", "defer_global"]
 
@@ -178,6 +179,7 @@ def _worker(
 ) -> None:
     """Normalize what arrives in `inbox` ((batch, [(seq, item)])) until None; answer in
     `outbox`."""
+    private_files()  # whatever a step writes (a new pseudonym key) is the user's alone
     keep_freed_memory()
     try:
         normalizer = Normalizer(defer_global(steps()), reuse=reuse, resent_refs=True)

@@ -7,9 +7,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tracetap.model import Exchange
 from tracetap.storage.writer import SideRecord
 
-__all__ = ["Failed", "Record", "RoundRecord", "SideEntry", "from_journal", "to_journal"]
+__all__ = [
+    "Captured",
+    "Failed",
+    "Mark",
+    "Record",
+    "RoundRecord",
+    "SideEntry",
+    "exchange_facts",
+    "failed_facts",
+    "from_journal",
+    "to_journal",
+]
 
 
 @dataclass(slots=True)
@@ -39,7 +51,43 @@ class Failed:
     error: str
 
 
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """Queued after the exchanges read up to `position` of the spool: once the pipeline has
+    journaled what came before it, it reports `position` (the spool's checkpoint)."""
+
+    position: Any
+
+
 Record = RoundRecord | SideEntry
+
+# What the addon captures: a model-API exchange, or the facts of a request to an endpoint no
+# adapter knows (a side record: sizes, status and times, no content).
+Captured = Exchange | SideRecord
+
+
+def exchange_facts(item: Exchange, kind: str) -> SideRecord:
+    """A side record of an exchange's facts, no content: for one that is not a round."""
+    return {
+        "uid": item.uid,
+        "kind": kind,
+        "method": item.method,
+        "host": item.host,
+        "path": item.path.split("?", 1)[0],  # the path only: a query string may carry a key
+        "status": item.status,
+        "request_at": item.request_at,
+        "end_at": item.end_at,
+        "request_bytes": len(item.request_body),
+        "response_bytes": item.response_bytes,
+    }
+
+
+def failed_facts(item: Exchange | SideRecord, exc: BaseException) -> SideRecord:
+    """The side record kept for an exchange that ingest could not normalize."""
+    kind = f"ingest_error:{type(exc).__name__}"
+    if isinstance(item, Exchange):
+        return exchange_facts(item, kind)
+    return {**item, "kind": kind}
 
 
 def to_journal(rec: Record) -> dict[str, Any]:

@@ -11,16 +11,12 @@ from typing import Protocol
 
 from tracetap.content import digest
 from tracetap.ingest.pipeline import Pipeline, PipelineStats, Transform
-from tracetap.model import Exchange
+from tracetap.ingest.records import Captured
 from tracetap.settings import Settings
 from tracetap.storage.db import default_url, ensure_schema, make_engine
-from tracetap.storage.writer import SideRecord, WriterExtension
+from tracetap.storage.writer import WriterExtension
 
 __all__ = ["Captured", "IngestSink", "default_journal_dir", "open_sink", "resolved"]
-
-# What the addon captures: a model-API exchange, or the facts of a request to an endpoint no
-# adapter knows (a side record: sizes, status and times, no content).
-Captured = Exchange | SideRecord
 
 
 class IngestSink(Protocol):
@@ -42,7 +38,12 @@ class IngestSink(Protocol):
 
     @property
     def alive(self) -> bool:
-        """False when ingest has died: what is submitted then is not recorded."""
+        """False when what is submitted is not being recorded."""
+        ...
+
+    @property
+    def reason(self) -> str | None:
+        """Why ingest is not healthy, if it is not (shown by /healthz)."""
         ...
 
     def start(self) -> None: ...

@@ -74,13 +74,21 @@ async def start_admin(host: str, port: int, pipeline: IngestSink) -> web.AppRunn
     registry.register(_PipelineCollector(pipeline))
 
     async def healthz(_request: web.Request) -> web.Response:
-        """200 while the proxy records (the journal takes everything even when the database
-        is down: then the status says "degraded"); 503 when the ingest side is dead."""
+        """200 while the proxy records what it captures (the spool and journal keep it while
+        the database is down or ingest restarts: then the status is "degraded", with the
+        reason); 503 with the reason when captured exchanges cannot be kept."""
         st = pipeline.stats
         alive = pipeline.alive
-        status = "dead" if not alive else ("ok" if st.db_healthy else "degraded")
+        reason = pipeline.reason
+        if not alive:
+            status = "dead"
+        elif reason or not st.db_healthy:
+            status = "degraded"
+        else:
+            status = "ok"
         body = {
             "status": status,
+            "reason": reason or st.last_db_error,
             "writer_alive": alive,
             "db_healthy": st.db_healthy,
             "queue_depth": pipeline.queue_depth,
