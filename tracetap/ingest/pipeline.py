@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from tracetap.ingest.normalize import CREDENTIAL_HEADERS, Normalizer, Transform, drop_credentials
 from tracetap.ingest.pool import NormalizerPool, defer_global
@@ -27,6 +28,7 @@ from tracetap.ingest.records import (
     to_journal,
 )
 from tracetap.model import Exchange, Round
+from tracetap.storage.db import ensure_schema
 from tracetap.storage.journal import Journal
 from tracetap.storage.writer import (
     BLOB_REF,
@@ -38,7 +40,14 @@ from tracetap.storage.writer import (
 )
 from tracetap.tokens.enrich import CHAIN, GlobalReuse
 
-__all__ = ["CREDENTIAL_HEADERS", "Pipeline", "PipelineStats", "Transform", "drop_credentials"]
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "Pipeline",
+    "PipelineStats",
+    "Transform",
+    "drop_credentials",
+    "schema_checked",
+]
 
 log = logging.getLogger("tracetap.ingest")
 
@@ -85,6 +94,7 @@ class Pipeline:
         reuse: bool = True,
         workers: int = 1,
         worker_steps: Callable[[], Sequence[Transform]] | None = None,
+        schema_checked: bool = True,
     ) -> None:
         if workers > 1 and worker_steps is None:
             raise ValueError(
@@ -97,6 +107,7 @@ class Pipeline:
         # called from the journaling thread with the newest `Mark` whose exchanges are journaled
         self.on_journaled: Callable[[Any], None] | None = None
         self.failure: str | None = None  # why a thread of this pipeline stopped
+        self._schema_checked = schema_checked  # else checked before the first write
         self.transforms = list(transforms)
         self.batch_max = batch_max
         self.linger = linger
@@ -393,6 +404,9 @@ class Pipeline:
             return
         started = time.perf_counter()
         try:
+            if not self._schema_checked:
+                ensure_schema(self.engine)
+                self._schema_checked = True
             if batches and self.stats.db_healthy and batches[0][1][0] == self.journal.committed:
                 self._store([rec for records, _ in batches for rec in records])
             else:
@@ -445,3 +459,17 @@ class Pipeline:
         except BaseException as exc:
             self.failure = f"{threading.current_thread().name}: {type(exc).__name__}: {exc}"
             log.critical("ingest thread stopped: %s", self.failure, exc_info=exc)
+
+
+def schema_checked(engine: Engine) -> bool:
+    """Check (or create) the schema: True when done; False when a database server cannot be
+    reached (its rounds wait in the journal meanwhile). A SQLite file that cannot be opened,
+    or a schema this code does not know, raises: those are mistakes to fix, not outages."""
+    try:
+        ensure_schema(engine)
+    except OperationalError as exc:
+        if engine.dialect.name == "sqlite":
+            raise
+        log.debug("schema check failed: %s", exc)
+        return False
+    return True

@@ -73,13 +73,13 @@ def _child(cfg: Settings, inbox: Any, outbox: Any, parent: int) -> None:
     _lower_priority()
     keep_freed_memory()  # parsing 100 kB+ bodies would otherwise page-fault on every one
     try:
-        from tracetap.ingest.pipeline import Pipeline
+        from tracetap.ingest.pipeline import Pipeline, schema_checked
         from tracetap.ingest.steps import build_steps, build_transforms
-        from tracetap.storage.db import ensure_schema, make_engine
+        from tracetap.storage.db import make_engine
 
         assert cfg.db is not None and cfg.journal_dir is not None
         engine = make_engine(cfg.db)
-        ensure_schema(engine)
+        schema_ok = schema_checked(engine)
         transforms, extensions = build_transforms(cfg.content, cfg.key_file, cfg.tokenizer)
         steps = None
         if cfg.ingest_workers > 1:
@@ -93,6 +93,7 @@ def _child(cfg: Settings, inbox: Any, outbox: Any, parent: int) -> None:
             queue_max=QUEUE_MAX,
             workers=cfg.ingest_workers,
             worker_steps=steps,
+            schema_checked=schema_ok,
         )
         spool = SpoolReader(spool_dir(cfg))
         pipeline.on_journaled = spool.checkpoint

@@ -4,19 +4,22 @@ and `open_sink`, which builds the one a recording proxy runs for its settings.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 from tracetap.content import digest
-from tracetap.ingest.pipeline import Pipeline, PipelineStats, Transform
+from tracetap.ingest.pipeline import Pipeline, PipelineStats, Transform, schema_checked
 from tracetap.ingest.records import Captured
 from tracetap.settings import Settings
-from tracetap.storage.db import default_url, ensure_schema, make_engine
+from tracetap.storage.db import default_url, display_url, make_engine
 from tracetap.storage.writer import WriterExtension
 
-__all__ = ["Captured", "IngestSink", "default_journal_dir", "open_sink", "resolved"]
+__all__ = ["IngestSink", "default_journal_dir", "open_sink", "resolved"]
+
+log = logging.getLogger("tracetap.ingest")
 
 
 class IngestSink(Protocol):
@@ -80,11 +83,15 @@ def open_sink(
     """The ingest for `settings`: its own process running the steps of the content level and
     tokenizer (what `tracetap proxy` runs), or, given `transforms` or `extensions`, a pipeline
     in this process running those. The schema is checked here, so a wrong store fails before
-    anything is captured."""
+    anything is captured; a database server that cannot be reached is only warned about."""
     settings = resolved(settings)
     assert settings.db is not None and settings.journal_dir is not None
     engine = make_engine(settings.db)
-    ensure_schema(engine)
+    if not schema_checked(engine):
+        log.warning(
+            "the database %s cannot be reached; recording to the journal until it can",
+            display_url(settings.db),
+        )
     if transforms is None and extensions is None:
         from tracetap.ingest.process import IngestProcess
 
