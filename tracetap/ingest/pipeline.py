@@ -416,7 +416,10 @@ class Pipeline:
                 self.journal.commit(target)
         except Exception as exc:  # database down or failing: data stays in the journal
             if self.stats.db_healthy:
-                log.error("database write failed, buffering in the journal: %s", exc)
+                log.error(
+                    "database write failed, buffering in the journal: %s",
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                )
             self.stats.db_healthy = False
             self.stats.last_db_error = str(exc).splitlines()[0][:500]
             self._next_retry = time.monotonic() + self.retry_interval
