@@ -57,7 +57,8 @@ def _instructions(cfg: Settings, db_url: str, confdir: Path) -> str:
             "",
         ]
     if cfg.admin_port:
-        lines += [f"Admin: http://{host}:{cfg.admin_port}/healthz and /metrics", ""]
+        admin = "127.0.0.1" if cfg.admin_host in ("0.0.0.0", "::", "") else cfg.admin_host
+        lines += [f"Admin: http://{admin}:{cfg.admin_port}/healthz and /metrics", ""]
     lines.append("Ctrl-C stops it; everything pending is written first.")
     return "\n".join(lines)
 
@@ -90,9 +91,11 @@ def proxy(**options: Any) -> None:
 
     Example: tracetap proxy --db sqlite:///traces.db
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
     from tracetap.privacy.files import private_files
     from tracetap.proxy.runner import run_proxy
-    from tracetap.storage.db import SchemaError, default_url, hide_passwords
+    from tracetap.storage.db import SchemaError, default_url, display_url, hide_passwords
     from tracetap.storage.journal import JournalLockedError
 
     options["resolve"] = tuple(options.get("resolve") or ())
@@ -124,6 +127,10 @@ def proxy(**options: Any) -> None:
         raise typer.Exit(2) from None
     except (OSError, ValueError, RuntimeError) as exc:
         err.print(f"[red]error:[/red] cannot start the proxy: {hide_passwords(str(exc), db_url)}")
+        raise typer.Exit(2) from None
+    except SQLAlchemyError as exc:  # the store cannot be reached
+        reason = hide_passwords(str(exc).splitlines()[0], db_url)
+        err.print(f"[red]error:[/red] cannot open {display_url(db_url)}: {reason}")
         raise typer.Exit(2) from None
 
 
