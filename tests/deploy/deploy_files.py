@@ -13,11 +13,13 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from tracetap.cli import app
+from tracetap.settings import Settings
 
 __all__ = [
     "DEPLOY",
     "ROOT",
     "VENV_BIN",
+    "admin_host",
     "check_proxy_args",
     "compose",
     "dockerfile",
@@ -44,6 +46,13 @@ def check_proxy_args(args: list[str]) -> None:
     assert args[0] == "proxy"
     for flag in (a for a in args if a.startswith("--")):
         assert flag in known, f"tracetap proxy has no {flag}"
+
+
+def admin_host(args: list[str]) -> str:
+    """The address `tracetap proxy <args>` serves its admin endpoints on."""
+    if "--admin-host" in args:
+        return args[args.index("--admin-host") + 1]
+    return Settings().admin_host
 
 
 def dockerfile() -> DockerfileParser:

@@ -20,6 +20,7 @@ from tests.deploy.deploy_files import (
     DEPLOY,
     ROOT,
     VENV_BIN,
+    admin_host,
     check_proxy_args,
     compose,
     dockerfile,
@@ -29,6 +30,7 @@ from tests.deploy.deploy_files import (
     proxy_options,
     systemd_unit,
 )
+from tracetap.settings import Settings
 
 __all__: list[str] = []
 
@@ -242,6 +244,33 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
 
 
 # -- all of them -------------------------------------------------------------------------------
+
+
+def test_admin_endpoints_leave_loopback_only_where_reached_from_outside() -> None:
+    """/healthz and /metrics have no authentication: tracetap serves them on loopback unless
+    `--admin-host` says otherwise, and each form opens them only where something outside the
+    container or host must reach them."""
+    assert Settings().admin_host == "127.0.0.1"
+    # the image: its HEALTHCHECK runs inside the container, on loopback
+    cmd = json.loads(instructions("CMD")[-1])
+    assert admin_host(cmd) == "127.0.0.1"
+    [health] = instructions("HEALTHCHECK")
+    assert "http://127.0.0.1:" in health
+    # compose publishes the admin port (on the host's loopback only); Docker forwards it to the
+    # container's address, so the proxy must listen there
+    proxy = compose()["services"]["tracetap"]
+    admin = proxy["environment"]["TRACETAP_ADMIN_PORT"]
+    assert f"127.0.0.1:{admin}:{admin}" in proxy["ports"]
+    assert admin_host(proxy["command"]) == "0.0.0.0"
+    # Kubernetes: the kubelet's httpGet probes and Prometheus come to the pod's address
+    [container] = k8s("Deployment", "tracetap")["spec"]["template"]["spec"]["containers"]
+    assert {container[p]["httpGet"]["port"] for p in ("readinessProbe", "livenessProbe")} == {
+        "admin"
+    }
+    assert admin_host(container["args"]) == "0.0.0.0"
+    # the unit: agents and monitoring on this host
+    [start] = systemd_unit()["Service.ExecStart"]
+    assert admin_host(start.split()[1:]) == "127.0.0.1"
 
 
 def test_every_tracetap_setting_in_deploy_is_one_tracetap_reads() -> None:

@@ -27,6 +27,7 @@ from tests.deploy.deploy_files import (
     k8s,
     systemd_unit,
 )
+from tests.support.listening import listening_addresses, outside_address
 from tests.support.postgres import PostgresServer
 from tests.support.proxy import free_port
 
@@ -145,11 +146,47 @@ def test_container_recipe_migrates_and_serves_a_healthy_proxy(tmp_path: Path, pg
         assert body["status"] == "ok" and body["db_healthy"] is True
         metrics = httpx.get(f"http://127.0.0.1:{admin}/metrics", timeout=5).text
         assert "tracetap_db_healthy 1.0" in metrics
+        assert listening_addresses(admin) == {"127.0.0.1"}  # the image keeps admin private
         assert (data / "mitmproxy" / "mitmproxy-ca.pem").exists()  # the CA is on its volume
         # the reverse-proxy ports of the command line accept connections
         for flag in ("--anthropic-port", "--openai-port"):
             port = cmd[cmd.index(flag) + 1]
             httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+    finally:
+        code = _stop(proc)
+    assert code == 0, log.read_text()
+
+
+def test_kubernetes_probes_reach_the_admin_port_at_the_pod_address(tmp_path: Path) -> None:
+    """The Deployment's args serve /healthz beyond loopback, where the kubelet probes it."""
+    [container] = k8s("Deployment", "tracetap")["spec"]["template"]["spec"]["containers"]
+    env = _base_env() | {
+        e["name"]: e["value"].replace("/data", str(tmp_path / "data"))
+        for e in container["env"]
+        if "value" in e and e["name"] != "TRACETAP_KEY_FILE"  # a Secret there: made below
+    }
+    admin = free_port()
+    key = tmp_path / "pseudonym.key"
+    key.write_text("ab" * 32 + "\n")
+    env |= {
+        "TRACETAP_DB": f"sqlite:///{tmp_path / 'store.db'}",  # the Secret's URL, here SQLite
+        "TRACETAP_ADMIN_PORT": str(admin),
+        "TRACETAP_KEY_FILE": str(key),
+    }
+    log = tmp_path / "proxy.log"
+    proc = _start([TRACETAP, *_free_ports(container["args"])], env, log)
+    outside = outside_address()
+    host = outside or "127.0.0.1"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"http://{host}:{admin}/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        _until(healthy, proc, log)
+        assert listening_addresses(admin) == {"0.0.0.0"}
     finally:
         code = _stop(proc)
     assert code == 0, log.read_text()
