@@ -23,11 +23,12 @@ __all__ = [
     "TimingEvent",
     "ToolCall",
     "JSONType",
+    "Quarantine",
     "SCHEMA_VERSION",
 ]
 
 # The Alembic revision this code writes; the proxy refuses to run on any other.
-SCHEMA_VERSION = "0002_tokens"
+SCHEMA_VERSION = "0003_quarantine"
 
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
@@ -94,23 +95,24 @@ class Round(Base):
     stop_reason: Mapped[str | None] = mapped_column(sa.Text)
     error_type: Mapped[str | None] = mapped_column(sa.Text)
     error_message: Mapped[str | None] = mapped_column(sa.Text)
-    retry_count: Mapped[int | None]
+    retry_count: Mapped[int | None] = mapped_column(sa.BigInteger)  # a request header's number
     # proxy timing (epoch seconds)
     request_at: Mapped[float] = mapped_column(sa.Float(precision=53), index=True)
     upstream_first_byte_at: Mapped[float | None] = mapped_column(sa.Float(precision=53))
     first_token_at: Mapped[float | None] = mapped_column(sa.Float(precision=53))
     last_token_at: Mapped[float | None] = mapped_column(sa.Float(precision=53))
     end_at: Mapped[float | None] = mapped_column(sa.Float(precision=53))
-    # provider usage
-    input_tokens_total: Mapped[int | None]
-    cached_tokens: Mapped[int | None]
-    uncached_input_tokens: Mapped[int | None]
-    cache_creation_input_tokens: Mapped[int | None]
-    cache_creation_5m_tokens: Mapped[int | None]
-    cache_creation_1h_tokens: Mapped[int | None]
-    cache_read_input_tokens: Mapped[int | None]
-    output_tokens: Mapped[int | None]
-    reasoning_tokens: Mapped[int | None]
+    # provider usage, as the wire gave it: 64-bit, since a count need not fit PostgreSQL's
+    # 32-bit integer
+    input_tokens_total: Mapped[int | None] = mapped_column(sa.BigInteger)
+    cached_tokens: Mapped[int | None] = mapped_column(sa.BigInteger)
+    uncached_input_tokens: Mapped[int | None] = mapped_column(sa.BigInteger)
+    cache_creation_input_tokens: Mapped[int | None] = mapped_column(sa.BigInteger)
+    cache_creation_5m_tokens: Mapped[int | None] = mapped_column(sa.BigInteger)
+    cache_creation_1h_tokens: Mapped[int | None] = mapped_column(sa.BigInteger)
+    cache_read_input_tokens: Mapped[int | None] = mapped_column(sa.BigInteger)
+    output_tokens: Mapped[int | None] = mapped_column(sa.BigInteger)
+    reasoning_tokens: Mapped[int | None] = mapped_column(sa.BigInteger)
     # new input that triggered the round
     user_message_count: Mapped[int] = mapped_column(default=0)
     tool_result_count: Mapped[int] = mapped_column(default=0)
@@ -178,7 +180,7 @@ class TimingEvent(Base):
     tool_index: Mapped[int | None]
     chars: Mapped[int | None]
     is_error: Mapped[bool | None]
-    internal_latency_ms: Mapped[int | None]
+    internal_latency_ms: Mapped[int | None] = mapped_column(sa.BigInteger)  # as tool_calls'
 
 
 class SideRequest(Base):
@@ -197,7 +199,7 @@ class SideRequest(Base):
     end_at: Mapped[float | None] = mapped_column(sa.Float(precision=53))
     request_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     response_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
-    input_tokens: Mapped[int | None]
+    input_tokens: Mapped[int | None] = mapped_column(sa.BigInteger)  # count_tokens' answer
     request_hash: Mapped[str | None] = mapped_column(sa.String(32))
     response_hash: Mapped[str | None] = mapped_column(sa.String(32))
 
@@ -215,14 +217,32 @@ class RoundTokens(Base):
     round_pk: Mapped[int] = mapped_column(sa.ForeignKey("rounds.id"), primary_key=True)
     tokenizer: Mapped[str] = mapped_column(sa.String(200))
     block_size: Mapped[int]
-    prompt_tokens: Mapped[int]
-    n_blocks: Mapped[int]
+    prompt_tokens: Mapped[int] = mapped_column(sa.BigInteger)
+    n_blocks: Mapped[int] = mapped_column(sa.BigInteger)
     # chain: the first `shared_blocks` hashes are the parent round's; then `new_hashes`
     parent_uid: Mapped[str | None] = mapped_column(sa.String(64), index=True)
-    shared_blocks: Mapped[int] = mapped_column(default=0)
+    shared_blocks: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     new_hashes: Mapped[bytes] = mapped_column(sa.LargeBinary, default=b"")
-    reuse_prev_tokens: Mapped[int] = mapped_column(default=0)
-    reuse_any_blocks: Mapped[int] = mapped_column(default=0)
+    reuse_prev_tokens: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    reuse_any_blocks: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     reuse_any_uid: Mapped[str | None] = mapped_column(sa.String(64))
     segments: Mapped[dict[str, Any]] = mapped_column(default=dict)
     info: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Quarantine(Base):
+    """A record the writer could not store (its data, not the database, was at fault): kept with
+    the error, out of the way of the records after it, for `tracetap db quarantine`."""
+
+    __tablename__ = "quarantine"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str | None] = mapped_column(sa.Text, index=True)  # the record's; not unique
+    kind: Mapped[str] = mapped_column(sa.String(8))  # round | side
+    error: Mapped[str] = mapped_column(sa.Text)  # exception type and first line
+    # The record as the journal held it (scrubbed already), compact JSON by `content.encode`;
+    # NULL when it could not be serialized (e.g. nested too deeply).
+    codec: Mapped[str | None] = mapped_column(sa.String(8))
+    record: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[float] = mapped_column(sa.Float(precision=53))  # epoch seconds
+    retried_at: Mapped[float | None] = mapped_column(sa.Float(precision=53))
+    resolved: Mapped[bool] = mapped_column(default=False)
