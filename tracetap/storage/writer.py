@@ -1,6 +1,8 @@
 """Batched, idempotent writes of normalized rounds (and side requests) into the store.
 
 One transaction per batch; content goes to `blobs` once per hash; rounds already stored are skipped.
+A record the database cannot store (its data, not the database, at fault) is isolated from its
+batch and quarantined with its error; an outage still fails the batch, which is retried whole.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import operator
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
@@ -19,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as OrmSession
 
-from tracetap.content import canonical, digest, encode
+from tracetap.content import canonical, digest, dumps, encode
 from tracetap.identity import assign_identity, classify
 from tracetap.model import Round as RoundRec
 from tracetap.storage import models as m
@@ -27,14 +30,18 @@ from tracetap.storage.reconstruct import message_hashes
 
 __all__ = [
     "BLOB_REF",
+    "MAX_DEPTH",
     "PREFIX_REF",
+    "PoisonError",
     "SideRecord",
     "Writer",
     "WriterExtension",
+    "error_text",
     "insert_rows",
     "insert_statement",
     "is_blob_ref",
     "is_prefix_ref",
+    "record_bytes",
 ]
 
 log = logging.getLogger("tracetap.storage")
@@ -57,6 +64,30 @@ def is_prefix_ref(obj: object) -> bool:
 
 
 SideRecord = dict[str, Any]  # {"uid", "kind", "method", "host", "path", ...}
+
+
+class PoisonError(ValueError):
+    """A record the store cannot hold as it is (a count that is not a 64-bit integer, content
+    nested too deeply to serialize): retrying cannot help, so it is quarantined."""
+
+
+# The fields `Writer` sets on a round while writing it: put back when its transaction fails, so
+# a retry sees the round as it came (`classify` keeps a kind already set, for one).
+_SET_BY_WRITER = (
+    "kind",
+    "system_key",
+    "thread_key",
+    "project",
+    "agent_session_id",
+    "session_source",
+)
+_snapshot = operator.attrgetter(*_SET_BY_WRITER)
+
+# PostgreSQL error classes (SQLSTATE's first two characters) that say the database is unwell
+# or busy, not that a record is bad: connection, transaction rollback (deadlock, serialization),
+# insufficient resources, object in use or lock not available, operator intervention, system
+# and internal errors.
+_OUTAGE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58", "XX"})
 
 
 class WriterExtension(Protocol):
@@ -110,12 +141,63 @@ class Writer:
         self._uncommitted: list[str] = []
         # response id -> (system_key, thread_key) of its round, for continuations
         self._responses: _LRU[str, tuple[str | None, str | None]] = _LRU(50_000)
+        self.quarantined = 0  # records this writer put in quarantine
+        # the driver's own (the SQLite and COPY paths call it directly) and SQLAlchemy's wrappers
+        dbapi: Any = engine.dialect.dbapi
+        self._outage_errors: tuple[type[BaseException], ...] = (
+            sa.exc.OperationalError,
+            sa.exc.InterfaceError,
+            *(getattr(dbapi, name) for name in ("OperationalError", "InterfaceError") if dbapi),
+        )
 
     # -- public -------------------------------------------------------------------------
-    def write(self, records: Iterable[RoundRec | SideRecord]) -> int:
-        """Write a batch in one transaction; returns the number of new rounds stored."""
-        rounds = [r for r in records if isinstance(r, RoundRec)]
-        sides = [r for r in records if not isinstance(r, RoundRec)]
+    def write(self, records: Iterable[RoundRec | SideRecord], *, quarantine: bool = True) -> int:
+        """Write a batch in one transaction; returns the number of new rounds stored.
+
+        When the batch fails while the database is reachable (see `is_outage`), it is written
+        again in halves, recursively: each record that fails on its own is quarantined (table
+        `quarantine`, with its error), the others are stored, and this returns normally. An
+        outage raises, as does any failure with `quarantine=False`: the caller keeps the batch
+        and writes it again later (what was stored meanwhile is skipped then)."""
+        batch = list(records)
+        try:
+            return self._write_batch(batch)
+        except Exception as exc:
+            if not quarantine or self.is_outage(exc):
+                raise
+            return self._isolate(batch, exc)
+
+    def is_outage(self, exc: BaseException) -> bool:
+        """True when `exc` says the database is unreachable or unwell rather than that the
+        records are bad: a lost or refused connection, a lock, a timeout, a deadlock, a full disk
+        (the driver's OperationalError and InterfaceError; on PostgreSQL, the error's class).
+        Any other error is the records' only if the database then answers a trivial query."""
+        if isinstance(exc, MemoryError | OSError | sa.exc.DisconnectionError | sa.exc.TimeoutError):
+            return True
+        if isinstance(exc, sa.exc.DBAPIError):
+            if exc.connection_invalidated:
+                return True
+            exc = exc.orig if exc.orig is not None else exc
+        sqlstate = getattr(exc, "sqlstate", None)
+        if isinstance(sqlstate, str) and len(sqlstate) == 5:
+            if sqlstate[:2] in _OUTAGE_CLASSES:
+                return True
+        elif isinstance(exc, self._outage_errors):
+            return True
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.select(m.Quarantine.id).limit(1))
+        except Exception:
+            return True
+        return False
+
+    # -- batches, isolation and quarantine ------------------------------------------------
+    def _write_batch(self, batch: list[RoundRec | SideRecord]) -> int:
+        """The batch in one transaction; on failure the writer's caches and the rounds are as
+        they were before it."""
+        rounds = [r for r in batch if isinstance(r, RoundRec)]
+        sides = [r for r in batch if not isinstance(r, RoundRec)]
+        before = list(map(_snapshot, rounds))
         self._uncommitted = []
         try:
             with OrmSession(self.engine) as session, session.begin():
@@ -124,6 +206,9 @@ class Writer:
         except BaseException:
             self._sessions.clear()  # may hold rows of the rolled-back transaction
             self._histories.clear()
+            for rnd, fields in zip(rounds, before):
+                for name, value in zip(_SET_BY_WRITER, fields):
+                    setattr(rnd, name, value)
             raise
         finally:
             uncommitted, self._uncommitted = self._uncommitted, []
@@ -131,13 +216,117 @@ class Writer:
             self._blobs.put(h, True)
         return stored
 
+    def _isolate(self, batch: list[RoundRec | SideRecord], exc: Exception) -> int:
+        """Store what can be stored of a batch that failed with `exc`, halving it (in order:
+        a "$prefix" names a round before it) until each record that fails alone is found and
+        quarantined. An outage on the way raises."""
+        if len(batch) == 1:
+            self._quarantine(batch[0], exc)
+            return 0
+        mid = len(batch) // 2
+        stored = 0
+        for part in (batch[:mid], batch[mid:]):
+            try:
+                stored += self._write_batch(part)
+            except Exception as failed:
+                if self.is_outage(failed):
+                    raise
+                stored += self._isolate(part, failed)
+        return stored
+
+    def _quarantine(self, record: RoundRec | SideRecord, exc: Exception) -> None:
+        """Keep `record` in the quarantine table with its error, once per uid until it is
+        resolved (a batch is written again after an outage). Its content is stored first:
+        records after it may name that content by hash, as the journal writes them."""
+        raw_uid = record.uid if isinstance(record, RoundRec) else record.get("uid")
+        kind = "round" if isinstance(record, RoundRec) else "side"
+        uid = _text(raw_uid) if isinstance(raw_uid, str) else None
+        error = error_text(exc)
+        self._salvage(record, uid)
+        packed = record_bytes(record)
+        row: dict[str, Any] = {
+            "uid": uid,
+            "kind": kind,
+            "error": error,
+            "codec": packed[0] if packed else None,
+            "record": packed[1] if packed else None,
+            "created_at": time.time(),
+            "retried_at": None,
+            "resolved": False,
+        }
+        problem: Exception | None = None
+        for attempt in (row, row | {"codec": None, "record": None}):
+            try:
+                with OrmSession(self.engine) as session, session.begin():
+                    if uid is not None and session.scalar(
+                        sa.select(m.Quarantine.id)
+                        .where(
+                            m.Quarantine.uid == uid,
+                            m.Quarantine.kind == kind,
+                            m.Quarantine.resolved.is_(False),
+                        )
+                        .limit(1)
+                    ):
+                        return  # quarantined already
+                    session.execute(sa.insert(m.Quarantine), attempt)
+                break
+            except Exception as failed:
+                if self.is_outage(failed):
+                    raise
+                problem = failed
+        else:
+            log.error(
+                "%s %s cannot be stored nor quarantined, it is dropped: %s (%s)",
+                kind,
+                uid,
+                error,
+                error_text(problem) if problem else "",
+            )
+            return
+        self.quarantined += 1
+        log.error("%s %s quarantined, the database cannot store it: %s", kind, uid, error)
+
+    def _salvage(self, record: RoundRec | SideRecord, uid: str | None) -> None:
+        """Store the content of a quarantined record that can be stored, in its own
+        transaction: the records journaled after it name content they share with it by hash."""
+        pending: dict[str, bytes] = {}
+        try:
+            for obj in _contents(record):
+                try:
+                    self._blob(pending, obj)
+                except Exception:  # e.g. nested too deeply: nothing names it by hash either
+                    continue
+        except Exception:  # a record of the wrong shape: keep what was gathered
+            pass
+        if not pending:
+            return
+        self._uncommitted = []
+        try:
+            with OrmSession(self.engine) as session, session.begin():
+                self._flush_blobs(session, pending)
+        except Exception as exc:
+            if self.is_outage(exc):
+                raise
+            log.warning("the content of quarantined record %s is not stored: %s", uid, exc)
+            return
+        else:
+            for h in self._uncommitted:
+                self._blobs.put(h, True)
+        finally:
+            self._uncommitted = []
+
     # -- helpers ------------------------------------------------------------------------
     def _blob(self, pending: dict[str, bytes], obj: Any) -> str | None:
         if obj is None:
             return None
         if is_blob_ref(obj):
             return obj[BLOB_REF]  # content journaled or stored earlier
-        data = canonical(obj)
+        try:
+            data = canonical(obj)
+        except RecursionError:  # orjson refuses deep nesting, json.dumps then runs out of stack
+            raise PoisonError("content nested too deeply to serialize as JSON") from None
+        if data.count(b"[") + data.count(b"{") > MAX_DEPTH and _nested_deeper(obj, MAX_DEPTH):
+            raise PoisonError(f"content nested more than {MAX_DEPTH} levels deep")
         h = digest(data)
         if h not in self._blobs:
             pending[h] = data
@@ -355,6 +544,7 @@ class Writer:
         columns = {c.name: _default(c) for c in m.SideRequest.__table__.columns if c.name != "id"}
         for side in sides:
             side = columns | side  # every row names every column (one executemany)
+            side["input_tokens"] = _count(side["input_tokens"], "input_tokens")
             request, response = side.pop("request", None), side.pop("response", None)
             side["request_hash"] = self._blob(pending, request)
             side["response_hash"] = self._blob(pending, response)
@@ -543,6 +733,88 @@ def _copy(session: OrmSession, table: sa.Table, rows: list[dict[str, Any]]) -> N
             copy.write_row(values)
 
 
+def _contents(record: RoundRec | SideRecord) -> Iterable[Any]:
+    """What the record stores in `blobs`: the content later records may name by hash."""
+    if not isinstance(record, RoundRec):
+        yield record.get("request")
+        yield record.get("response")
+        return
+    yield from (msg for msg in record.messages if not is_prefix_ref(msg))
+    yield record.envelope
+    if isinstance(record.system, list):
+        yield from record.system
+    else:
+        yield record.system
+    yield record.tools or None
+    yield record.response
+    yield from (t.arguments for t in record.tool_calls)
+
+
+def record_bytes(record: RoundRec | SideRecord) -> tuple[str, bytes] | None:
+    """(codec, data): the record as the journal holds it, compact JSON through `content.encode`;
+    None when it cannot be serialized (nested too deeply, say)."""
+    try:
+        return encode(dumps(record.to_dict() if isinstance(record, RoundRec) else record))
+    except (RecursionError, TypeError, ValueError):
+        return None
+
+
+def error_text(exc: BaseException) -> str:
+    """The exception's type and the first line of its message, as the quarantine keeps it."""
+    lines = str(exc).splitlines()
+    first = lines[0][:500] if lines else ""
+    return _text(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
+
+
+def _text(text: str) -> str:
+    """`text` as any store's text column takes it: no NUL, no lone surrogate."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode()
+
+
+_INT64 = range(-(2**63), 2**63)
+
+# Content nested deeper than this is refused, whatever this Python's json module manages:
+# orjson, which reads the store back, parses no deeper.
+MAX_DEPTH = 1024
+
+
+def _nested_deeper(obj: Any, limit: int) -> bool:
+    """True when lists and dicts nest more than `limit` deep in `obj` (a loop, not recursion)."""
+    stack = [(obj, 1)] if isinstance(obj, dict | list | tuple) else []
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list | tuple))
+    return False
+
+
+def _count(value: Any, field: str) -> Any:
+    """`value` when the store holds it exactly as a count: None or an integer of at most 64 bits
+    (signed). Anything else is a PoisonError, never converted: a float, a string or a bool is
+    not a count, and a larger integer is not clamped."""
+    if value is None or (type(value) is int and value in _INT64):
+        return value
+    raise PoisonError(f"{field} = {_shown(value)}: a count must be an integer of at most 64 bits")
+
+
+def _shown(value: Any) -> str:
+    """`value` for an error message: short, and never a repr that fails or recurses."""
+    if type(value) is int:
+        return (
+            str(value) if value.bit_length() <= 256 else f"an integer of {value.bit_length()} bits"
+        )
+    if isinstance(value, bool | float | str):
+        text = repr(value)
+        return (
+            f"{text[:40]}... ({type(value).__name__})"
+            if len(text) > 40
+            else f"{text} ({type(value).__name__})"
+        )
+    return f"a {type(value).__name__}"
+
+
 def _round_row(rnd: RoundRec, session_pk: int) -> dict[str, Any]:
     u = rnd.usage
     users = [e for e in rnd.inputs if e.type == "user_message"]
@@ -567,21 +839,29 @@ def _round_row(rnd: RoundRec, session_pk: int) -> dict[str, Any]:
         "stop_reason": rnd.stop_reason,
         "error_type": rnd.error_type,
         "error_message": rnd.error_message,
-        "retry_count": rnd.retry_count,
+        "retry_count": _count(rnd.retry_count, "retry_count"),
         "request_at": rnd.request_at,
         "upstream_first_byte_at": rnd.upstream_first_byte_at,
         "first_token_at": rnd.first_token_at,
         "last_token_at": rnd.last_token_at,
         "end_at": rnd.end_at,
-        "input_tokens_total": u.input_tokens_total,
-        "cached_tokens": u.cached_tokens,
-        "uncached_input_tokens": u.uncached_input_tokens,
-        "cache_creation_input_tokens": u.cache_creation_input_tokens,
-        "cache_creation_5m_tokens": u.cache_creation_5m_tokens,
-        "cache_creation_1h_tokens": u.cache_creation_1h_tokens,
-        "cache_read_input_tokens": u.cache_read_input_tokens,
-        "output_tokens": u.output_tokens,
-        "reasoning_tokens": u.reasoning_tokens,
+        "input_tokens_total": _count(u.input_tokens_total, "usage.input_tokens_total"),
+        "cached_tokens": _count(u.cached_tokens, "usage.cached_tokens"),
+        "uncached_input_tokens": _count(u.uncached_input_tokens, "usage.uncached_input_tokens"),
+        "cache_creation_input_tokens": _count(
+            u.cache_creation_input_tokens, "usage.cache_creation_input_tokens"
+        ),
+        "cache_creation_5m_tokens": _count(
+            u.cache_creation_5m_tokens, "usage.cache_creation_5m_tokens"
+        ),
+        "cache_creation_1h_tokens": _count(
+            u.cache_creation_1h_tokens, "usage.cache_creation_1h_tokens"
+        ),
+        "cache_read_input_tokens": _count(
+            u.cache_read_input_tokens, "usage.cache_read_input_tokens"
+        ),
+        "output_tokens": _count(u.output_tokens, "usage.output_tokens"),
+        "reasoning_tokens": _count(u.reasoning_tokens, "usage.reasoning_tokens"),
         "user_message_count": len(users),
         "tool_result_count": len(results),
         "user_message_chars": sum(e.chars for e in users),
