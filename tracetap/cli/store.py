@@ -1,6 +1,5 @@
-"""`tracetap sessions`, `show SESSION`, `push` and `db upgrade|check`: read and manage the store.
-
-Thin wrappers over storage.queries, storage.push and storage.db; errors become one clear line.
+"""`tracetap sessions`, `show SESSION`, `push` and `db upgrade|check|quarantine`: read and manage
+the store. Thin wrappers over storage.queries, .push, .db and .quarantine; errors become one line.
 """
 
 from __future__ import annotations
@@ -229,6 +228,56 @@ def db_check(db: Db = None) -> None:
         err.print(f"{shown} is empty: run `tracetap db upgrade --db {shown}`")
         raise typer.Exit(2)
     err.print(f"{shown}: schema is current")
+
+
+@db_app.command("quarantine")
+def db_quarantine(
+    db: Db = None,
+    retry: Annotated[
+        bool, typer.Option("--retry", help="Store them again with this tracetap's writer.")
+    ] = False,
+    resolved: Annotated[
+        bool, typer.Option("--resolved", help="Also list records resolved by a retry.")
+    ] = False,
+    as_json: AsJsonLines = False,
+) -> None:
+    """List the records the writer quarantined because the database could not store them: uid,
+    kind, error, when. --retry writes each again; those stored now are marked resolved.
+
+    Example: tracetap db quarantine --retry --db sqlite:///traces.db
+    """
+    from tracetap.storage.quarantine import quarantine, retry_quarantine
+    from tracetap.tokens.store import TokenStore
+
+    engine = open_db(db)
+    if retry:
+        try:
+            result = retry_quarantine(engine, [TokenStore()])
+        except Exception as exc:  # the database went away meanwhile
+            err.print(f"[red]error:[/red] retry failed: {str(exc).splitlines()[0]}")
+            raise typer.Exit(2) from None
+        err.print(
+            f"{len(result.resolved):,} stored and resolved, "
+            f"{len(result.failed):,} still quarantined"
+        )
+    entries = quarantine(engine, resolved=resolved)
+    if as_json:
+        for q in entries:
+            typer.echo(json.dumps(q.as_dict()))
+        return
+    table = Table(title=f"{len(entries)} quarantined record(s)")
+    for col in ("id", "uid", "kind", "error", "quarantined (UTC)", "retried (UTC)"):
+        table.add_column(col, justify="right" if col == "id" else "left")
+    for q in entries:
+        table.add_row(
+            str(q.id),
+            q.uid or "-",
+            q.kind + ("" if q.kept else " (not kept)") + (" resolved" if q.resolved else ""),
+            q.error,
+            _ts(q.created_at),
+            _ts(q.retried_at),
+        )
+    out.print(table)
 
 
 def push(
