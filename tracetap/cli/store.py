@@ -246,6 +246,7 @@ def db_quarantine(
 
     Example: tracetap db quarantine --retry --db sqlite:///traces.db
     """
+    from tracetap.storage.db import hide_passwords
     from tracetap.storage.quarantine import quarantine, retry_quarantine
     from tracetap.tokens.store import TokenStore
 
@@ -254,7 +255,8 @@ def db_quarantine(
         try:
             result = retry_quarantine(engine, [TokenStore()])
         except Exception as exc:  # the database went away meanwhile
-            err.print(f"[red]error:[/red] retry failed: {str(exc).splitlines()[0]}")
+            reason = hide_passwords(str(exc).splitlines()[0], db_url(db))
+            err.print(f"[red]error:[/red] retry failed: {reason}")
             raise typer.Exit(2) from None
         err.print(
             f"{len(result.resolved):,} stored and resolved, "
