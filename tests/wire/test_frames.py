@@ -67,7 +67,7 @@ def test_corrupt_stream_keeps_what_decoded_before_it() -> None:
     ex = _ex([(1.0, head), (2.0, b"\x00garbage" * 10)], encoding="gzip")
     frame_exchange(ex)
     assert [(e.name, e.data) for e in ex.events] == [("a", "1")]
-    assert ex.error == "undecodable response content-encoding"
+    assert ex.error == "response body: invalid gzip data"
 
 
 def test_unsupported_encoding_is_an_error_not_a_crash() -> None:
@@ -77,18 +77,23 @@ def test_unsupported_encoding_is_an_error_not_a_crash() -> None:
 
 
 def test_decoded_size_is_capped() -> None:
+    """The cap bounds the decoded bytes; what is framed is their prefix: the events wholly
+    inside it, never one after a gap."""
     bomb = gzip.compress(b"0" * 5_000_000)  # ~5 kB that would expand to 5 MB
     ex = _ex([(1.0, bomb)], transport="http", encoding="gzip")
     frame_exchange(ex, max_body=1_000_000)
-    assert ex.truncated and len(ex.response_body) <= 1_000_000
-    sse = _ex([(1.0, b"data: " + b"x" * 650 + b"\n\n" + b"data: y\n\n")])
-    frame_exchange(sse, max_body=700)
-    assert sse.truncated and [e.data for e in sse.events] == ["x" * 650]
-    stream = b"data: " + b"x" * 650 + b"\n\n" + b"data: y\n\n"
+    assert ex.truncated and ex.response_body == b"0" * 1_000_000
+    assert ex.error == "truncated: response over max_body"
+    stream = b"data: " + b"x" * 650 + b"\n\n" + b"data: y\n\n"  # 658 bytes, then 9
     for chunks, encoding in (
+        ([(1.0, stream)], None),  # framed at once
         ([(1.0, gzip.compress(stream))], "gzip"),  # framed chunk by chunk
         ([(1.0, stream[:300]), (2.0, stream[300:])], None),
     ):
         sse = _ex(chunks, encoding=encoding)
-        frame_exchange(sse, max_body=700)
+        frame_exchange(sse, max_body=660)
         assert sse.truncated and [e.data for e in sse.events] == ["x" * 650]
+        assert sse.error == "truncated: response over max_body"
+        whole = _ex(chunks, encoding=encoding)
+        frame_exchange(whole, max_body=len(stream))
+        assert not whole.truncated and [e.data for e in whole.events] == ["x" * 650, "y"]

@@ -33,6 +33,10 @@ class _Brotli:
     def flush(self) -> bytes:
         return b""
 
+    @property
+    def eof(self) -> bool:
+        return bool(self._d.is_finished())
+
 
 def decompressor(encoding: str | None) -> Decompressor | Literal[False] | None:
     """A streaming decompressor with decompress()/flush(); None for identity; False for an
@@ -54,7 +58,11 @@ def decompressor(encoding: str | None) -> Decompressor | Literal[False] | None:
 
 
 def decode_body(data: bytes, encoding: str | None) -> bytes:
-    """Decode a whole body (possibly several comma-listed encodings); raises ValueError."""
+    """Decode a whole body (possibly several comma-listed encodings).
+
+    Raises ValueError naming what is wrong: "invalid zstd data" (corrupt), "truncated gzip
+    data" (the compressed stream stops before its end), "unsupported content-encoding 'x'".
+    """
     encodings = [e.strip() for e in (encoding or "").split(",") if e.strip()]
     for enc in reversed(encodings):
         dec = decompressor(enc)
@@ -63,10 +71,11 @@ def decode_body(data: bytes, encoding: str | None) -> bytes:
         if dec is False:
             raise ValueError(f"unsupported content-encoding {enc!r}")
         try:
-            out = dec.decompress(data)
-            if hasattr(dec, "flush"):
-                out += dec.flush()
-        except Exception as exc:  # corrupt data in any codec
-            raise ValueError(f"cannot decode {enc} body: {exc}") from None
+            out = dec.decompress(data) + dec.flush()
+        except Exception:  # corrupt data in any codec
+            raise ValueError(f"invalid {enc} data") from None
+        # a cut stream decodes without an error in zlib and zstd: only its end tells
+        if data and not getattr(dec, "eof", True):
+            raise ValueError(f"truncated {enc} data")
         data = out
     return data

@@ -19,6 +19,7 @@ from tracetap.wire.adapters.base import (
     loads,
     new_round,
     split_body,
+    unparsed_envelope,
     user_text_chars,
 )
 
@@ -83,8 +84,8 @@ class AnthropicMessages:
         rnd.envelope, rnd.system, rnd.tools, rnd.messages = split_body(
             body, ("system", "tools", "messages")
         )
-        if body is None and exchange.request_body:
-            rnd.envelope = {"_unparsed_body": exchange.request_body.decode("utf-8", "replace")}
+        if body is None:
+            rnd.envelope = unparsed_envelope(exchange)
         sid = exchange.header("x-claude-code-session-id")  # even when the body is unparsable
         if sid:
             rnd.agent_session_id, rnd.session_source = sid, "header"
@@ -219,6 +220,7 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
     partial: dict[int, list[str]] = {}
     content: list[dict[str, Any]] = []
     first = last = None
+    failed = False  # an error event: no later event makes the round complete
     for ev, data in zip(exchange.events, event_data(exchange.events)):
         if not isinstance(data, dict):
             continue
@@ -268,12 +270,12 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
             delta = data.get("delta") or {}
             rnd.stop_reason = delta.get("stop_reason") or rnd.stop_reason
             _apply_usage(rnd.usage, data.get("usage") or {})
-        elif kind == "message_stop":
-            rnd.complete = True
+        elif kind == "message_stop":  # the final event: complete unless an error came first
+            rnd.complete = not failed
         elif kind == "error":
             err = data.get("error") or {}
-            rnd.error_type, rnd.error_message = err.get("type"), err.get("message")
-            rnd.complete = False
+            rnd.error_type, rnd.error_message = err.get("type") or "error", err.get("message")
+            rnd.complete, failed = False, True
     if first is not None:
         rnd.first_token_at, rnd.last_token_at = first, last
     for idx in sorted(blocks):  # blocks the stream never closed: keep what was seen

@@ -13,6 +13,7 @@ import orjson
 
 from tracetap.content import loads as _loads
 from tracetap.model import Exchange, Round, StreamEvent
+from tracetap.wire.faults import ENDED_EARLY, REQUEST_OVER_CAP, is_record_fault, is_request_fault
 
 __all__ = [
     "INJECTED_PREFIXES",
@@ -27,6 +28,7 @@ __all__ = [
     "new_round",
     "retry_count",
     "split_body",
+    "unparsed_envelope",
     "user_text_chars",
 ]
 
@@ -72,6 +74,14 @@ def event_data(events: Sequence[StreamEvent]) -> list[Any]:
     except ValueError:  # an empty or malformed event, or JSON orjson refuses: one by one
         head = list(map(loads, datas[:-1]))
     return head + [loads(d) for d in datas[-1:]]
+
+
+def unparsed_envelope(exchange: Exchange) -> dict[str, Any]:
+    """The envelope of a request body that did not parse: its text, but nothing when the record
+    holds only part of the body (cut at the cap) or bytes it could not decode."""
+    if not exchange.request_body or is_request_fault(exchange.error):
+        return {}
+    return {"_unparsed_body": exchange.request_body.decode("utf-8", "replace")}
 
 
 def split_body(
@@ -178,10 +188,21 @@ def new_round(exchange: Exchange, provider: str, endpoint: str) -> Round:
         retry_count=retry_count(exchange),
         client=client_family(exchange.header("user-agent")),
         truncated=exchange.truncated,
-        request_bytes=len(exchange.request_body),
+        request_bytes=_request_bytes(exchange),
         response_bytes=exchange.response_bytes,
         stream_timeline=[(e.at, e.name) for e in exchange.events],
     )
+
+
+def _request_bytes(exchange: Exchange) -> int:
+    """The request body's size: the body's, or for one the proxy kept only a prefix of, the
+    size its content-length header declares when it has one."""
+    kept = len(exchange.request_body)
+    if exchange.error == REQUEST_OVER_CAP:
+        declared = exchange.header("content-length") or ""
+        if declared.isdigit() and int(declared) > kept:
+            return int(declared)
+    return kept
 
 
 def after_last(
@@ -204,24 +225,39 @@ def finish(
     whole: Callable[[Round, Exchange], None],
 ) -> Round:
     """What every adapter does last: read the response (`stream(rnd, exchange)` for an event
-    stream, `whole(rnd, exchange)` for one body), account for the connection, default the
-    model."""
+    stream, `whole(rnd, exchange)` for one body), account for what the record lacks and for the
+    connection, default the model."""
     (stream if exchange.events else whole)(rnd, exchange)
-    apply_proxy_error(rnd, exchange)
+    account(rnd, exchange)
     rnd.model = rnd.model or rnd.model_requested
     return rnd
 
 
-def apply_proxy_error(rnd: Round, exchange: Exchange) -> None:
-    """Mark a round cut short by the proxy's view of the connection.
+def account(rnd: Round, exchange: Exchange) -> None:
+    """Settle `complete` and `error_type` with what the proxy and the wire layer saw.
 
-    A round whose stream already reached its terminal event stays complete: clients such as
-    the OpenAI SDK and Codex close the connection right after the last event.
+    The adapter set `complete` when the response reached its final event (or came whole). A
+    record fault (tracetap.wire.faults: a body cut at the cap or undecodable) makes the round
+    incomplete and is its error_type, unless the API named an error. A transport error counts
+    only for a stream that had not reached its final event: clients such as the OpenAI SDK and
+    Codex close the connection right after the last event. An event stream that ended short
+    with no reason given is named `ENDED_EARLY`.
     """
-    if rnd.complete or not (exchange.client_disconnected or exchange.error):
+    fault = exchange.error
+    if is_record_fault(fault):
+        rnd.complete = False
+        if rnd.error_type is None or rnd.error_type == "unparsed_response":
+            rnd.error_type = fault
+        return
+    if exchange.truncated:  # cut at the cap, with a transport error taking the reason's place
+        rnd.complete = False
+    if rnd.complete:
         return
     if exchange.client_disconnected:
         rnd.error_type = rnd.error_type or "client_disconnected"
-    else:
+        rnd.error_message = rnd.error_message or fault
+    elif fault:
         rnd.error_type = rnd.error_type or "connection_error"
-    rnd.error_message = rnd.error_message or exchange.error
+        rnd.error_message = rnd.error_message or fault
+    elif rnd.error_type is None and (exchange.events or exchange.transport != "http"):
+        rnd.error_type = ENDED_EARLY

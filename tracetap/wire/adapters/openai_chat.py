@@ -17,6 +17,7 @@ from tracetap.wire.adapters.base import (
     loads,
     new_round,
     split_body,
+    unparsed_envelope,
     user_text_chars,
 )
 
@@ -37,8 +38,8 @@ class OpenAIChat:
         rnd.envelope, _, rnd.tools, rnd.messages = split_body(
             body, ("_no_system_field", "tools", "messages")
         )
-        if body is None and exchange.request_body:
-            rnd.envelope = {"_unparsed_body": exchange.request_body.decode("utf-8", "replace")}
+        if body is None:
+            rnd.envelope = unparsed_envelope(exchange)
         if isinstance(body, dict):
             rnd.model_requested = body.get("model")
             rnd.stream = bool(body.get("stream"))
@@ -164,15 +165,17 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
     reasoning: list[str] = []
     calls: dict[int, dict[str, Any]] = {}
     times: dict[str, float] = {}
+    failed = False  # an error chunk: servers still end the stream with [DONE]
     for ev, data in zip(exchange.events, event_data(exchange.events)):
-        if ev.data.strip() == "[DONE]":
-            rnd.complete = True
+        if ev.data.strip() == "[DONE]":  # the final event
+            rnd.complete = not failed
             continue
         if not isinstance(data, dict):
             continue
         if isinstance(data.get("error"), dict):
             rnd.error_type = data["error"].get("type") or data["error"].get("code") or "error"
             rnd.error_message = data["error"].get("message")
+            rnd.complete, failed = False, True
             continue
         rnd.response_id = data.get("id") or rnd.response_id
         rnd.model = data.get("model") or rnd.model

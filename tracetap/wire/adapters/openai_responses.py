@@ -18,6 +18,7 @@ from tracetap.wire.adapters.base import (
     loads,
     new_round,
     split_body,
+    unparsed_envelope,
     user_text_chars,
     wall_time_ms,
 )
@@ -116,8 +117,8 @@ class OpenAIResponses:
         rnd.envelope, rnd.system, rnd.tools, rnd.messages = split_body(
             body, ("instructions", "tools", "input")
         )
-        if body is None and exchange.request_body:
-            rnd.envelope = {"_unparsed_body": exchange.request_body.decode("utf-8", "replace")}
+        if body is None:
+            rnd.envelope = unparsed_envelope(exchange)
         if isinstance(body, dict):
             rnd.model_requested = body.get("model")
             rnd.stream = bool(body.get("stream")) or exchange.transport == "websocket"
@@ -243,6 +244,7 @@ def _apply_json(rnd: Round, exchange: Exchange) -> None:
 def _apply_stream(rnd: Round, exchange: Exchange) -> None:
     done_items: list[dict[str, Any]] = []
     final: dict[str, Any] | None = None
+    failed = False  # an error event: no later event makes the round complete
     for ev, data in zip(exchange.events, event_data(exchange.events)):
         if not isinstance(data, dict):
             continue
@@ -261,7 +263,8 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
             _emit_item(rnd, item, ev.at)
         elif kind in _TERMINAL:
             final = data.get("response") or {}
-            rnd.complete = kind != "response.failed"
+            failed = failed or kind == "response.failed"
+            rnd.complete = not failed
             if kind == "response.failed":
                 err = final.get("error") or {}
                 rnd.error_type = err.get("code") or err.get("type") or "response_failed"
@@ -272,7 +275,7 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
                 err = data
             rnd.error_type = err.get("code") or err.get("type") or "error"
             rnd.error_message = err.get("message")
-            rnd.complete = False
+            rnd.complete, failed = False, True
     if final is not None:
         complete = rnd.complete
         _apply_final(rnd, final, rnd.last_token_at or exchange.end_at or rnd.request_at, emit=False)
