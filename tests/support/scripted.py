@@ -3,7 +3,7 @@
 Anthropic Messages (SSE and JSON, count_tokens), OpenAI Responses (SSE) and Chat Completions
 (SSE and JSON). The main agent loop follows a script: one tool call, then two parallel calls,
 then a final answer. It records every request and the exact bytes it sent, and can inject
-faults (error mid-stream, HTTP errors, a cut connection, slow decoding).
+faults (error mid-stream, HTTP errors, a stream cut in several ways, slow decoding).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import asyncio
 import itertools
 import json
 import re
+import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -44,6 +46,9 @@ class Recorded:
     @property
     def sent_bytes(self) -> bytes:
         return b"".join(chunk for _, chunk in self.sent)
+
+
+_CUTS = {"cut", "eof", "close", "reset"}
 
 
 def _sse(name: str | None, data: Any) -> bytes:
@@ -112,7 +117,13 @@ class ScriptedUpstream:
         self.requests: list[Recorded] = []
         self._ids = itertools.count(1)  # never reset: response ids stay unique
         self._resp_steps: dict[str, int] = {}  # response id -> script step it answered
-        self.fault: str | None = None  # error_midstream | http_529 | cut | slow
+        # error_midstream | http_529 | slow, or a stream cut after `cut_after` events (half of
+        # them when None): cut (the connection closes inside the chunked body), eof (the
+        # response ends cleanly), close (a response framed by the connection's end, then a
+        # clean close), reset (a TCP reset once the events were read)
+        self.fault: str | None = None
+        self.cut_after: int | None = None
+        self.pad = 0  # characters added to the first word of an Anthropic text block
         self.response_encoding: str | None = None  # gzip | br | zstd: compress the stream
         self.scenario = "tools"  # tools: 1 call, 2 parallel, answer | subagent: via Agent
         self.fault_once = True
@@ -150,6 +161,8 @@ class ScriptedUpstream:
     def reset(self) -> None:
         self.requests.clear()
         self.fault = None
+        self.cut_after = None
+        self.pad = 0
 
     def main_loop(self, path_part: str) -> list[Recorded]:
         """Requests of the scripted main loop (they carry tools) on one endpoint."""
@@ -180,6 +193,12 @@ class ScriptedUpstream:
             request.method, request.path_qs, dict(request.headers), body, raw, time.time()
         )
         self.requests.append(rec)
+        resp = await self._respond(request, rec, raw)
+        if not rec.sent and isinstance(resp, web.Response) and isinstance(resp.body, bytes):
+            rec.sent.append((time.time(), resp.body))  # a whole body, as the client gets it
+        return resp
+
+    async def _respond(self, request: web.Request, rec: Recorded, raw: bytes) -> web.StreamResponse:
         path = request.path.rstrip("/")
         fault = self.fault
         if fault and self.fault_once:
@@ -220,12 +239,15 @@ class ScriptedUpstream:
             headers["content-encoding"] = self.response_encoding
             events = _compress_stream(events, self.response_encoding)
         resp = web.StreamResponse(headers=headers)
+        if fault == "close":  # no content-length, not chunked: the body ends with the connection
+            resp._length_check = False
+            resp.force_close()
         await resp.prepare(request)
+        cut_at = len(events) // 2 if self.cut_after is None else self.cut_after
         try:
             for i, chunk in enumerate(events):
-                if fault == "cut" and i == len(events) // 2:
-                    if request.transport is not None:
-                        request.transport.close()  # the upstream dies mid-stream
+                if fault in _CUTS and i == cut_at:
+                    await self._cut(request, resp, fault)
                     return resp
                 rec.sent.append((time.time(), chunk))
                 await resp.write(chunk)
@@ -234,6 +256,23 @@ class ScriptedUpstream:
         except ConnectionError:  # the client went away (Codex closes after the last event)
             pass
         return resp
+
+    async def _cut(self, request: web.Request, resp: web.StreamResponse, fault: str) -> None:
+        """End a stream before its last events as `fault` says (see `fault`)."""
+        transport = request.transport
+        if fault == "eof":
+            await resp.write_eof()
+            return
+        if transport is None:
+            return
+        if fault == "reset":
+            # let the proxy read what was sent: a reset discards data the peer has not read
+            await asyncio.sleep(0.2)
+            sock = transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+            return
+        transport.close()  # cut, close: the upstream closes the connection mid-stream
 
     # -- Anthropic ----------------------------------------------------------------------
     def _subagent_plan(
@@ -432,6 +471,7 @@ class ScriptedUpstream:
                     )
                 )
                 words = b["text"].split(" ")
+                words[0] += "x" * self.pad  # one event as large as a test needs
                 for j, w in enumerate(words):
                     events.append(
                         _sse(
