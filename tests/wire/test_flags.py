@@ -19,7 +19,7 @@ from tests.wire.test_adapters import (
     anthropic_events,
     responses_events,
 )
-from tracetap.model import Exchange, Round
+from tracetap.model import Exchange, Round, StreamEvent
 from tracetap.wire.adapters import by_name
 from tracetap.wire.decoding import decode_body
 from tracetap.wire.faults import ENDED_EARLY, REQUEST_OVER_CAP, RESPONSE_OVER_CAP
@@ -288,3 +288,15 @@ def test_whole_json_body_cut_at_the_cap() -> None:
     ex.response_headers = [("content-type", "application/json")]
     rnd = ingest(ex)
     assert flags(rnd) == (False, True, RESPONSE_OVER_CAP)
+
+
+def test_websocket_messages_are_not_taken_for_a_cut() -> None:
+    """WebSocket exchanges come framed (events, no kept chunks) with their bytes counted."""
+    ex = recorded("openai_responses", [])
+    ex.transport, ex.response_headers = "websocket", []
+    ex.events = [
+        StreamEvent(1000.0 + i, n, json.dumps(d)) for i, (n, d) in enumerate(responses_events())
+    ]
+    ex.response_bytes = sum(len(e.data) for e in ex.events)
+    rnd = ingest(ex)
+    assert flags(rnd) == (True, False, None)

@@ -31,12 +31,12 @@ def frame_exchange(ex: Exchange, max_body: int | None = None) -> None:
     what was decoded before it and records the error; it never raises.
     """
     chunks, ex.wire_chunks = ex.wire_chunks, []
+    if not chunks:  # nothing kept (no response), or WebSocket messages, framed as they came
+        return
     raw = sum(map(len, map(itemgetter(1), chunks)))
     cut = ex.response_bytes > raw  # the proxy stopped keeping at its cap
     if cut:
         _truncated(ex)
-    if not chunks:
-        return
     if max_body is None:
         max_body = max(DEFAULT_MAX_BODY, raw)
     encoding = ex.header("content-encoding", response=True)
