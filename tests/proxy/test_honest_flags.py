@@ -5,12 +5,14 @@ that say what happened, while the client still gets every byte the upstream sent
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -293,3 +295,28 @@ def test_unrecognized_endpoint_counts_the_response_bytes(proxy, upstream) -> Non
         engine.dispose()
     assert row is not None
     assert (row.response_bytes, row.request_bytes) == (len(got), len(b'{"input": "x"}'))
+
+
+def test_websocket_round_is_complete_and_whole(proxy, upstream) -> None:
+    """Responses over a WebSocket: framed as messages arrive, never taken for a cut stream."""
+
+    async def run() -> list[str]:
+        frames: list[str] = []
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(
+                proxy.openai_url + "/v1/responses", headers={"session_id": "ws-whole"}
+            ) as ws:
+                create = {"type": "response.create", "model": "gpt-flags", "input": "go"}
+                await ws.send_str(json.dumps(create))
+                async for msg in ws:
+                    frames.append(msg.data)
+                    if '"response.completed"' in msg.data:
+                        break
+        return frames
+
+    frames = asyncio.run(run())
+    [rec] = upstream.requests
+    assert [f.encode() for f in frames] == [chunk for _, chunk in rec.sent]
+    rnd = stored(proxy, "ws-whole")
+    assert flags(rnd) == (True, False, None) and rnd.transport == "websocket"
+    assert rnd.response_bytes == sum(map(len, frames))
