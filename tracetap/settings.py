@@ -85,6 +85,12 @@ class Settings:
         "Serve /healthz and /metrics on this port.",
         env="TRACETAP_ADMIN_PORT",
     )
+    admin_host: str = _setting(
+        "127.0.0.1",
+        "Address the admin endpoints listen on; loopback unless given (they have no "
+        "authentication).",
+        env="TRACETAP_ADMIN_HOST",
+    )
     # How `tracetap proxy` listens and where it forwards: mitmproxy's own options in the addon.
     listen_host: str = _setting("127.0.0.1", "Address to listen on.", addon=False)
     anthropic_port: int = _setting(

@@ -146,8 +146,9 @@ class Normalizer:
             try:
                 item.request_body = decode_body(item.request_body, item.request_encoding)
                 item.request_encoding = None
-            except ValueError as exc:  # kept raw: the adapter records it as unparsed
-                item.error = item.error or str(exc)
+            except ValueError as exc:  # kept raw, and the round flagged (tracetap.wire.faults)
+                if not (item.error or "").startswith("truncated"):  # a cut body cannot decode
+                    item.error = f"request body: {exc}"
         frame_exchange(item)  # the proxy kept raw chunks; frame them here, off its hot path
         hint = session_hint(item)
         try:

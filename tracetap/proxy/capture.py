@@ -20,6 +20,7 @@ from mitmproxy import ctx, exceptions, http
 from tracetap.allocator import keep_freed_memory
 from tracetap.ingest.sink import Captured, IngestSink, open_sink
 from tracetap.model import Exchange, StreamEvent
+from tracetap.privacy.files import private_files
 from tracetap.settings import Settings
 from tracetap.wire.adapters import select
 from tracetap.wire.adapters.openai_responses import OpenAIResponses
@@ -33,7 +34,9 @@ _RESPONSES = OpenAIResponses()
 
 
 class _BodyCopy:
-    """The request stream callable: keeps the chunks (up to the cap) and forwards each one."""
+    """The request stream callable: keeps the body's first `max_body` bytes and forwards every
+    chunk. What it keeps is a true prefix: past the cap it keeps nothing, not even a chunk
+    small enough to fit, so the copy never joins bytes from either side of a gap."""
 
     __slots__ = ("chunks", "kept", "max_body", "truncated")
 
@@ -44,12 +47,16 @@ class _BodyCopy:
         self.truncated = False
 
     def __call__(self, chunk: bytes) -> bytes:
-        if chunk:
-            if self.kept + len(chunk) <= self.max_body:
+        if chunk and not self.truncated:
+            room = self.max_body - self.kept
+            if len(chunk) > room:  # the cap: keep the head that fits, then nothing more
+                self.truncated = True
+                if room:
+                    self.chunks.append(chunk[:room])
+                    self.kept += room
+            else:
                 self.chunks.append(chunk)
                 self.kept += len(chunk)
-            else:
-                self.truncated = True
         return chunk
 
 
@@ -57,7 +64,10 @@ class _StreamTap:
     """The response stream callable: keep each chunk with its arrival time, pass it unchanged.
 
     Nothing is decoded or parsed here (tracetap.wire.frames does it in the ingest process);
-    past the cap only the byte count goes on, so memory stays flat on any response size.
+    past the cap only the byte count goes on, so memory stays flat on any response size. The
+    chunks kept are a true prefix of the stream (the cap falls inside the last one kept, and
+    nothing after it is kept), so framing never joins bytes from either side of a gap; framing
+    knows the stream went on from `wire` exceeding the bytes kept.
     """
 
     __slots__ = ("adapter", "transport", "chunks", "kept", "wire", "max_body", "truncated")
@@ -74,12 +84,29 @@ class _StreamTap:
     def __call__(self, chunk: bytes) -> bytes:
         n = len(chunk)
         self.wire += n
-        if self.kept + n <= self.max_body:
-            if n:
+        if n and not self.truncated:
+            room = self.max_body - self.kept
+            if n > room:  # the cap: keep the head that fits, then nothing more
+                self.truncated = True
+                if room:
+                    self.chunks.append((time.time(), chunk[:room]))
+                    self.kept += room
+            else:
                 self.chunks.append((time.time(), chunk))
                 self.kept += n
-        else:
-            self.truncated = True
+        return chunk
+
+
+class _ByteCount:
+    """The stream callable of traffic only passed through: counts its bytes, keeps none."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, chunk: bytes) -> bytes:
+        self.n += len(chunk)
         return chunk
 
 
@@ -105,6 +132,8 @@ def _exchange(
         request_at=req.timestamp_start,
         request_encoding=req.headers.get("content-encoding"),
         truncated=truncated,
+        # tracetap.wire.faults.REQUEST_OVER_CAP: the body kept is only its first max_body bytes
+        error="truncated: request over max_body" if truncated else None,
     )
 
 
@@ -158,6 +187,7 @@ class Capture:
 
     async def running(self) -> None:
         if self.sink is None:  # loaded standalone with mitmdump -s
+            private_files()  # the spool, journal and store hold the user's work: theirs alone
             keep_freed_memory()
             self.sink = open_sink(self.settings)
             self.sink.start()
@@ -165,7 +195,7 @@ class Capture:
         if self.settings.admin_port:
             from tracetap.proxy.admin import start_admin
 
-            host = ctx.options.listen_host or "127.0.0.1"
+            host = self.settings.admin_host
             self._admin = await start_admin(host, self.settings.admin_port, self.sink)
 
     async def done(self) -> None:
@@ -195,7 +225,7 @@ class Capture:
             return
         adapter = select(flow.request.method, flow.request.path)
         if adapter is None:
-            flow.response.stream = True  # pass through unbuffered
+            flow.response.stream = _ByteCount()  # pass through unbuffered, counted
             return
         sse = "text/event-stream" in flow.response.headers.get("content-type", "")
         tap = _StreamTap(adapter.name, "sse" if sse else "http", self.settings.max_body)
@@ -227,12 +257,17 @@ class Capture:
             if flow.response is not None:
                 ex.status = flow.response.status_code
         ex.end_at = time.time()
-        ex.error = msg
+        ex.error = ex.error or msg  # a request cut at the cap stays the reason (wire.faults)
         ex.client_disconnected = "client" in msg.lower()
         self._submit(ex)
 
     def _submit_unrecognized(self, flow: http.HTTPFlow) -> None:
         assert flow.response is not None
+        count = flow.response.stream  # set in responseheaders
+        if isinstance(count, _ByteCount):
+            response_bytes = count.n
+        else:  # a response mitmproxy read whole
+            response_bytes = len(flow.response.raw_content or b"")
         self._submit(
             {
                 "uid": str(uuid.uuid4()),
@@ -244,7 +279,7 @@ class Capture:
                 "request_at": flow.request.timestamp_start,
                 "end_at": flow.response.timestamp_end,
                 "request_bytes": len(flow.request.raw_content or b""),
-                "response_bytes": 0,
+                "response_bytes": response_bytes,
             }
         )
 
