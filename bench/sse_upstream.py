@@ -2,7 +2,8 @@
 
 `python bench/sse_upstream.py PORT`: POST /v1/messages streams `events` deltas `gap_ms` apart
 (both from the request JSON: {"bench": {"events": 200, "gap_ms": 2, "bytes": 0}}); with
-"bytes" > 0 it streams that many bytes of text deltas as fast as possible instead.
+"bytes" > 0 it streams that many bytes of text deltas as fast as possible instead. "id" names
+the message (default msg_bench).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
             {
                 "type": "message_start",
                 "message": {
-                    "id": "msg_bench",
+                    "id": str(cfg.get("id", "msg_bench")),
                     "type": "message",
                     "role": "assistant",
                     "model": "bench",
