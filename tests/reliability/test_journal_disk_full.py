@@ -109,18 +109,24 @@ def _run_full_disk(
         f"not recovered {recovered:.1f} s after the disk had room: {health.seen[-1]}"
     )
     assert not burst.failed, burst.failed[:3]  # the pass-through never failed
-    assert during > 20, f"only {during} requests completed while the disk was full"
     took = stop_in_time(proxy)
     completed = burst.completed()
     stored = stored_rounds(proxy.db_url)
+    slowest = max(t for i, t in burst.took.items() if full_at <= burst.done_at[i] <= emptied_at)
     print(
-        f"completed {len(completed)} ({during} while full), stored {len(stored)}, recovered "
-        f"{recovered:.1f} s after, stopped in {took:.1f} s; /healthz: {dict(health.summary())}"
+        f"completed {len(completed)} ({during} while full, the slowest in {slowest:.2f} s), "
+        f"stored {len(stored)}, recovered {recovered:.1f} s after, stopped in {took:.1f} s; "
+        f"/healthz: {dict(health.summary())}"
     )
     missing = sorted(set(completed) - set(stored))
     assert stored == completed, (
         f"{len(completed)} completed, {len(stored)} stored; missing {missing[:10]}; "
         f"/healthz: {health.summary()}"
+    )
+    # the streams keep their pace: a disk that cannot take the exchanges does not hold them up
+    assert during > 20 and slowest < 2.0, (
+        f"only {during} requests completed in the {FULL_FOR:.0f} s the disk was full "
+        f"(4 clients), the slowest in {slowest:.2f} s"
     )
 
 

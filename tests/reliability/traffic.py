@@ -116,6 +116,7 @@ class Burst:
         self.done: list[str] = []
         self.done_at: dict[str, float] = {}  # response id -> time.monotonic() it completed
         self.streamed: set[str] = set()  # response ids of the streamed (SSE) ones
+        self.took: dict[str, float] = {}  # response id -> seconds from send to complete
         self.failed: list[str] = []
         self.sent = 0
         self._lock = threading.Lock()
@@ -138,6 +139,7 @@ class Burst:
         while not self._stop.is_set():
             with self._lock:
                 self.sent += 1
+            t0 = time.monotonic()
             try:
                 msg_id = self._ask(client, i)
                 if i % 2:
@@ -149,6 +151,7 @@ class Burst:
             with self._lock:
                 self.done.append(msg_id)
                 self.done_at[msg_id] = time.monotonic()
+                self.took[msg_id] = self.done_at[msg_id] - t0
             i += step
             if self.pause:
                 self._stop.wait(self.pause)
