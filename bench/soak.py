@@ -121,12 +121,14 @@ class Stats:
         self.completed: dict[str, list[str]] = {"tracetap": [], "mitmproxy": []}
         self.failed: dict[str, list[str]] = {"tracetap": [], "mitmproxy": []}
         self.ttfb: dict[str, list[float]] = {"tracetap": [], "mitmproxy": []}
+        self.ttlb: dict[str, list[float]] = {"tracetap": [], "mitmproxy": []}
 
 
 async def one(
     session: aiohttp.ClientSession, url: str, msg_id: str, events: int, gap_ms: float
-) -> float:
-    """One streamed request; its TTFB (s). Raises unless the stream ended with message_stop."""
+) -> tuple[float, float]:
+    """One streamed request; its TTFB and TTLB (s). Raises unless the stream ended with
+    message_stop."""
     body = {
         "model": "bench",
         "max_tokens": 4096,
@@ -145,9 +147,10 @@ async def one(
             if first is None:
                 first = time.perf_counter()
             tail = (tail + chunk)[-200:]
+    end = time.perf_counter()
     if b"message_stop" not in tail:
         raise RuntimeError("stream ended early")
-    return (first or time.perf_counter()) - t0
+    return (first or end) - t0, end - t0
 
 
 async def client(
@@ -168,12 +171,13 @@ async def client(
             name = names[(n + i) % 2]
             msg_id = f"msg_soak_{n}_{i}"
             try:
-                ttfb = await one(session, targets[name], msg_id, args.events, args.gap_ms)
+                ttfb, ttlb = await one(session, targets[name], msg_id, args.events, args.gap_ms)
             except Exception as exc:
                 stats.failed[name].append(f"{msg_id}: {type(exc).__name__}: {exc}")
             else:
                 stats.completed[name].append(msg_id)
                 stats.ttfb[name].append(ttfb * 1000)
+                stats.ttlb[name].append(ttlb * 1000)
             i += 1
             await asyncio.sleep(rng.uniform(0.5, 1.5) * args.think)
 
@@ -434,6 +438,11 @@ def main() -> int:
                 for name, v in (("tracetap", tt_ttfb), ("mitmproxy", mitm_ttfb))
                 if v
             },
+            "ttlb_ms": {
+                name: {"p50": pct(v, 0.5), "p99": pct(v, 0.99), "n": len(v)}
+                for name, v in stats.ttlb.items()
+                if v
+            },
             "proxy_exit": proxy_exit,
             "proxy_stop_s": stop_s,
             "faults": faults.log,
@@ -482,6 +491,11 @@ def main() -> int:
                 ("added p99 ms", f"{a['p99'] - b['p99']:+.1f}"),
             ]
             results["added_p99_ms"] = a["p99"] - b["p99"]
+            c, d = figures["ttlb_ms"]["tracetap"], figures["ttlb_ms"]["mitmproxy"]  # type: ignore[index]
+            rows += [
+                ("TTLB p50 ms tracetap / mitmproxy", f"{c['p50']:.1f} / {d['p50']:.1f}"),
+                ("TTLB p99 ms tracetap / mitmproxy", f"{c['p99']:.1f} / {d['p99']:.1f}"),
+            ]
         rows += [
             ("proxy exit after SIGTERM", f"{proxy_exit} in {stop_s:.1f} s"),
             (
