@@ -31,8 +31,15 @@ def system_text(system: Any) -> str:
     if isinstance(system, str):
         return system
     if isinstance(system, list):
-        return "\n".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in system)
+        return "\n".join(_block_text(b) for b in system)
     return "" if system is None else str(system)
+
+
+def _block_text(block: Any) -> str:
+    """A system block's text; a block whose `text` is not a string (a malformed request) as
+    the text of its value."""
+    text = block.get("text", "") if isinstance(block, dict) else block
+    return text if isinstance(text, str) else str(text)
 
 
 def _denoise(text: str) -> str:
@@ -47,7 +54,7 @@ def _denoised_blocks(system: Any) -> tuple[str, ...]:
     """The system prompt's blocks without their noise lines: block by block (the noise is a
     line, never across blocks), each the very string it was when it has none."""
     if isinstance(system, list):
-        return tuple(_denoise(b.get("text", "") if isinstance(b, dict) else str(b)) for b in system)
+        return tuple(_denoise(_block_text(b)) for b in system)
     return (_denoise(system_text(system)),)
 
 

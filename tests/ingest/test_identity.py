@@ -59,3 +59,9 @@ def test_project_from_the_first_messages_when_the_prompt_names_none() -> None:
     bare = _round([_billing(1)])  # nothing but noise: no working directory anywhere
     assign_identity(bare)
     assert bare.project is None
+
+
+def test_a_system_block_whose_text_is_not_a_string_still_has_an_identity() -> None:
+    rnd = _round([{"type": "text", "text": True}, {"type": "text", "text": "You are Claude."}])
+    assign_identity(rnd)
+    assert normalize_system(rnd.system) == "True\nYou are Claude."

@@ -233,11 +233,6 @@ NOT_A_STRING_MODEL = json.dumps(
 ).encode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a request whose model is a list or an object is quarantined, not stored as a round "
-    "(anthropic_messages sets model_requested to any JSON value; SQLite cannot bind it)",
-)
 def test_fuzzed_request_bodies_pass_through_and_are_stored(
     tmp_path: Path, tolerant_upstream: TolerantUpstream, mitm_confdir: Path
 ) -> None:

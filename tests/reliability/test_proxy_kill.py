@@ -1,13 +1,11 @@
 """kill -9 of the proxy process itself mid-burst: every request a client saw complete before the
 kill must be in the spool, so that a new proxy on the same store and journal directory stores it.
 
-A response ends at its client before (a JSON body: its last bytes go out before mitmproxy's
-response hook) or just after (SSE) its exchange is handed to the spool, whose thread then writes
-and fsyncs it: a kill in between loses a request its client saw complete. Here the spool's fsync
-is made to take FSYNC_DELAY seconds longer (a busy disk), which widens that window from a few
-milliseconds to something every run hits. With TT_KILL_FSYNC_DELAY=0 in the environment the
-test runs at the disk's own speed (and then fails in about a third of runs while the window
-exists; run it with --runxfail).
+The addon holds the end of each response until its exchange is fsynced in the spool (a whole
+JSON body is kept until then, an SSE stream's terminating chunk waits for it). Here the spool's
+fsync is made to take FSYNC_DELAY seconds longer (a busy disk), so a kill lands between a
+response's last byte from upstream and its fsync in every run; TT_KILL_FSYNC_DELAY=0 runs it
+at the disk's own speed.
 """
 
 from __future__ import annotations
@@ -16,8 +14,6 @@ import os
 import signal
 import time
 from pathlib import Path
-
-import pytest
 
 from tests.reliability.traffic import (
     Burst,
@@ -34,11 +30,6 @@ from tests.support.scripted import ScriptedUpstream
 FSYNC_DELAY = float(os.environ.get("TT_KILL_FSYNC_DELAY", "0.1"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a response completes at its client before its exchange is fsynced in the spool "
-    "(JSON: before the response hook even runs); kill -9 in that window loses it",
-)
 def test_kill_9_of_the_proxy_mid_burst_then_restart_loses_nothing(
     tmp_path: Path, scripted_upstream: ScriptedUpstream, mitm_confdir: Path
 ) -> None:

@@ -209,7 +209,12 @@ class Pipeline:
         safe elsewhere meanwhile (the spool)."""
         self.queue.put(item)
 
-    def submit(self, item: Exchange | SideRecord) -> None:
+    def submit(self, item: Exchange | SideRecord, kept: Callable[[], None] | None = None) -> None:
+        """Queue an exchange; `kept` is called at once (this pipeline holds what is queued in
+        memory until its journal thread takes it: the spool of `IngestProcess` is what makes
+        an exchange durable before its response ends)."""
+        if kept is not None:
+            kept()
         try:
             self.queue.put_nowait(item)
         except queue.Full:

@@ -13,6 +13,7 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -259,12 +260,18 @@ class IngestProcess:
         except (queue.Full, ValueError, OSError, AttributeError):
             pass
 
-    def submit(self, item: Captured) -> None:
-        """Queue an exchange for the spool: returns at once. When the spool can take no more
-        (its disk full and its memory bound reached), the exchange is counted in `dropped`
-        and an error is logged once a minute."""
+    def submit(self, item: Captured, kept: Callable[[], None] | None = None) -> None:
+        """Queue an exchange for the spool: returns at once; `kept` is called once it is on
+        disk, or at once while the spool's writes fail. When the spool can take no more (its
+        disk full and its memory bound reached), the exchange is counted in `dropped`, `kept`
+        is called at once (there is nothing to wait for) and an error is logged once a minute."""
         assert self.spool is not None
-        if not self.spool.put(item):
+        if kept is not None and self.spool.error is not None:
+            kept()  # writes fail (a full disk): held in memory, nothing to wait for
+            kept = None
+        if not self.spool.put(item, kept):
+            if kept is not None:
+                kept()
             now = time.monotonic()
             if now - self._last_drop_log >= 60:
                 log.error(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -51,7 +51,9 @@ class IngestSink(Protocol):
 
     def start(self) -> None: ...
 
-    def submit(self, item: Captured) -> None: ...
+    def submit(self, item: Captured, kept: Callable[[], None] | None = None) -> None:
+        """Take an exchange; `kept` is called (from another thread) once it is on disk."""
+        ...
 
     def stop(self) -> None:
         """Journal and write everything submitted, then stop."""

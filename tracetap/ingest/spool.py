@@ -92,6 +92,7 @@ class SpoolWriter:
         self.dropped = 0
         self.error: str | None = None  # why the last write failed, until one works again
         self._held: list[Any] = []
+        self._callbacks: list[Callable[[], None] | None] = []  # one per held exchange
         self._held_bytes = 0
         self._cond = threading.Condition()
         self._closing = False
@@ -123,14 +124,17 @@ class SpoolWriter:
                 pass
         return total
 
-    def put(self, item: Any) -> bool:
-        """Queue an exchange for the disk; False (and counted) when it cannot be kept."""
+    def put(self, item: Any, written: Callable[[], None] | None = None) -> bool:
+        """Queue an exchange for the disk; False (and counted) when it cannot be kept.
+        `written` is called from the writer thread once the exchange is fsynced, or when a
+        write fails (the exchange then waits in memory for the disk)."""
         size = _size(item)
         with self._cond:
             if self._held and self._held_bytes + size > self.memory_bytes:
                 self.dropped += 1
                 return False
             self._held.append(item)
+            self._callbacks.append(written)
             self._held_bytes += size
             self._cond.notify()
         return True
@@ -144,10 +148,16 @@ class SpoolWriter:
                 if not self._held and self._closing:
                     return
                 batch = list(self._held)  # put() may append while this batch is written
+                callbacks = self._callbacks[: len(batch)]
             try:
                 self._write(batch)
             except Exception as exc:  # a full or failing disk: keep the batch, try again
                 self.error = f"spool write failed: {type(exc).__name__}: {exc}"
+                with self._cond:  # nobody waits for a write that may take long: release them
+                    waiting = [w for w in self._callbacks if w is not None]
+                    self._callbacks = [None] * len(self._callbacks)
+                for release in waiting:
+                    release()
                 now = time.monotonic()
                 if now - last_log >= 60:
                     log.error("%s; %d exchanges held in memory", self.error, len(batch))
@@ -163,7 +173,11 @@ class SpoolWriter:
                 last_log = 0.0
             with self._cond:
                 del self._held[: len(batch)]
+                del self._callbacks[: len(batch)]
                 self._held_bytes -= sum(map(_size, batch))
+            for callback in callbacks:
+                if callback is not None:
+                    callback()
             if self.on_written is not None:
                 self.on_written(self.position)
 

@@ -29,6 +29,7 @@ __all__ = ["Capture", "addons"]
 
 log = logging.getLogger("tracetap.proxy")
 
+KEPT_WITHIN = 5.0  # seconds a response's end waits for its exchange to reach the spool
 _WS_TERMINAL = {"response.completed", "response.incomplete", "response.failed", "error"}
 _RESPONSES = OpenAIResponses()
 
@@ -95,6 +96,14 @@ class _StreamTap:
                 self.chunks.append((time.time(), chunk))
                 self.kept += n
         return chunk
+
+
+def _length(response: http.Response) -> int:
+    """The Content-Length a response announced, or a size larger than any cap."""
+    try:
+        return int(response.headers.get("content-length", ""))
+    except ValueError:
+        return 1 << 62
 
 
 class _ByteCount:
@@ -210,6 +219,28 @@ class Capture:
         if self.sink is not None:
             self.sink.submit(item)
 
+    async def _submit_kept(self, item: Captured) -> None:
+        """Submit, and return once the sink has the exchange on disk (at most
+        `KEPT_WITHIN` seconds): called from a response hook, it holds the end of the response,
+        so a client never sees a round complete that a crash of this process could lose."""
+        if self.sink is None:
+            return
+        loop = asyncio.get_running_loop()
+        kept = loop.create_future()
+
+        def settle() -> None:
+            if not kept.done():
+                kept.set_result(None)
+
+        def done() -> None:
+            loop.call_soon_threadsafe(settle)
+
+        self.sink.submit(item, done)
+        try:
+            await asyncio.wait_for(kept, KEPT_WITHIN)
+        except TimeoutError:  # a stuck disk: the exchange waits in memory, the client does not
+            pass
+
     # -- HTTP -----------------------------------------------------------------------------
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         """Stream the request upstream as it arrives, keeping a copy for parsing."""
@@ -230,18 +261,25 @@ class Capture:
         sse = "text/event-stream" in flow.response.headers.get("content-type", "")
         tap = _StreamTap(adapter.name, "sse" if sse else "http", self.settings.max_body)
         self._taps[flow.id] = tap
-        flow.response.stream = tap
+        if not sse and _length(flow.response) <= self.settings.max_body:
+            # A whole (non-streamed) body ends for its client when its last byte arrives, before
+            # the response hook: kept here, it goes out after the hook has it on disk.
+            flow.response.stream = False
+        else:
+            flow.response.stream = tap
 
-    def response(self, flow: http.HTTPFlow) -> None:
+    async def response(self, flow: http.HTTPFlow) -> None:
         tap = self._taps.pop(flow.id, None)
         body = self._bodies.pop(flow.id, None)
         if tap is None:
             if flow.websocket is None and flow.response is not None:
                 self._submit_unrecognized(flow)
             return
+        if flow.response is not None and flow.response.stream is False:
+            tap(flow.response.raw_content or b"")
         ex = _with_response(flow, tap, body)
         ex.end_at = flow.response.timestamp_end if flow.response else time.time()
-        self._submit(ex)
+        await self._submit_kept(ex)
 
     def error(self, flow: http.HTTPFlow) -> None:
         msg = flow.error.msg if flow.error else "error"

@@ -5,6 +5,7 @@ An adapter turns one captured Exchange into the normalized Round; it never does 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol
@@ -229,8 +230,21 @@ def finish(
     connection, default the model."""
     (stream if exchange.events else whole)(rnd, exchange)
     account(rnd, exchange)
-    rnd.model = rnd.model or rnd.model_requested
+    rnd.model_requested = _as_text(rnd.model_requested)
+    rnd.model = _as_text(rnd.model) or rnd.model_requested
+    rnd.response_id = _as_text(rnd.response_id)
     return rnd
+
+
+def _as_text(value: object) -> str | None:
+    """A field the store keeps as text, as the client or upstream sent it: a string as it is,
+    any other JSON value as its compact JSON (a client may send anything in `model`)."""
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return repr(value)
 
 
 def account(rnd: Round, exchange: Exchange) -> None:
