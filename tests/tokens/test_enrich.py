@@ -6,9 +6,9 @@ import uuid
 from array import array
 from typing import Any
 
-from tracetap.content import canonical
 from tracetap.model import Round, ToolCall, Usage
 from tracetap.tokens.enrich import TokenEnricher, block_hashes
+from tracetap.tokens.render import element_text
 
 KEY = b"test-key"
 
@@ -51,8 +51,9 @@ def _round(
     )
 
 
-def _len(obj: Any) -> int:
-    return len(canonical(obj).decode())
+def _len(obj: Any, api: str = "anthropic_messages") -> int:
+    """Tokens (characters) of one element's measured rendering."""
+    return len(element_text(api, obj, set()))
 
 
 def test_segments_split_tools_system_history_new_input_and_output() -> None:
@@ -139,8 +140,8 @@ def test_shared_system_prompt_across_sessions_counts_as_reuse_any() -> None:
     enr.analyse(_round([{"role": "user", "content": "first"}], system=system, session="a"))
     other = enr.analyse(_round([{"role": "user", "content": "second"}], system=system, session="b"))
     assert other["parent_uid"] is None and other["reuse_prev_tokens"] == 0
-    # the system prompt and the message's opening `{"content":"` (12 characters) are shared
-    assert other["reuse_any_blocks"] == (100 + 12) // 4
+    # the system prompt and the message's `[user]\n` header (7 characters) are shared
+    assert other["reuse_any_blocks"] == (100 + 7) // 4
 
 
 def test_token_ids_of_repeated_history_come_from_the_cache() -> None:
@@ -163,11 +164,12 @@ def test_token_ids_of_repeated_history_come_from_the_cache() -> None:
 def test_chat_completions_system_messages_count_as_the_system_segment() -> None:
     sys_msg = {"role": "system", "content": "Be terse."}
     user = {"role": "user", "content": "hi"}
-    t = TokenEnricher(KEY, CharTokenizer(), block_size=4).analyse(
-        _round([sys_msg, user], system=None)
-    )
-    assert t["segments"]["system"] == _len(sys_msg)
-    assert t["segments"]["new_input"] == _len(user) and t["segments"]["history"] == 0
+    rnd = _round([sys_msg, user], system=None)
+    rnd.provider, rnd.api = "openai", "openai_chat"
+    t = TokenEnricher(KEY, CharTokenizer(), block_size=4).analyse(rnd)
+    assert t["segments"]["system"] == _len(sys_msg, "openai_chat")
+    assert t["segments"]["new_input"] == _len(user, "openai_chat")
+    assert t["segments"]["history"] == 0
 
 
 def test_reused_prefix_blocks_outlive_the_global_index_bound() -> None:
@@ -191,5 +193,5 @@ def test_responses_items_split_at_the_last_model_item() -> None:
     rnd.provider, rnd.api = "codex", "openai_responses"
     t = TokenEnricher(KEY, CharTokenizer(), block_size=4).analyse(rnd)
     assert t["segments"]["system"] == len("You are Codex.")
-    assert t["segments"]["history"] == sum(_len(i) for i in items[:3])
-    assert t["segments"]["new_input"] == _len(items[3])
+    assert t["segments"]["history"] == sum(_len(i, "openai_responses") for i in items[:3])
+    assert t["segments"]["new_input"] == _len(items[3], "openai_responses")

@@ -78,7 +78,7 @@ def test_reused_token_facts_equal_a_from_scratch_computation(tokenizer: str) -> 
         prompt = array("I")
         for part in prompt_parts(b).values():
             for element in part:
-                prompt.extend(tok.encode(_element_text(element, set())))
+                prompt.extend(tok.encode(_element_text(element, set(), b.api)))
         chain = block_hashes(prompt, 16, KEY)
         assert ta["prompt_tokens"] == len(prompt) and ta["n_blocks"] == len(chain)
         assert ta["new_hashes"] == b"".join(chain[ta["shared_blocks"] :]).hex()

@@ -7,8 +7,6 @@ Runs first in the ingest pipeline (raw content, off the proxy's hot path); write
 from __future__ import annotations
 
 import hashlib
-import operator
-import re
 import struct
 import time
 from array import array
@@ -20,9 +18,19 @@ from itertools import chain as iter_chain
 from itertools import compress, count
 from typing import Any, overload
 
-from tracetap.content import canonical, digest
+from tracetap.content import digest
 from tracetap.model import Round
 from tracetap.tokens.index import BlockIndex
+from tracetap.tokens.render import (
+    ANTHROPIC,
+    RESPONSES,
+    Stripped,
+    carries_breakpoint,
+    element_text,
+    normalize_text,
+    prompt_parts,
+    renderer,
+)
 from tracetap.tokens.tokenizer import DEFAULT_TOKENIZER, Tokenizer, get_tokenizer, id_array
 
 __all__ = [
@@ -38,72 +46,19 @@ DEFAULT_BLOCK_SIZE = 64
 HASH_BYTES = 8
 CHAIN = "_chain"  # analysis key: the prompt's block hash chain, until GlobalReuse has run
 
-# Per-request noise that is not part of the cacheable prefix.
-_BILLING = re.compile(r"^x-anthropic-billing-header:.*$", re.MULTILINE)
-_BILLING_STUB = "x-anthropic-billing-header: <normalized>"
-_ASSISTANT_TYPES = frozenset(
-    {
-        "function_call",
-        "reasoning",
-        "custom_tool_call",
-        "local_shell_call",
-        "web_search_call",
-        "compaction",
-    }
-)
+RESPONSES_KEPT = 256  # Responses conversations kept to resolve `previous_response_id`
 
 
-def _normalize_text(text: str, notes: set[str]) -> str:
-    if "x-anthropic-billing-header:" in text:
-        notes.add("x-anthropic-billing-header")
-        return _BILLING.sub(_BILLING_STUB, text)
-    return text
+def _element_text(obj: Any, notes: set[str], api: str | None = None) -> str:
+    """The measured rendering of one prompt element of an API (see render.py)."""
+    return element_text(api, obj, notes)
 
 
-def _element_text(obj: Any, notes: set[str]) -> str:
-    """The serialized form of one prompt element (a tool, a system block, a message)."""
-    if isinstance(obj, str):
-        return _normalize_text(obj, notes)
-    if isinstance(obj, dict) and obj.get("type") == "text" and isinstance(obj.get("text"), str):
-        rest = {k: v for k, v in obj.items() if k not in ("text", "cache_control")}
-        return _normalize_text(obj["text"], notes) + (
-            canonical(rest).decode() if len(rest) > 1 else ""
-        )
-    return _normalize_text(canonical(obj).decode(), notes)
-
-
-def _is_assistant(msg: object) -> bool:
-    if not isinstance(msg, dict):
+def _differs(a: Any, b: Any) -> bool:
+    """Not the very same element (two `Stripped` around one message are the same)."""
+    if a is b:
         return False
-    return msg.get("role") == "assistant" or msg.get("type") in _ASSISTANT_TYPES
-
-
-def prompt_parts(rnd: Round) -> dict[str, list[Any]]:
-    """The prompt in the order the provider sees it: tools, system, history, new input."""
-    messages = list(rnd.messages or [])
-    system = rnd.system
-    if system is None or system == "":  # Chat Completions: leading system/developer messages
-        lead = 0
-        while (
-            lead < len(messages)
-            and isinstance(messages[lead], dict)
-            and messages[lead].get("role") in ("system", "developer")
-        ):
-            lead += 1
-        system, messages = messages[:lead] or None, messages[lead:]
-    last = next((i for i in range(len(messages) - 1, -1, -1) if _is_assistant(messages[i])), -1)
-    if system is None or system == "":
-        system_parts: list[Any] = []
-    elif isinstance(system, list):
-        system_parts = list(system)
-    else:
-        system_parts = [system]
-    return {
-        "tools": list(rnd.tools or []),
-        "system": system_parts,
-        "history": messages[: last + 1],
-        "new_input": messages[last + 1 :],
-    }
+    return not (type(a) is Stripped and type(b) is Stripped and a.obj is b.obj)
 
 
 def _outputs(rnd: Round) -> dict[str, list[str]]:
@@ -221,6 +176,10 @@ class TokenEnricher:
         self.defer_global = False
         self.tokens_total = 0
         self.seconds_total = 0.0
+        self._render = renderer(None)  # the rendering of the round being analysed
+        # Responses: response id -> the conversation it ends (input items, then output items),
+        # what a later request's `previous_response_id` continues
+        self._responses: OrderedDict[str, list[Any]] = OrderedDict()
 
     # -- tokenizing ---------------------------------------------------------------------------
     def _encode(self, text: str) -> array[int]:
@@ -232,7 +191,7 @@ class TokenEnricher:
         ids = self._ids.get(h)
         if ids is None:
             if text is None:
-                text = _element_text(elem, set())
+                text = normalize_text(self._render(elem), set())
             ids = id_array(self.tokenizer, text)
             self._ids[h] = ids
             if len(self._ids) > self._cache_elements:
@@ -241,13 +200,12 @@ class TokenEnricher:
             self._ids.move_to_end(h)
         return ids
 
-    @staticmethod
-    def _info(elems: list[Any], i: int, known: list[Any]) -> tuple[str, tuple[str, ...], str]:
+    def _info(self, elems: list[Any], i: int, known: list[Any]) -> tuple[str, tuple[str, ...], str]:
         """(text digest, normalizations, text) of element i, computed once per round."""
         info = known[i]
         if info is None:
             notes: set[str] = set()
-            text = _element_text(elems[i], notes)
+            text = normalize_text(self._render(elems[i]), notes)
             info = known[i] = (
                 digest(text.encode("utf-8", "surrogatepass")),
                 tuple(sorted(notes)),
@@ -267,7 +225,7 @@ class TokenEnricher:
                 continue  # it could at most tie, and a tie goes to the newer round
             i = n
             # only the elements that are not the very objects it had are compared, by text
-            for j in compress(count(), map(operator.is_not, seen.elems, elems)):
+            for j in compress(count(), map(_differs, seen.elems, elems)):
                 if self._info(elems, j, known)[0] != seen.digests[j]:
                     i = j
                     break
@@ -292,7 +250,7 @@ class TokenEnricher:
         prev = base.elems if base is not None else []
         for i in range(common, len(elems)):
             text = None
-            if known[i] is None and i < len(prev) and elems[i] is prev[i]:
+            if known[i] is None and i < len(prev) and not _differs(elems[i], prev[i]):
                 assert base is not None
                 h, nt = base.digests[i], base.notes[i]
             else:
@@ -302,6 +260,29 @@ class TokenEnricher:
             digests.append(h)
             notes.append(nt)
         return prompt, ends, digests, notes
+
+    def _earlier(self, rnd: Round) -> tuple[list[Any] | None, str | None]:
+        """The conversation a Responses `previous_response_id` continues, and the note saying
+        whether it was resolved (None: the request continues nothing)."""
+        prev = (rnd.envelope or {}).get("previous_response_id") if rnd.api == RESPONSES else None
+        if not isinstance(prev, str) or not prev:
+            return None, None
+        earlier = self._responses.get(prev)
+        if earlier is None:
+            return None, "previous_response_id-unresolved"
+        self._responses.move_to_end(prev)
+        return earlier, "previous_response_id"
+
+    def _keep_response(self, rnd: Round, parts: dict[str, list[Any]]) -> None:
+        """Remember the conversation this response ends, for requests that continue it."""
+        assert rnd.response_id is not None and rnd.response is not None
+        output = rnd.response.get("output")
+        items = [*parts["history"], *parts["new_input"]]
+        if not rnd.system:  # leading developer messages are input items, carried over
+            items = [*parts["system"], *items]
+        self._responses[rnd.response_id] = [*items, *(output if isinstance(output, list) else [])]
+        while len(self._responses) > RESPONSES_KEPT:
+            self._responses.popitem(last=False)
 
     def __call__(self, rnd: Round) -> Round:
         started = time.perf_counter()
@@ -314,7 +295,9 @@ class TokenEnricher:
 
     def analyse(self, rnd: Round) -> dict[str, Any]:
         started = time.perf_counter()
-        parts = prompt_parts(rnd)
+        self._render = renderer(rnd.api)
+        earlier, chain_note = self._earlier(rnd)
+        parts = prompt_parts(rnd, earlier)
         elems = [e for part in parts.values() for e in part]
         sid = f"{rnd.provider}:{rnd.agent_session_id or rnd.thread_key or '-'}"
         recent = self._recent.get(sid)
@@ -331,6 +314,10 @@ class TokenEnricher:
             segments[name] = after - before
             bounds.append(after)
         notes = set(iter_chain.from_iterable(filter(None, el_notes)))  # most have none
+        if chain_note:
+            notes.add(chain_note)
+        if rnd.api == RESPONSES and rnd.response_id and rnd.response:
+            self._keep_response(rnd, parts)
         for name, texts in _outputs(rnd).items():
             segments[name] = sum(len(self._encode(t)) for t in texts if t)
         start = ends[common - 1] // self.block_size if base is not None and common else 0
@@ -403,6 +390,11 @@ class TokenEnricher:
             },
             "prompt_tokens": len(prompt),
             "bounds": bounds,
+            "breakpoints": (
+                [ends[i] for i, e in enumerate(elems) if carries_breakpoint(e)]
+                if rnd.api == ANTHROPIC
+                else []
+            ),
             "parent_uid": parent.uid if parent else None,
             "parent_prompt_tokens": parent.n_tokens if parent else None,
             "parent_bounds": parent.bounds if parent else None,
