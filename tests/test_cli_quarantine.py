@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from tests.storage.rounds import claude_session
 from tracetap.cli import app
 from tracetap.storage.db import ensure_schema, make_engine, upgrade
+from tracetap.storage.models import SCHEMA_VERSION
 from tracetap.storage.writer import Writer
 
 runner = CliRunner()
@@ -76,7 +77,7 @@ def test_db_check_and_upgrade_from_0002(tmp_path: Path) -> None:
     old = runner.invoke(app, ["db", "check", "--db", url])
     assert old.exit_code == 2 and "0002_tokens" in old.output and "db upgrade" in old.output
     up = runner.invoke(app, ["db", "upgrade", "--db", url])
-    assert up.exit_code == 0 and "0002_tokens -> 0003_quarantine" in up.output
+    assert up.exit_code == 0 and f"0002_tokens -> {SCHEMA_VERSION}" in up.output
     assert runner.invoke(app, ["db", "check", "--db", url]).exit_code == 0
     listed = runner.invoke(app, ["db", "quarantine", "--json", "--db", url])
     assert listed.exit_code == 0 and listed.output == ""

@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 # The Alembic revision this code writes; the proxy refuses to run on any other.
-SCHEMA_VERSION = "0003_quarantine"
+SCHEMA_VERSION = "0004_breakpoints"
 
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
@@ -228,6 +228,9 @@ class RoundTokens(Base):
     reuse_any_uid: Mapped[str | None] = mapped_column(sa.String(64))
     segments: Mapped[dict[str, Any]] = mapped_column(default=dict)
     info: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Prompt token offsets right after each element that carried Anthropic `cache_control`
+    # (where the provider may write and read a cache entry); NULL when the enricher did not say.
+    breakpoints: Mapped[list[Any] | None] = mapped_column()
 
 
 class Quarantine(Base):

@@ -28,6 +28,15 @@ _INFO_KEYS = (
 )
 
 
+def _offsets(value: Any) -> list[int] | None:
+    """The breakpoint offsets as a list of ints (None when absent or not a list of ints)."""
+    if not isinstance(value, list | tuple):
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return None
+    return [int(v) for v in value]
+
+
 class TokenStore:
     """`WriterExtension` for `TokenEnricher` annotations."""
 
@@ -56,6 +65,8 @@ class TokenStore:
                     "reuse_any_uid": t["reuse_any_uid"],
                     "segments": t["segments"],
                     "info": {k: t.get(k) for k in _INFO_KEYS},
+                    # absent from enrichers that predate breakpoints: NULL, "not known"
+                    "breakpoints": _offsets(t.get("breakpoints")),
                 }
             )
         insert_rows(session, RoundTokens.__table__, rows)
