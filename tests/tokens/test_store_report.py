@@ -128,8 +128,9 @@ def test_cache_command_prints_rounds_and_causes(store: dict) -> None:
     assert res.exit_code == 0, res.output
     assert "ttl-gap: 1" in res.output and "provider-miss" in res.output
     res = runner.invoke(app, ["cache", "--all", "--db", store["url"], "--json"])
-    data = json.loads(res.output)
-    assert len(data) == 1 and len(data[0]["rounds"]) == ROUNDS
+    lines = [json.loads(line) for line in res.output.splitlines()]  # JSON lines
+    assert [d["type"] for d in lines] == ["round"] * ROUNDS + ["summary"]
+    assert lines[-1]["rounds"] == ROUNDS and lines[-1]["sessions"] == 1
 
 
 def test_token_data_is_recorded_under_every_policy(tmp_path: Path) -> None:
