@@ -3,13 +3,20 @@ serving engine in time and cache (block prefix cache, prefill/decode latency, ba
 
 Endpoints: POST /v1/completions (prompt as token ids or text), POST /v1/chat/completions
 (message text counted one token per whitespace word), GET /v1/models, GET /health. Every
-request generates exactly max_tokens tokens (as with ignore_eos). Usage carries
+request generates exactly max_tokens tokens (as with ignore_eos): ids that depend only on the
+prompt (as greedy decoding would), sent as `w<id>` words, and as ids in `token_ids` when the
+request asks with `return_token_ids` (vLLM's field). Usage carries
 prompt_tokens_details.cached_tokens: the prompt's leading full blocks found in the cache.
+
+Like vLLM's and SGLang's prefix caches, a completed request leaves the full blocks of its prompt
+and generated tokens in the cache: an agent's next prompt starts with this prompt and output, so
+it hits them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -56,8 +63,8 @@ class SimServer:
     def _slowdown(self) -> float:
         return 1.0 + self.config.batch_slowdown * max(0, self.active - 1)
 
-    def _admit(self, tokens: np.ndarray) -> int:
-        """Look the prompt up and store it; returns the cached token count."""
+    def _admit(self, tokens: np.ndarray) -> tuple[int, list[bytes]]:
+        """Look the prompt up and store it; returns the cached token count and its hashes."""
         now = time.monotonic()
         hashes = block_hashes(tokens, self.config.block_size)
         hit = self.cache.lookup(hashes, now)
@@ -66,7 +73,12 @@ class SimServer:
         self.requests += 1
         self.prompt_tokens += len(tokens)
         self.cached_tokens += cached
-        return cached
+        return cached, hashes
+
+    def _complete(self, tokens: np.ndarray, output: np.ndarray, hashes: list[bytes]) -> None:
+        """Cache the full blocks of prompt + output once the request has completed."""
+        full = np.concatenate([tokens, output])
+        self.cache.insert(block_hashes(full, self.config.block_size, hashes), time.monotonic())
 
     async def handle(self, request: web.Request, chat: bool) -> web.StreamResponse:
         try:
@@ -84,7 +96,10 @@ class SimServer:
             )
         stream = bool(body.get("stream"))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        cached = self._admit(tokens)
+        cached, hashes = self._admit(tokens)
+        output = _generate(tokens, max_tokens)
+        words = [f"w{t} " for t in output.tolist()]
+        token_ids = bool(body.get("return_token_ids")) and not chat
         usage = {
             "prompt_tokens": len(tokens),
             "completion_tokens": max_tokens,
@@ -102,7 +117,11 @@ class SimServer:
             if not stream:
                 t += max_tokens * self.config.decode_per_token * self._slowdown()
                 await _sleep_until(loop, t)
-                return web.json_response(_full(rid, self.config.model, chat, max_tokens, usage))
+                self._complete(tokens, output, hashes)
+                full = _full(rid, self.config.model, chat, "".join(words), usage)
+                if token_ids:
+                    full["choices"][0]["token_ids"] = output.tolist()
+                return web.json_response(full)
             resp: web.StreamResponse | None = None
             pending: list[bytes] = []
             for i in range(max_tokens):
@@ -118,7 +137,14 @@ class SimServer:
                     await _sleep_until(loop, t)
                 last = i == max_tokens - 1
                 pending.append(
-                    _chunk(rid, self.config.model, chat, "t ", "length" if last else None)
+                    _chunk(
+                        rid,
+                        self.config.model,
+                        chat,
+                        words[i],
+                        "length" if last else None,
+                        int(output[i]) if token_ids else None,
+                    )
                 )
             if include_usage:
                 pending.append(
@@ -135,6 +161,7 @@ class SimServer:
                     + b"\n\n"
                 )
             pending.append(b"data: [DONE]\n\n")
+            self._complete(tokens, output, hashes)
             if resp is None:  # nothing to wait for: headers and the whole stream in one send
                 return web.Response(body=b"".join(pending), headers=_SSE)
             await resp.write_eof(b"".join(pending))  # with the chunked terminator: one send
@@ -180,12 +207,25 @@ def _object(chat: bool, stream: bool) -> str:
     return "text_completion"
 
 
-def _chunk(rid: str, model: str, chat: bool, text: str, finish: str | None) -> bytes:
+def _generate(tokens: np.ndarray, n: int) -> np.ndarray:
+    """n output ids in [100, 32000) that depend only on the prompt, as greedy decoding's do."""
+    if n <= 0:
+        return np.empty(0, np.int64)
+    seed = hashlib.blake2b(tokens.tobytes(), digest_size=16).digest()
+    raw = hashlib.shake_128(seed).digest(4 * n)
+    return (np.frombuffer(raw, dtype=np.uint32) % 31900).astype(np.int64) + 100
+
+
+def _chunk(
+    rid: str, model: str, chat: bool, text: str, finish: str | None, token_id: int | None = None
+) -> bytes:
     choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
     if chat:
         choice["delta"] = {"content": text}
     else:
         choice["text"] = text
+    if token_id is not None:
+        choice["token_ids"] = [token_id]
     return (
         b"data: "
         + orjson.dumps(
@@ -195,8 +235,7 @@ def _chunk(rid: str, model: str, chat: bool, text: str, finish: str | None) -> b
     )
 
 
-def _full(rid: str, model: str, chat: bool, n: int, usage: dict[str, Any]) -> dict[str, Any]:
-    text = "t " * n
+def _full(rid: str, model: str, chat: bool, text: str, usage: dict[str, Any]) -> dict[str, Any]:
     choice: dict[str, Any] = {"index": 0, "finish_reason": "length"}
     if chat:
         choice["message"] = {"role": "assistant", "content": text}

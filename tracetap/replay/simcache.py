@@ -18,12 +18,17 @@ __all__ = ["POLICIES", "BlockCache", "PrefixCache", "block_hashes"]
 POLICIES = ("lru", "fifo")
 
 
-def block_hashes(tokens: Sequence[int] | np.ndarray, block_size: int) -> list[bytes]:
-    """vLLM-style chained hashes of the prompt's full blocks: each names its whole prefix."""
+def block_hashes(
+    tokens: Sequence[int] | np.ndarray, block_size: int, known: Sequence[bytes] = ()
+) -> list[bytes]:
+    """vLLM-style chained hashes of the prompt's full blocks: each names its whole prefix.
+
+    `known`: the hashes of the leading full blocks already computed (e.g. a prompt's, when
+    hashing prompt + output), reused rather than hashed again."""
     arr = np.asarray(tokens, dtype=np.int64)
-    out: list[bytes] = []
-    prev = b""
-    for start in range(0, len(arr) - block_size + 1, block_size):
+    out: list[bytes] = list(known[: len(arr) // block_size])
+    prev = out[-1] if out else b""
+    for start in range(len(out) * block_size, len(arr) - block_size + 1, block_size):
         prev = hashlib.blake2b(
             prev + arr[start : start + block_size].tobytes(), digest_size=16
         ).digest()
