@@ -98,7 +98,7 @@ _ASSISTANT_TYPES = frozenset(
         "compaction",
     }
 )
-_TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
+_TEXT_PARTS = frozenset({"text", "input_text", "output_text", "summary_text", "reasoning_text"})
 _MEDIA_PARTS = frozenset({"image", "document", "input_image", "input_file", "input_audio"})
 
 Render = Callable[[Any], str]
