@@ -57,10 +57,14 @@ class PlanRound:
 
 @dataclass(slots=True)
 class PlanSession:
-    """The rounds of one session in order; `start` is its first round's offset in seconds."""
+    """The rounds of one session in order; `start` is its first round's offset in seconds.
+
+    `group` names the agent (provider) whose sessions share a system/tools prefix: a session's
+    first recorded prefix is read from what other sessions of its group put in the cache."""
 
     session_id: str
     rounds: list[PlanRound] = field(default_factory=list)
+    group: str | None = None
 
     @property
     def start(self) -> float:
@@ -122,21 +126,28 @@ def _tool_seconds(row: dict[str, Any]) -> float:
     return total / 1000.0
 
 
+def _group(session_id: str) -> str | None:
+    """The provider a `<provider>:<id>` session id names, else None."""
+    head, sep, _ = session_id.partition(":")
+    return head if sep and head else None
+
+
 def plan_from_rows(rows: Iterable[dict[str, Any]]) -> Plan:
     """Sessions from TraceLab rows (any order); rows without a usable time are skipped."""
     by_session: dict[str, list[tuple[float, int, dict[str, Any]]]] = {}
+    groups: dict[str, str | None] = {}
     for row in rows:
         t = _request_time(row)
         if t is None:
             continue
-        by_session.setdefault(str(row.get("session_id")), []).append(
-            (t, int(row.get("round_index") or 0), row)
-        )
+        sid = str(row.get("session_id"))
+        by_session.setdefault(sid, []).append((t, int(row.get("round_index") or 0), row))
+        groups.setdefault(sid, str(row["provider"]) if row.get("provider") else _group(sid))
     t0 = min((t for items in by_session.values() for t, _, _ in items), default=0.0)
     sessions = []
     for sid, items in by_session.items():
         items.sort(key=lambda x: (x[1], x[0]))
-        session = PlanSession(sid)
+        session = PlanSession(sid, group=groups.get(sid))
         for i, (t, _, row) in enumerate(items):
             hashes = row.get("tt_block_hashes")
             session.rounds.append(
@@ -180,7 +191,7 @@ def plan_from_csv(path: str | Path) -> Plan:
     for r in rows:
         sid = r["session_id"]
         arrivals.setdefault(sid, float(r.get("arrival_time") or 0) / 1000.0)
-        session = sessions.setdefault(sid, PlanSession(sid))
+        session = sessions.setdefault(sid, PlanSession(sid, group=_group(sid)))
         session.rounds.append(
             PlanRound(
                 index=len(session.rounds),

@@ -8,6 +8,12 @@ being read. Lateness = when the request is handed to the HTTP client minus its d
 next round's body is built while the current one is in flight (large prompts in a worker
 thread). A session that waits for a --max-active-sessions slot starts late, and its first
 round's lateness says by how much.
+
+The ids the server generated for a round (`token_ids`, vLLM's `return_token_ids`; else its text
+re-tokenized) go back to the prompt builder, so the next round's prompt continues with what the
+server generated and hits the blocks it cached for it; such a next body is built once the
+response is in. Before the replay starts, each agent's shared system/tools prefix is sent once
+(`warm_shared`), as the recording's cache already held it when its sessions began.
 """
 
 from __future__ import annotations
@@ -29,7 +35,13 @@ from yarl import URL
 
 from tracetap.replay.pacing import Pacer, loop_factory, now, steady_gc
 from tracetap.replay.plan import Plan, PlanRound, PlanSession
-from tracetap.replay.prompts import BuiltPrompt, PromptBuilder, Tokenizer, request_body
+from tracetap.replay.prompts import (
+    BuiltPrompt,
+    PromptBuilder,
+    Tokenizer,
+    request_body,
+    words_to_ids,
+)
 
 __all__ = [
     "ReplayConfig",
@@ -69,6 +81,7 @@ class ReplayConfig:
     slo_ttft: float | None = None
     slo_tpot: float | None = None
     start_delay: float = 0.2
+    warm_shared: bool = True
 
     def wait_after(self, rnd: PlanRound) -> float:
         wait = rnd.tool_wait * self.tool_wait_scale + rnd.human_wait * self.human_wait_scale
@@ -120,6 +133,7 @@ class _Run:
         self.loop = asyncio.get_running_loop()
         self.pacer = Pacer(self.loop)
         self.t0 = 0.0
+        self.warm = {"requests": 0, "prompt_tokens": 0, "errors": 0}
         path = "/chat/completions" if cfg.endpoint == "chat" else "/completions"
         self.url = URL(cfg.base_url.rstrip("/") + path)  # parsed once, not per request
         self.headers = {"Content-Type": "application/json"}
@@ -130,9 +144,11 @@ class _Run:
         """Sleep to an absolute deadline on the monotonic clock (never accumulated sleeps)."""
         await self.pacer.sleep_until(deadline)
 
-    async def build(self, session_id: str, rnd: PlanRound) -> tuple[BuiltPrompt, bytes]:
+    async def build(
+        self, session_id: str, rnd: PlanRound, group: str | None = None
+    ) -> tuple[BuiltPrompt, bytes]:
         def work() -> tuple[BuiltPrompt, bytes]:
-            prompt = self.builder.build(session_id, rnd)
+            prompt = self.builder.build(session_id, rnd, group)
             body = request_body(
                 prompt,
                 model=self.cfg.model,
@@ -200,9 +216,13 @@ class _Run:
             planned_output=rnd.output_len,
         )
         res.sent, res.lateness_ms = sent - self.t0, (sent - deadline) * 1000.0
+        ids: list[int] = []
+        texts: list[str] = []
         try:
             async with asyncio.timeout(self.cfg.request_timeout):
-                await self._stream(http, body, sent, res)
+                await self._stream(http, body, sent, res, ids, texts)
+            if res.error is None:
+                self.builder.observe_output(session_id, rnd.index, self._output(ids, texts))
         except TimeoutError:
             res.error = f"timeout after {self.cfg.request_timeout:g} s"
         except aiohttp.ClientConnectorError as exc:
@@ -213,8 +233,33 @@ class _Run:
         self.record(res)
         return res
 
+    def _output(self, ids: list[int], texts: list[str]) -> list[int] | None:
+        """The generated ids: as the server listed them, else its text tokenized (`w<id>`
+        words without a tokenizer); None when they cannot be known (the builder then keeps
+        its synthetic output, which the server has not cached)."""
+        if ids:
+            return ids
+        text = "".join(texts)
+        if not text:
+            return None
+        if self.tokenizer is not None:
+            # Only if the tokenizer gives the text back: otherwise the ids are not the server's.
+            enc = self.tokenizer.encode(text)
+            back = self.tokenizer.decode(np.asarray(enc, dtype=np.int64))
+            return enc if back.split() == text.split() else None
+        words = text.split()
+        if not all(w.startswith("w") and w[1:].isdigit() for w in words):
+            return None
+        return words_to_ids(text)
+
     async def _stream(
-        self, http: aiohttp.ClientSession, body: bytes, sent: float, res: RoundResult
+        self,
+        http: aiohttp.ClientSession,
+        body: bytes,
+        sent: float,
+        res: RoundResult,
+        ids: list[int],
+        texts: list[str],
     ) -> None:
         async with http.post(self.url, data=body, headers=self.headers) as resp:
             res.status = resp.status
@@ -248,7 +293,11 @@ class _Run:
                         piece = choice.get("text")
                         if piece is None:
                             piece = (choice.get("delta") or {}).get("content")
+                        got = choice.get("token_ids")
+                        if got:
+                            ids.extend(got)
                         if piece:
+                            texts.append(piece)
                             n += 1
                             if last is None:
                                 res.ttft_ms = (t - sent) * 1000.0
@@ -275,21 +324,29 @@ class _Run:
         await self.sleep_until(deadline - _LEAD)  # build the first body before its deadline
         if gate is not None:
             await gate.acquire()
+        sid, group = session.session_id, session.group
         try:
-            nxt = asyncio.ensure_future(self.build(session.session_id, session.rounds[0]))
+            nxt: asyncio.Future[tuple[BuiltPrompt, bytes]] | None = asyncio.ensure_future(
+                self.build(sid, session.rounds[0], group)
+            )
             for i, rnd in enumerate(session.rounds):
+                assert nxt is not None  # built ahead, or after the previous response
                 prompt, body = await nxt
                 if self.stop.is_set():
                     return
-                task = self.send_at(http, session.session_id, rnd, prompt, body, deadline)
-                if i + 1 < len(session.rounds):
-                    nxt = asyncio.ensure_future(
-                        self.build(session.session_id, session.rounds[i + 1])
-                    )
+                task = self.send_at(http, sid, rnd, prompt, body, deadline)
+                following = session.rounds[i + 1] if i + 1 < len(session.rounds) else None
+                # Built while this one is in flight unless its prefix reaches into this round's
+                # output, whose ids are only known once the response is in.
+                nxt = None
+                if following is not None and following.prefix_len <= len(prompt.tokens):
+                    nxt = asyncio.ensure_future(self.build(sid, following, group))
                 res = await task
                 assert res.sent is not None and res.e2e_ms is not None  # send() sets both
                 # The gap runs from the end of the response, not from when this resumes.
                 deadline = self.t0 + res.sent + res.e2e_ms / 1000.0 + self.cfg.wait_after(rnd)
+                if following is not None and nxt is None:
+                    nxt = asyncio.ensure_future(self.build(sid, following, group))
         finally:
             self.builder.forget(session.session_id)
             if gate is not None:
@@ -297,21 +354,44 @@ class _Run:
 
     async def open_loop(self, http: aiohttp.ClientSession) -> None:
         rounds = sorted(
-            ((r.at, s.session_id, r) for s in self.plan.sessions for r in s.rounds),
-            key=lambda x: (x[0], x[2].index),
+            ((r.at, s.session_id, s.group, r) for s in self.plan.sessions for r in s.rounds),
+            key=lambda x: (x[0], x[3].index),
         )
         tasks: set[asyncio.Future[RoundResult]] = set()
-        for at, sid, rnd in rounds:
+        for at, sid, group, rnd in rounds:
             if self.stop.is_set():
                 break
             deadline = self.t0 + at / self.cfg.speedup
             await self.sleep_until(deadline - _LEAD)
-            prompt, body = await self.build(sid, rnd)
+            prompt, body = await self.build(sid, rnd, group)
             task = self.send_at(http, sid, rnd, prompt, body, deadline)
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         if tasks:
             await asyncio.gather(*tasks)
+
+    async def warmup(self, http: aiohttp.ClientSession) -> None:
+        """Send each agent's shared prefix once, one at a time, before the replay's clock
+        starts; not part of the results (summary["warmup"] counts them)."""
+        for _, prompt in self.builder.warmup(self.plan):
+            body = request_body(
+                prompt,
+                model=self.cfg.model,
+                endpoint=self.cfg.endpoint,
+                max_tokens=1,
+                ignore_eos=self.cfg.ignore_eos,
+                tokenizer=self.tokenizer,
+            )
+            self.warm["requests"] += 1
+            self.warm["prompt_tokens"] += len(prompt.tokens)
+            try:
+                async with asyncio.timeout(self.cfg.request_timeout):
+                    async with http.post(self.url, data=body, headers=self.headers) as resp:
+                        await resp.read()
+                        ok = resp.status == 200
+            except (aiohttp.ClientError, TimeoutError):
+                ok = False
+            self.warm["errors"] += not ok
 
     async def run(self) -> None:
         try:
@@ -330,6 +410,8 @@ class _Run:
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
         ) as http:
+            if self.cfg.warm_shared:
+                await self.warmup(http)
             self.t0 = now() + self.cfg.start_delay
             work: asyncio.Future[None] | asyncio.Future[list[None]]
             if self.cfg.open_loop:
@@ -380,6 +462,7 @@ async def run_replay(
     summary = summarize(
         results, cfg, planned=plan.n_rounds, aborted=run.aborted, wall=time.time() - started
     )
+    summary["warmup"] = run.warm
     return results, summary
 
 
