@@ -244,3 +244,19 @@ def test_cache_json_is_json_lines(tmp_path: Path, all_sessions: bool) -> None:
     assert lines[-1]["reasons"] == {"agree": 2, "ttl-expiry": 1}
     table = CliRunner().invoke(app, [*args, "--db", url])
     assert table.exit_code == 0 and "ttl-expiry: 1" in table.output
+
+
+def test_reuse_of_any_earlier_round_counts_and_prefix_stays_the_previous_rounds(
+    tmp_path: Path,
+) -> None:
+    rs = _session(2)
+    rs[0].usage = _anthropic(read=0, uncached=10, write=9990)
+    rs[0].annotations["tokens"] = _tokens(10_000, 0, gap=None)
+    rs[1].usage = _anthropic(read=9_984, uncached=10, write=1006)
+    # 2,000 tokens shared with the previous round, 156 blocks (9,984) with an earlier one
+    rs[1].annotations["tokens"] = _tokens(11_000, 2_000, parent=rs[0].uid, any_blocks=156)
+    url = _store(tmp_path, rs)
+    with Session(make_engine(url)) as s:
+        row = list(fidelity_rows(cache(s)))[1]
+    assert row["measured_prefix_tokens"] == 2_000  # `cache`'s field keeps its meaning
+    assert row["measured_reusable_tokens"] == 9_984 and row["reason"] == "agree"

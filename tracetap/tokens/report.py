@@ -186,7 +186,8 @@ def explain(
     positions = parent_breakpoints if parent_breakpoints is not None else breakpoints
     servable = None if measured is None else _servable(measured, positions)
     out: dict[str, Any] = {
-        "measured_prefix_tokens": measured,
+        # the longest reusable prefix: from the previous round or any earlier one
+        "measured_reusable_tokens": measured,
         "tokenizer_ratio": None,
         "measured_prefix_scaled": None,
         "servable_prefix_tokens": servable,
@@ -494,6 +495,7 @@ def fidelity_rows(report: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         "measured_prefix_prev_tokens",
         "measured_prefix_any_tokens",
         "measured_prefix_tokens",
+        "measured_reusable_tokens",
         "measured_source",
         "tokenizer_ratio",
         "measured_prefix_scaled",
@@ -549,7 +551,7 @@ def fidelity_summary(report: list[dict[str, Any]]) -> dict[str, Any]:
         "cache_creation_5m_tokens": total("cache_creation_5m_tokens"),
         "cache_creation_1h_tokens": total("cache_creation_1h_tokens"),
         "prompt_tokens_estimated": total("prompt_tokens_estimated"),
-        "measured_prefix_tokens": total("measured_prefix_tokens"),
+        "measured_reusable_tokens": total("measured_reusable_tokens"),
         "thresholds": {
             "agree_tokens": AGREE_TOKENS,
             "tokenizer_tolerance": TOKENIZER_TOLERANCE,
