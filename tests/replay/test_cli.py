@@ -82,6 +82,22 @@ def test_replay_against_serve_sim_process(tmp_path: Path) -> None:
         proc.wait(timeout=10)
 
 
+def test_replay_without_slos_says_nothing_about_them(tmp_path: Path) -> None:
+    port = free_port()
+    proc = _serve_sim(port, "--block-size", "16")
+    try:
+        args = ["replay", str(_trace(tmp_path)), "--base-url", f"http://127.0.0.1:{port}/v1"]
+        args += ["--model", "m", "--speedup", "10", "--out", str(tmp_path / "out")]
+        plain = CliRunner().invoke(app, args)
+        with_slo = CliRunner().invoke(app, [*args, "--slo-ttft", "500"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert plain.exit_code == 0, plain.output
+    assert "3 ok / 3 sent" in plain.output and "SLO" not in plain.output
+    assert with_slo.exit_code == 0 and "3 requests met the SLOs" in with_slo.output
+
+
 def test_replay_reports_a_down_server(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,

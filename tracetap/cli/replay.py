@@ -73,6 +73,13 @@ def replay(
         bool, typer.Option("--preflight/--no-preflight", help="Check prefix caching first.")
     ] = True,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic token ids.")] = 0,
+    warm: Annotated[
+        bool,
+        typer.Option(
+            help="First send each agent's shared system/tools prefix once, as the recording's "
+            "cache held it when its sessions began."
+        ),
+    ] = True,
 ) -> None:
     """Replay recorded agent sessions against an OpenAI-compatible server and measure it.
 
@@ -105,6 +112,7 @@ def replay(
         max_errors=max_errors,
         ignore_eos=ignore_eos,
         api_key=api_key,
+        warm_shared=warm,
         slo_ttft=slo_ttft / 1000 if slo_ttft is not None else None,
         slo_tpot=slo_tpot / 1000 if slo_tpot is not None else None,
     )
@@ -178,8 +186,15 @@ def _print_summary(s: dict[str, Any], out: Path) -> None:
         f"hit rate: planned {rate('planned_hit_rate')}, reusable "
         f"{rate('reusable_hit_rate')}, server {rate('server_hit_rate')}"
     )
+    w = s.get("warmup") or {}
+    if w.get("requests"):
+        typer.echo(
+            f"warm-up: {w['requests']} shared prefixes ({w['prompt_tokens']} tokens) sent first"
+            + (f", {w['errors']} failed" if w.get("errors") else "")
+        )
     g = s["goodput"]
-    typer.echo(f"goodput: {g['requests_meeting_slo']} requests met the SLOs")
+    if g["slo_ttft_ms"] is not None or g["slo_tpot_ms"] is not None:
+        typer.echo(f"goodput: {g['requests_meeting_slo']} requests met the SLOs")
     if s["errors"]:
         typer.echo(f"errors: {s['errors']} {s['error_kinds']}", err=True)
     if s["aborted"]:
