@@ -48,3 +48,11 @@ def test_ttl_expires_idle_blocks() -> None:
 def test_bad_policy_rejected() -> None:
     with pytest.raises(ValueError):
         BlockCache(policy="random")
+
+
+def test_hashes_extend_known_leading_blocks() -> None:
+    # Prompt + output hashed from the prompt's hashes: the same as hashing it all at once.
+    prompt, output = list(range(40)), list(range(100, 125))
+    known = block_hashes(prompt, 16)
+    assert block_hashes(prompt + output, 16, known) == block_hashes(prompt + output, 16)
+    assert len(block_hashes(prompt + output, 16, known)) == 4
