@@ -8,7 +8,6 @@ exchanges without one go to the first worker.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import multiprocessing as mp
 import os
@@ -16,17 +15,16 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from tracetap.allocator import collect_less, keep_freed_memory
 from tracetap.ingest.normalize import Normalizer, Transform, session_hint
 from tracetap.ingest.records import Failed, Record
-from tracetap.ingest.splice import common_prefix, common_suffix
 from tracetap.model import Exchange
 from tracetap.privacy.files import private_files
 
-__all__ = ["BodyDeltas", "SessionRouter", "NormalizerPool", "defer_global"]
+__all__ = ["NormalizerPool", "SessionRouter", "defer_global"]
 
 log = logging.getLogger("tracetap.ingest")
 
@@ -76,94 +74,6 @@ class SessionRouter:
         return i
 
 
-class _Delta(NamedTuple):
-    """An exchange whose request body is sent as what lies between the first `base` and the
-    last `tail` bytes of the last body its session sent to that worker (`after` bytes long, a
-    check)."""
-
-    base: int
-    after: int
-    exchange: Exchange
-    tail: int = 0
-
-
-def _unwrapped(item: Any) -> Any:
-    """The exchange a delta carries, or the item itself."""
-    return item.exchange if isinstance(item, _Delta) else item
-
-
-class BodyDeltas:
-    """Request bodies to a worker as the part that differs from the session's last one (agents
-    re-send their whole history, so most of a body is the body before; Claude Code sends its
-    system prompt and tools after it, with a line that changes every request at their start,
-    so the end of a body is mostly the end of the one before). The sending side
-    `encode`s, the worker `decode`s, both in the same order; each keeps the last body of the
-    sessions seen last, up to `max_bytes` of them."""
-
-    MIN = 4096  # a shared prefix shorter than this is sent whole
-
-    def __init__(self, max_bytes: int = 64_000_000) -> None:
-        self.max_bytes = max_bytes
-        self.spared = 0  # request bytes not sent
-        self._last: OrderedDict[Hashable, bytes] = OrderedDict()
-        self._bytes = 0
-        # by session, where its last delta's body differed: (bytes after the shared start,
-        # length of the shared end). The next body, one more round of history, most likely
-        # differs at the same distance from its end (what follows the history barely changes).
-        self._hints: dict[Hashable, tuple[int, int]] = {}
-
-    def _swap(self, key: Hashable, body: bytes) -> bytes | None:
-        prev = self._last.pop(key, None)
-        self._bytes += len(body) - (len(prev) if prev is not None else 0)
-        self._last[key] = body
-        while self._bytes > self.max_bytes and len(self._last) > 1:
-            old, dropped = self._last.popitem(last=False)
-            self._bytes -= len(dropped)
-            self._hints.pop(old, None)
-        return prev
-
-    def encode(self, item: Any) -> Any:
-        key = session_hint(item) if isinstance(item, Exchange) else None
-        if key is None:
-            return item
-        body = item.request_body
-        prev = self._swap(key, body)
-        if prev is None:
-            return item
-        after, ends = self._hints.get(key, (0, 0))
-        n = min(len(prev), len(body))
-        base = common_prefix(prev, 0, body, n, len(prev) - after if after else 0)
-        tail = common_suffix(prev, body, n - base, ends)
-        self._hints[key] = (len(prev) - base, tail)
-        if base + tail < self.MIN:
-            return item
-        self.spared += base + tail
-        return _Delta(
-            base,
-            len(prev),
-            dataclasses.replace(item, request_body=body[base : len(body) - tail]),
-            tail,
-        )
-
-    def decode(self, item: Any) -> Any:
-        """The exchange as it was sent; ValueError when its base body is not here (then the
-        session's later deltas are refused too, never rebuilt on another body)."""
-        exchange = _unwrapped(item)
-        key = session_hint(exchange) if isinstance(exchange, Exchange) else None
-        if isinstance(item, _Delta):
-            prev = self._last.get(key)
-            if prev is None or len(prev) != item.after:
-                self._last.pop(key, None)
-                raise ValueError("the body this request continues is not known here")
-            with memoryview(prev) as view:  # one copy, not one per slice
-                exchange.request_body = b"".join(
-                    (view[: item.base], exchange.request_body, view[len(prev) - item.tail :])
-                )
-        if key is not None:
-            self._swap(key, exchange.request_body)
-        return exchange
-
-
 def defer_global(transforms: Sequence[Transform]) -> list[Transform]:
     """The steps with reuse across sessions left to the pipeline (see GlobalReuse)."""
     from tracetap.tokens.enrich import TokenEnricher
@@ -188,7 +98,6 @@ def _worker(
         return
     collect_less()
     outbox.put(("ready", None))
-    bodies = BodyDeltas()
     while True:
         try:
             task = inbox.get(timeout=_POLL)
@@ -200,23 +109,10 @@ def _worker(
             return
         batch, part = task
         errors = normalizer.adapter_errors
-        decoded: list[Any] = []
-        for _, item in part:
-            try:
-                decoded.append(bodies.decode(item))
-            except Exception as exc:  # its base body is not here
-                decoded.append(exc)
-        records = iter(normalizer.batch([x for x in decoded if not isinstance(x, Exception)]))
-        out: list[Record | Failed | Exception] = [
-            x if isinstance(x, Exception) else next(records) for x in decoded
-        ]
+        out: list[Record | Failed | Exception] = list(normalizer.batch([item for _, item in part]))
         for i, rec in enumerate(out):
             if isinstance(rec, Exception):  # the pipeline's process normalizes it again
-                log.error(
-                    "normalizing %s failed",
-                    getattr(_unwrapped(part[i][1]), "uid", "?"),
-                    exc_info=rec,
-                )
+                log.error("normalizing %s failed", getattr(part[i][1], "uid", "?"), exc_info=rec)
                 out[i] = Failed(f"{type(rec).__name__}: {rec}")
         outbox.put(
             (
@@ -261,7 +157,6 @@ class NormalizerPool:
             for i, box in enumerate(self._inboxes)
         ]
         self._dead: set[int] = set()
-        self._deltas = [BodyDeltas() for _ in range(workers)]  # what each worker was sent
         self._route = SessionRouter(workers)
         self._batch = 0
         # batch -> (items, records so far, parts still out by worker)
@@ -299,10 +194,7 @@ class NormalizerPool:
                 if i in self._dead:
                     self._locally(part, out)
                 else:
-                    deltas = self._deltas[i]
-                    self._inboxes[i].put(
-                        (self._batch, [(seq, deltas.encode(item)) for seq, item in part])
-                    )
+                    self._inboxes[i].put((self._batch, part))
                     waiting[i] = part
             self._pending[self._batch] = (list(items), out, waiting)
             self._sent_at[self._batch] = time.monotonic()
@@ -350,11 +242,6 @@ class NormalizerPool:
                 if isinstance(rec, Failed):
                     out[seq] = self._local(items[seq])
         return out
-
-    @property
-    def body_bytes_spared(self) -> int:
-        """Request bytes the workers were not sent (their sessions had sent them before)."""
-        return sum(d.spared for d in self._deltas)
 
     def take_adapter_errors(self) -> int:
         """Adapter errors counted by the workers since the last call."""
