@@ -16,7 +16,7 @@ from tests.support.proxy import RunningProxy, start_proxy
 from tests.support.scripted import ScriptedUpstream
 from tracetap.storage.db import make_engine
 
-OUTAGE = 10.0  # seconds
+OUTAGE = 30.0  # seconds: longer than SQLite's busy timeout, so writes fail and are retried
 
 
 def _through_outage(
@@ -59,7 +59,8 @@ def _through_outage(
     return said
 
 
-def test_sqlite_locked_for_ten_seconds_loses_nothing(
+@pytest.mark.slow
+def test_sqlite_locked_for_30_seconds_loses_nothing(
     tmp_path: Path, scripted_upstream: ScriptedUpstream, mitm_confdir: Path
 ) -> None:
     proxy = start_proxy(
@@ -87,7 +88,7 @@ def test_sqlite_locked_for_ten_seconds_loses_nothing(
 
 
 @pytest.mark.slow
-def test_postgresql_stopped_for_ten_seconds_loses_nothing(
+def test_postgresql_stopped_for_30_seconds_loses_nothing(
     tmp_path: Path, scripted_upstream: ScriptedUpstream, mitm_confdir: Path
 ) -> None:
     server = PostgresServer()  # its own: stopping the session's server would disturb others
