@@ -67,7 +67,9 @@ def test_commands_use_the_store_tracetap_db_names(tmp_path: Path) -> None:
     assert listed and sum(s["rounds"] for s in listed) > 0
     first = f"{listed[0]['provider']}:{listed[0]['session']}"
     assert json.loads(run("show", first, "--json"))["session"] == first
-    assert len(json.loads(run("cache", "--all", "--json"))) == len(listed)
+    lines = [json.loads(line) for line in run("cache", "--all", "--json").splitlines() if line]
+    assert lines[-1]["type"] == "summary"  # JSON lines: a row per round, then the summary
+    assert all(r["type"] == "round" for r in lines[:-1])
     out = tmp_path / "rows.jsonl"
     run("export", "tracelab", "--kind", "all", "-o", str(out))
     assert len(out.read_text().splitlines()) == sum(s["rounds"] for s in listed)
