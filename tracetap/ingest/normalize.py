@@ -14,7 +14,6 @@ from tracetap.content import canonical, digest
 from tracetap.identity import assign_identity
 from tracetap.ingest.records import Record, RoundRecord, SideEntry, exchange_facts
 from tracetap.ingest.reuse import Interner
-from tracetap.ingest.splice import parse_resent
 from tracetap.memo import MISS, Recent
 from tracetap.model import Exchange, Round
 from tracetap.storage.writer import BLOB_REF, PREFIX_REF, SideRecord, is_prefix_ref
@@ -98,7 +97,6 @@ class Normalizer:
         self.transforms = list(transforms)
         self.resent_refs = resent_refs
         self.adapter_errors = 0
-        self.resent_bytes_skipped = 0  # request bytes re-sent history spared parsing
         # Re-sent history: shared objects (interner), then their content hashes by identity.
         self.interner = Interner() if reuse else None
         self._hashes = {"messages": Recent(), "system": Recent()} if reuse else None
@@ -150,17 +148,8 @@ class Normalizer:
                 if not (item.error or "").startswith("truncated"):  # a cut body cannot decode
                     item.error = f"request body: {exc}"
         frame_exchange(item)  # the proxy kept raw chunks; frame them here, off its hot path
-        hint = session_hint(item)
         try:
-            adapter = by_name(item.api)
-            if self.interner is not None and item.request_body:
-                body, skipped = parse_resent(
-                    item.request_body, adapter.body_parts, self.interner.lines_for(hint)
-                )
-                self.resent_bytes_skipped += skipped
-                rnd = adapter.to_round(item, body)
-            else:
-                rnd = adapter.to_round(item)
+            rnd = by_name(item.api).to_round(item)
         except Exception as exc:  # an adapter bug must never lose the exchange's facts
             self.adapter_errors += 1
             # the path only, never the query string (it may carry a key)
@@ -171,7 +160,7 @@ class Normalizer:
         rnd.request_headers = drop_credentials(rnd.request_headers)
         if self.interner is not None:
             try:
-                self.interner(rnd, hint)
+                self.interner(rnd)
             except Exception:  # only an optimization: the round goes on as parsed
                 log.exception("interning failed on %s", rnd.uid)
         return rnd

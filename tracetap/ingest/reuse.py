@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import operator
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
-from itertools import islice
+from collections.abc import Hashable
 from typing import Any
 
 import orjson
 
-from tracetap.ingest.splice import Line
 from tracetap.memo import leading
 from tracetap.model import Round
 
@@ -29,29 +27,6 @@ def _keys(objs: list[Any]) -> list[bytes | None]:
         return [_key(o) for o in objs]
 
 
-def _keys_reusing(
-    objs: list[Any], lines: Sequence[_Lineage], name: str, first: list[bytes | None] | None = None
-) -> tuple[list[bytes | None], tuple[_Lineage, int] | None]:
-    """(`_keys(objs)`, its origin): the serializations of a leading run of objects that a
-    line already holds (shared by `Interner` or `parse_resent`) are taken from that line, the
-    origin (line, run length); so are those of a run after a first object of its own (Claude
-    Code's billing line in `system`), without an origin; `first`: the first object's, when
-    the caller has it."""
-    best, best_n = None, 0
-    for line in lines:
-        n = leading(list(map(operator.is_, objs, line.objs[name])))
-        if n > best_n:
-            best, best_n = line, n
-    if best is not None:
-        return [*best.keys[name][:best_n], *_keys(objs[best_n:])], (best, best_n)
-    head = first if first is not None and objs else _keys(objs[:1])
-    for line in lines:
-        n = leading(list(map(operator.is_, objs[1:], line.objs[name][1:])))
-        if n:
-            return [*head, *line.keys[name][1 : 1 + n], *_keys(objs[1 + n :])], None
-    return head + _keys(objs[1:]), None
-
-
 def _key(obj: Any) -> bytes | None:
     try:
         return orjson.dumps(obj)
@@ -59,16 +34,15 @@ def _key(obj: Any) -> bytes | None:
         return None
 
 
-class _Lineage(Line):
-    __slots__ = ("size",)
+class _Lineage:
+    """An earlier request of a session: by part name, its elements' serializations (None
+    where orjson refuses one) and the elements themselves."""
 
-    def __init__(
-        self,
-        keys: dict[str, list[bytes | None]],
-        objs: dict[str, list[Any]],
-        origins: dict[str, tuple[Line, int]] | None = None,
-    ) -> None:
-        super().__init__(keys, objs, origins)
+    __slots__ = ("keys", "objs", "size")
+
+    def __init__(self, keys: dict[str, list[bytes | None]], objs: dict[str, list[Any]]) -> None:
+        self.keys = keys
+        self.objs = objs
         self.size = sum(sum(map(len, filter(None, ks))) for ks in keys.values())
 
 
@@ -85,48 +59,21 @@ class Interner:
         self.max_bytes = max_bytes
         self.per_session = per_session
         self._sessions: OrderedDict[Hashable, list[_Lineage]] = OrderedDict()
-        self._hints: OrderedDict[Hashable, Hashable] = OrderedDict()  # session header -> sid
         self._bytes = 0
         self.shared = 0  # elements replaced by an earlier object
         self.seen = 0
 
-    def lines_for(self, hint: Hashable | None) -> list[Line]:
-        """The recent request lines of the session `hint` (a session header) was last seen
-        with; without one, of the two sessions last seen."""
-        sid = self._hints.get(hint) if hint is not None else None
-        if sid is not None:
-            sids = [sid]
-        elif hint is None:
-            sids = list(islice(reversed(self._sessions), 2))
-        else:
-            sids = []
-        return [line for s in sids for line in self._sessions.get(s, ())]
-
-    def __call__(self, rnd: Round, hint: Hashable | None = None) -> None:
-        """Share this round's elements with its session's recent lines; `hint` (its session
-        header, if any) finds them again for `lines_for`."""
+    def __call__(self, rnd: Round) -> None:
+        """Share this round's elements with its session's recent lines."""
         cur = {
             "tools": rnd.tools if isinstance(rnd.tools, list) else [],
             "system": rnd.system if isinstance(rnd.system, list) else [],
             "messages": rnd.messages if isinstance(rnd.messages, list) else [],
         }
-        head = None if rnd.agent_session_id else _keys(cur["messages"][:1])
-        sid = (rnd.provider, rnd.agent_session_id or (head[0] if head else None))
-        lines = self._sessions.get(sid, ())
-        keys: dict[str, list[bytes | None]] = {}
-        origins: dict[str, tuple[Line, int]] = {}
-        for name, part in cur.items():
-            keys[name], origin = _keys_reusing(
-                part, lines, name, head if name == "messages" else None
-            )
-            if origin is not None:
-                origins[name] = origin
+        keys = {name: _keys(part) for name, part in cur.items()}
         msgs = keys["messages"]
-        if hint is not None:
-            self._hints[hint] = sid
-            self._hints.move_to_end(hint)
-            while len(self._hints) > 1024:
-                self._hints.popitem(last=False)
+        sid = (rnd.provider, rnd.agent_session_id or (msgs[0] if msgs else None))
+        lines = self._sessions.get(sid, ())
         best: _Lineage | None = None
         best_same: list[bool] = []
         for line in lines:  # the line sharing the most leading messages
@@ -157,7 +104,7 @@ class Interner:
             rnd.system = objs["system"]
         if isinstance(rnd.messages, list):
             rnd.messages = objs["messages"]
-        self._keep(sid, best, _Lineage(keys, objs, origins))
+        self._keep(sid, best, _Lineage(keys, objs))
 
     def _keep(self, sid: Hashable, replaced: _Lineage | None, line: _Lineage) -> None:
         lines = self._sessions.pop(sid, None) or []
