@@ -68,6 +68,7 @@ class PipelineStats:
 
 
 _STOP = object()
+FINAL_TRIES = 3  # attempts to write the journal's backlog when stopping (a stale connection)
 
 
 class Pipeline:
@@ -302,8 +303,12 @@ class Pipeline:
                 batches = [b for b in batches if b is not _STOP]
             if batches:
                 self._drain_journal(batches)
-            if stopping:
-                self._drain_journal()
+            if stopping:  # a last try now, whenever the retry was due: flush before exit
+                for attempt in range(FINAL_TRIES):
+                    self._drain_journal(force=True)
+                    if self.journal.clean or attempt == FINAL_TRIES - 1:
+                        break
+                    time.sleep(0.5)
 
     def _local(self, item: Exchange | SideRecord, *, dedupe: bool = True) -> Record:
         """Normalize and finish in this process (the caller holds the normalize lock)."""
@@ -394,7 +399,10 @@ class Pipeline:
             return start, self.journal.end
 
     def _drain_journal(
-        self, batches: list[tuple[list[Record], tuple[int, int]]] | None = None
+        self,
+        batches: list[tuple[list[Record], tuple[int, int]]] | None = None,
+        *,
+        force: bool = False,
     ) -> None:
         """Write journaled records to the database; on failure keep them for a retry.
 
@@ -405,7 +413,7 @@ class Pipeline:
         target = batches[-1][1][1] if batches else self.journal.end
         if target <= self.journal.committed:
             return
-        if not self.stats.db_healthy and time.monotonic() < self._next_retry:
+        if not force and not self.stats.db_healthy and time.monotonic() < self._next_retry:
             return
         started = time.perf_counter()
         try:
