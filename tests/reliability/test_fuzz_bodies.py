@@ -6,11 +6,9 @@ exchange is stored, as a round or a side request."""
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import itertools
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,45 +28,21 @@ from tests.reliability.traffic import (
     stored_sides,
 )
 from tests.support.proxy import start_proxy
+from tests.support.scripted import ThreadedUpstream
 
 
-class TolerantUpstream:
+class TolerantUpstream(ThreadedUpstream):
     """Answers every POST, whatever its body, with a small Anthropic message (JSON, or SSE when
     the request has `x-fuzz-stream: 1`) whose id is also in the `x-fuzz-id` header; keeps what
     it received and what it sent by that id."""
+
+    client_max_size = 64 * 1024 * 1024
 
     def __init__(self) -> None:
         self.received: dict[str, bytes] = {}
         self.sent: dict[str, bytes] = {}
         self._ids = itertools.count(1)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    def start(self) -> TolerantUpstream:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(30)
-        return self
-
-    async def _start(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, auto_decompress=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()

@@ -18,14 +18,20 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from aiohttp import WSMsgType, web
 
 from tracetap.wire.decoding import decode_body
 
-__all__ = ["Recorded", "ScriptedUpstream", "anthropic_step", "responses_step"]
+__all__ = [
+    "Recorded",
+    "ScriptedUpstream",
+    "ThreadedUpstream",
+    "anthropic_step",
+    "responses_step",
+]
 
 FINAL_TEXT = "All done: both commands ran."
 SUBAGENT_TASK = "SUBAGENT-TASK: write sub.txt with the word sub."
@@ -109,8 +115,49 @@ def responses_step(body: dict[str, Any]) -> int:
     return steps
 
 
-class ScriptedUpstream:
-    """Runs in a background thread with its own event loop on 127.0.0.1."""
+class ThreadedUpstream:
+    """An aiohttp server on 127.0.0.1 in a background thread with its own event loop; every
+    request goes to `_handle`, its body kept as sent (compressed ones too: tests compare raw
+    bytes)."""
+
+    client_max_size = 256 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    def start(self) -> Self:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(30)
+        return self
+
+    async def _start(self) -> None:
+        app = web.Application(client_max_size=self.client_max_size)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, auto_decompress=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+
+class ScriptedUpstream(ThreadedUpstream):
+    """The scripted model API, running as a `ThreadedUpstream`."""
 
     def __init__(self, *, gap: float = 0.002) -> None:
         self.gap = gap
@@ -127,36 +174,7 @@ class ScriptedUpstream:
         self.response_encoding: str | None = None  # gzip | br | zstd: compress the stream
         self.scenario = "tools"  # tools: 1 call, 2 parallel, answer | subagent: via Agent
         self.fault_once = True
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    # -- lifecycle ----------------------------------------------------------------------
-    def start(self) -> ScriptedUpstream:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(30)
-        return self
-
-    async def _start(self) -> None:
-        app = web.Application(client_max_size=256 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        # Keep request bodies as sent (compressed ones too): tests compare raw bytes.
-        self._runner = web.AppRunner(app, access_log=None, auto_decompress=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__()
 
     def reset(self) -> None:
         self.requests.clear()
