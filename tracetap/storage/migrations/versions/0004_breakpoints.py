@@ -2,7 +2,7 @@
 
 Revision ID: 0004_breakpoints
 Revises: 0003_quarantine
-Create Date: 2026-12-10 09:00:00
+Create Date: 2026-12-05 09:00:00
 """
 
 from __future__ import annotations
