@@ -7,4 +7,5 @@ pytest_plugins: list[str] = [
     "tests.support.scripted",
     "tests.support.agents_cli",
     "tests.support.postgres",
+    "tests.support.browser",
 ]

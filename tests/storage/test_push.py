@@ -49,6 +49,17 @@ def test_push_copies_everything_once(tmp_path: Path, pg_url: str) -> None:
         assert s.scalar(sa.select(sa.func.count()).select_from(m.Round)) == 25
 
 
-def test_push_from_an_empty_store_says_so(tmp_path: Path, pg_url: str) -> None:
-    proc = _push(f"sqlite:///{tmp_path / 'nothing.db'}", pg_url)
-    assert proc.returncode == 2 and "source store is empty" in proc.stderr
+def test_push_from_a_missing_store_says_so_and_creates_nothing(tmp_path: Path, pg_url: str) -> None:
+    missing = tmp_path / "nothing.db"
+    proc = _push(f"sqlite:///{missing}", pg_url)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and f"{missing}: no such SQLite store" in proc.stderr
+    assert not missing.exists()
+
+
+def test_push_from_a_store_with_no_recordings_says_so(tmp_path: Path, pg_url: str) -> None:
+    empty = tmp_path / "empty.db"
+    sa.create_engine(f"sqlite:///{empty}").connect().close()  # a file, no schema
+    proc = _push(f"sqlite:///{empty}", pg_url)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "no recordings yet in" in proc.stderr

@@ -6,8 +6,11 @@ Each command module holds one area's commands and `register(app)`; options.py th
 from __future__ import annotations
 
 import importlib
+from typing import Annotated
 
 import typer
+
+from tracetap.cli.errors import DEBUG_KEY, TracetapGroup
 
 __all__ = ["app", "main"]
 
@@ -17,12 +20,36 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=TracetapGroup,  # a user's mistake ends in one line and exit code 2 (cli/errors.py)
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"tracetap {version('tracetap')}")
+        except PackageNotFoundError:  # running from a source tree that is not installed
+            typer.echo("tracetap (not installed)")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an error instead of one line.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print tracetap's version."
+        ),
+    ] = False,
+) -> None:
     """Record what coding agents really do on the wire, then export, analyse and replay it."""
+    ctx.meta[DEBUG_KEY] = debug
 
 
 # One line per area; each module defines register(app).

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from tracetap.cli.errors import NOTHING, UserError, bad_url, remember_url
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
@@ -26,7 +28,9 @@ __all__ = [
     "Since",
     "Until",
     "db_url",
+    "no_recordings",
     "open_db",
+    "open_store",
 ]
 
 err = Console(stderr=True, soft_wrap=True)  # messages and paths stay on one line
@@ -71,31 +75,63 @@ def db_url(db: str | None) -> str:
     return db or default_url()
 
 
-def open_db(db: str | None) -> Engine:
-    """An engine on the `--db` store; a schema too old or a store that cannot be opened ends the
-    command with exit code 2 and one line saying why (an empty store only gets a warning).
+def no_recordings(url: str) -> UserError:
+    """The one line every read command gives for a store that holds nothing yet (exit 1)."""
+    from tracetap.storage.db import display_url
 
-    Example: engine = open_db(db)
+    return UserError(
+        f"no recordings yet in {display_url(url)} — run `tracetap proxy` or `tracetap import`",
+        NOTHING,
+    )
+
+
+def open_store(url: str) -> Engine:
+    """An engine on the store at `url` for reading: nothing is created (no SQLite file, no
+    folder, no schema). Raises UserError: for a URL tracetap cannot use, a SQLite file that does
+    not exist, a store that cannot be opened or has a schema this tracetap does not know (exit
+    2), and for a store with no tracetap schema yet (exit 1: nothing to show).
+
+    Example: engine = open_store("sqlite:///traces.db")
     """
+    import sqlalchemy as sa
+
     from tracetap.storage.db import (
         SchemaError,
         check_schema,
+        default_url,
         display_url,
         hide_passwords,
         make_engine,
     )
 
-    url = db_url(db)
+    remember_url(url)
     shown = display_url(url)  # the password never reaches the terminal
-    engine = make_engine(url)
     try:
-        if check_schema(engine) == "empty":
-            err.print(f"[yellow]{shown} holds no tracetap data yet[/yellow]")
+        engine = make_engine(url, create=False)
+    except FileNotFoundError as exc:
+        if url == default_url():  # a fresh install: nothing recorded yet
+            raise no_recordings(url) from None
+        raise UserError(
+            f"{exc.filename}: no such SQLite store (nothing was created) — check --db"
+        ) from None
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError):
+        raise bad_url(url) from None
+    try:
+        state = check_schema(engine)
     except SchemaError as exc:
-        err.print(f"[red]error:[/red] {hide_passwords(str(exc), url)}")
-        raise typer.Exit(2) from None
+        raise UserError(hide_passwords(str(exc), url)) from None
     except Exception as exc:  # cannot connect
         reason = hide_passwords(str(exc).splitlines()[0], url)
-        err.print(f"[red]error:[/red] cannot open {shown}: {reason}")
-        raise typer.Exit(2) from None
+        raise UserError(f"cannot open {shown}: {reason}") from None
+    if state == "empty":
+        raise no_recordings(url)
     return engine
+
+
+def open_db(db: str | None) -> Engine:
+    """An engine on the `--db` store for reading (`open_store`): a missing, unreachable or
+    schema-less store ends the command with one line, and nothing is created.
+
+    Example: engine = open_db(db)
+    """
+    return open_store(db_url(db))

@@ -7,19 +7,37 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from tracetap.cli.options import AsJson, AsJsonLines, Db, Provider, db_url, open_db
+from tracetap.cli.errors import UserError, bad_url, remember_url
+from tracetap.cli.options import AsJson, AsJsonLines, Db, Provider, db_url, open_db, open_store
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 __all__ = ["register"]
 
 # Piped output is not cut to 80 columns: session ids must stay whole.
 out = Console(width=None if sys.stdout.isatty() else 240)
 err = Console(stderr=True, soft_wrap=True)  # messages and paths stay on one line
+
+
+def _writer(url: str) -> Engine:
+    """An engine on a store to write (created when it is a new SQLite file); a URL tracetap
+    cannot open is one line."""
+    import sqlalchemy as sa
+
+    from tracetap.storage.db import make_engine
+
+    remember_url(url)
+    try:
+        return make_engine(url)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError):
+        raise bad_url(url) from None
 
 
 def _ts(t: float | None) -> str:
@@ -178,16 +196,10 @@ def db_upgrade(db: Db = None) -> None:
 
     Example: tracetap db upgrade --db postgresql://tracetap@db/tracetap
     """
-    from tracetap.storage.db import (
-        current_revision,
-        display_url,
-        hide_passwords,
-        make_engine,
-        upgrade,
-    )
+    from tracetap.storage.db import current_revision, display_url, hide_passwords, upgrade
 
     url = db_url(db)
-    engine = make_engine(url)
+    engine = _writer(url)
     try:
         before = current_revision(engine)
         upgrade(engine)
@@ -205,6 +217,8 @@ def db_check(db: Db = None) -> None:
 
     Example: tracetap db check --db sqlite:///traces.db
     """
+    import sqlalchemy as sa
+
     from tracetap.storage.db import (
         SchemaError,
         check_schema,
@@ -216,7 +230,13 @@ def db_check(db: Db = None) -> None:
     url = db_url(db)
     shown = display_url(url)  # the password never reaches the terminal
     try:
-        state = check_schema(make_engine(url))
+        engine = make_engine(url, create=False)  # a check creates nothing
+    except FileNotFoundError as exc:
+        raise UserError(f"{exc.filename}: no such SQLite store (nothing was created)") from None
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError):
+        raise bad_url(url) from None
+    try:
+        state = check_schema(engine)
     except SchemaError as exc:
         err.print(f"[red]error:[/red] {hide_passwords(str(exc), url)}")
         raise typer.Exit(2) from None
@@ -297,10 +317,11 @@ def push(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from tracetap.storage.db import SchemaError, hide_passwords, make_engine
+    from tracetap.storage.db import SchemaError, hide_passwords
     from tracetap.storage.push import push as do_push
 
-    src, dst = make_engine(source), make_engine(target)
+    src = open_store(source)  # read only: a missing --from store is not created
+    dst = _writer(target)
     try:
         with Progress(
             TextColumn("pushing"),

@@ -8,6 +8,7 @@ through `display_url` (or `hide_passwords`), so a database password never reache
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -33,6 +34,7 @@ __all__ = [
     "ensure_schema",
     "hide_passwords",
     "make_engine",
+    "sqlite_path",
     "upgrade",
 ]
 
@@ -137,15 +139,33 @@ def _sqlite_pragmas(busy_ms: int):  # type: ignore[no-untyped-def]
     return on_connect
 
 
-def make_engine(url: str, *, sqlite_busy_ms: int = 30_000, **kwargs) -> Engine:  # type: ignore[no-untyped-def]
+def sqlite_path(url: str) -> Path | None:
+    """The file a SQLite URL names; None for another database, an in-memory one or a URI.
+
+    Example: sqlite_path("sqlite:///traces.db") -> Path("traces.db")
+    """
+    u = sa.engine.make_url(url)
+    if u.get_backend_name() != "sqlite" or u.query.get("uri"):
+        return None
+    if not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database).expanduser()
+
+
+def make_engine(  # type: ignore[no-untyped-def]
+    url: str, *, sqlite_busy_ms: int = 30_000, create: bool = True, **kwargs
+) -> Engine:
     """An engine for `url`; SQLite gets WAL mode, a busy timeout, its parent directory (0700)
     and, when it does not exist yet, its file (0600). JSON columns are written as compact JSON
-    by orjson."""
+    by orjson. With create=False (a reader) nothing is created: a missing SQLite file raises
+    FileNotFoundError naming it."""
     u = sa.engine.make_url(url)
     kwargs.setdefault("json_serializer", json_text)
     if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:" and not u.query.get("uri"):
-            path = Path(u.database).expanduser()
+        path = sqlite_path(url)
+        if path is not None and not create and not path.is_file():
+            raise FileNotFoundError(errno.ENOENT, "no such SQLite store", str(path))
+        if path is not None and create:
             _private_parent(path)
             _create_private(path)
         engine = sa.create_engine(u, **kwargs)
