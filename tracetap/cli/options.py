@@ -16,19 +16,27 @@ from tracetap.cli.errors import NOTHING, UserError, bad_url, remember_url
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from tracetap.storage.filters import Filter
+
 __all__ = [
+    "Agent",
     "AsJson",
     "AsJsonLines",
     "Db",
     "Input",
     "Kind",
+    "Model",
     "OutputFile",
+    "Project",
+    "Session",
     "Provider",
     "SessionFilter",
     "Since",
     "Until",
     "db_url",
+    "make_filter",
     "no_recordings",
+    "no_match",
     "open_db",
     "open_store",
 ]
@@ -52,10 +60,56 @@ Input = Annotated[
     Path | None,
     typer.Option("--input", "-i", help="Read TraceLab JSONL (.gz) rows instead of a database."),
 ]
-Since = Annotated[str | None, typer.Option(help="Only rounds at or after this ISO time.")]
-Until = Annotated[str | None, typer.Option(help="Only rounds before this ISO time.")]
+# The single-valued filters `export` had before the shared ones; to be replaced by Agent/Session.
 Provider = Annotated[str | None, typer.Option(help="Only claude, codex or openai.")]
 SessionFilter = Annotated[str | None, typer.Option(help="Only this session (id or provider:id).")]
+
+# The shared filters of every read command (storage.filters.Filter); `make_filter` builds one.
+_FILTERS = "Filters"
+Since = Annotated[
+    str | None,
+    typer.Option(
+        help="Only rounds at or after this time: ISO date/time or an age (90m, 12h, 7d).",
+        rich_help_panel=_FILTERS,
+    ),
+]
+Until = Annotated[
+    str | None,
+    typer.Option(
+        help="Only rounds before this time: ISO date/time or an age (12h: 12 hours ago).",
+        rich_help_panel=_FILTERS,
+    ),
+]
+Agent = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--agent",
+        help="Only this agent: claude (Claude Code), codex or openai. Repeatable.",
+        rich_help_panel=_FILTERS,
+    ),
+]
+Model = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model", help="Only this model or model prefix. Repeatable.", rich_help_panel=_FILTERS
+    ),
+]
+Project = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--project",
+        help="Only projects (working directories) containing this text. Repeatable.",
+        rich_help_panel=_FILTERS,
+    ),
+]
+Session = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--session",
+        help="Only this session: its id, an id prefix or provider:id. Repeatable.",
+        rich_help_panel=_FILTERS,
+    ),
+]
 Kind = Annotated[
     str,
     typer.Option(
@@ -135,3 +189,46 @@ def open_db(db: str | None) -> Engine:
     Example: engine = open_db(db)
     """
     return open_store(db_url(db))
+
+
+def make_filter(
+    since: str | None = None,
+    until: str | None = None,
+    agent: list[str] | None = None,
+    model: list[str] | None = None,
+    project: list[str] | None = None,
+    session: list[str] | None = None,
+) -> Filter:
+    """The shared filter options as a storage.filters.Filter; a bad value is a UserError naming
+    the option (exit 2).
+
+    Example: flt = make_filter(since, until, agent, model, project, session)
+    """
+    from tracetap.storage.filters import Filter, parse_when
+
+    def when(option: str, text: str | None) -> float | None:
+        if text is None:
+            return None
+        try:
+            return parse_when(text)
+        except ValueError as exc:
+            raise UserError(f"{option}: {exc}") from None
+
+    try:
+        return Filter(
+            since=when("--since", since),
+            until=when("--until", until),
+            agents=tuple(agent or ()),
+            models=tuple(model or ()),
+            projects=tuple(project or ()),
+            sessions=tuple(session or ()),
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def no_match(flt: Filter, url: str) -> UserError:
+    """The one line (exit 1) for a filter that matches nothing in the store at `url`."""
+    from tracetap.storage.db import display_url
+
+    return UserError(f"nothing in {display_url(url)} matches {flt.describe()}", NOTHING)
