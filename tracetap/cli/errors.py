@@ -76,10 +76,13 @@ def user_error(exc: BaseException, *urls: str) -> UserError | None:
     """
     import sqlalchemy as sa
 
+    from tracetap.pricing import PriceFileError
     from tracetap.storage.db import SchemaError, hide_passwords
 
     if isinstance(exc, UserError):
         return exc
+    if isinstance(exc, PriceFileError):  # names the file and what is wrong in it
+        return UserError(str(exc))
     if isinstance(exc, SchemaError):
         return UserError(hide_passwords(str(exc), *urls))
     if isinstance(exc, (sa.exc.ArgumentError, sa.exc.NoSuchModuleError)):

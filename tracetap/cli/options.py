@@ -16,6 +16,7 @@ from tracetap.cli.errors import NOTHING, UserError, bad_url, remember_url
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from tracetap.pricing import PriceTable
     from tracetap.storage.filters import Filter
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Kind",
     "Model",
     "OutputFile",
+    "Prices",
     "Project",
     "Session",
     "Provider",
@@ -39,6 +41,7 @@ __all__ = [
     "no_match",
     "open_db",
     "open_store",
+    "price_table",
 ]
 
 err = Console(stderr=True, soft_wrap=True)  # messages and paths stay on one line
@@ -108,6 +111,14 @@ Session = Annotated[
         "--session",
         help="Only this session: its id, an id prefix or provider:id. Repeatable.",
         rich_help_panel=_FILTERS,
+    ),
+]
+Prices = Annotated[
+    Path | None,
+    typer.Option(
+        "--prices",
+        envvar="TRACETAP_PRICES",
+        help="A TOML price file whose models replace or extend the built-in prices.",
     ),
 ]
 Kind = Annotated[
@@ -232,3 +243,17 @@ def no_match(flt: Filter, url: str) -> UserError:
     from tracetap.storage.db import display_url
 
     return UserError(f"nothing in {display_url(url)} matches {flt.describe()}", NOTHING)
+
+
+def price_table(path: Path | None) -> PriceTable:
+    """The price table `--prices` (or TRACETAP_PRICES) extends; a bad file is one line naming
+    it (exit 2).
+
+    Example: table = price_table(prices); table.cost(model, usage)
+    """
+    from tracetap.pricing import PriceFileError, load_table
+
+    try:
+        return load_table(path)
+    except PriceFileError as exc:
+        raise UserError(str(exc)) from None
