@@ -49,7 +49,7 @@ def test_filters_apply_to_file_input(tmp_path: Path) -> None:
         "claude:s2",
         "claude:s2",
     ]
-    out = _run("mooncake", "-i", str(FIXTURE), "--provider", "codex")
+    out = _run("mooncake", "-i", str(FIXTURE), "--agent", "codex")
     assert len([line for line in out.splitlines() if line.startswith("{")]) == 9
     out = _run("mooncake", "-i", str(FIXTURE), "--since", "2026-05-01T00:00:00Z")
     assert len([line for line in out.splitlines() if line.startswith("{")]) == 10
@@ -63,4 +63,4 @@ def test_bad_options_are_clear_errors(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["export", "otel", "-i", str(FIXTURE), "--endpoint", "http://127.0.0.1:9"]
     )
-    assert result.exit_code == 1 and "error" in result.output
+    assert result.exit_code == 2 and "cannot send to http://127.0.0.1:9" in result.output

@@ -124,8 +124,9 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
     proc = _export("--input", str(tmp_path / "missing.jsonl"))
     assert proc.returncode != 0 and "does not exist" in proc.stderr
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"provider": "claude"}\n{not json\n')
+    bad.write_text(FIXTURE.read_text().splitlines()[0] + "\n{not json\n")
     proc = _export("--input", str(bad), "-o", str(tmp_path / "o.jsonl"))
-    assert proc.returncode == 1 and "bad.jsonl:2: not JSON" in proc.stderr
+    assert proc.returncode == 2 and "bad.jsonl:2: not JSON" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]  # no partial output
     proc = _export("--input", str(FIXTURE), "--since", "yesterday")
     assert proc.returncode != 0 and "not an ISO-8601 time" in proc.stderr

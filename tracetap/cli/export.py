@@ -5,114 +5,164 @@ Each format is a thin wrapper over `tracetap.exporters.<format>.export`; rows st
 
 from __future__ import annotations
 
+import gzip
 import sys
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tracetap.cli.errors import NOTHING, UserError
 from tracetap.cli.options import (
+    Agent,
     Db,
     Input,
     Kind,
+    Model,
     OutputFile,
-    Provider,
-    SessionFilter,
+    Project,
+    Session,
     Since,
     Until,
     db_url,
+    make_filter,
+    open_store,
 )
+from tracetap.cli.transfer import Meter, err, read_file, staged
+
+if TYPE_CHECKING:
+    from tracetap.storage.filters import Filter
 
 __all__ = ["export_app", "register"]
 
-err = Console(stderr=True, soft_wrap=True)  # messages and paths stay on one line
 export_app = typer.Typer(
     help="Export recorded rounds (TraceLab JSONL and other formats).", no_args_is_help=True
 )
 
 
-def _when(value: str | None) -> float | None:
-    from tracetap.tracelab import parse_ts
+@dataclass
+class _Rows:
+    """The rows an export writes, where they come from (for messages) and their progress."""
 
-    if value is None:
-        return None
-    try:
-        return parse_ts(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an ISO-8601 time") from None
+    rows: Iterator[dict[str, Any]]
+    where: str
+    meter: Meter
 
 
-def _rows(
-    db: str | None,
-    input_path: Path | None,
-    since: str | None,
-    until: str | None,
-    provider: str | None,
-    session: str | None,
-    kind: str,
-    label: str,
-) -> Iterator[dict[str, Any]]:
-    """exporters.tracelab.source_rows, with the options checked first (bad ones exit 2) and a
-    progress line on a terminal."""
-    from tracetap.exporters.tracelab import KINDS, source_rows
+def _nothing(where: str, flt: Filter, kind: str) -> UserError:
+    from tracetap.exporters.tracelab import KINDS
 
-    if kind not in KINDS:
-        raise typer.BadParameter(f"--kind must be one of {', '.join(KINDS)}")
-    t0, t1 = _when(since), _when(until)
-    if input_path is not None and not input_path.exists():
-        raise typer.BadParameter(f"{input_path} does not exist")
-    rows = source_rows(
-        db_url(db), input_path, since=t0, until=t1, provider=provider, session=session, kind=kind
-    )
-    return _progress(rows, label)
+    kinds = "/".join(KINDS[kind])
+    if flt.is_empty():
+        return UserError(f"no {kinds} rounds in {where} (--kind {kind})", NOTHING)
+    return UserError(f"nothing in {where} matches {flt.describe()} (--kind {kind})", NOTHING)
+
+
+def _peeked(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]] | None:
+    """`rows` unchanged, or None when there are none."""
+    first = next(rows, None)
+    return None if first is None else chain([first], rows)
 
 
 @contextmanager
-def _output(path: Path | None) -> Iterator[IO[str]]:
+def _source(
+    label: str,
+    db: str | None,
+    input_path: Path | None,
+    flt: Filter,
+    kind: str,
+) -> Iterator[_Rows]:
+    """The filtered rows of the store or the `--input` file, with a progress bar on a
+    terminal (rows of a COUNT for a store, bytes of the file's size for a file). No rows is
+    a UserError (exit 1) before any output is created; a file that is missing, corrupt or no
+    TraceLab is one (exit 2) whenever it is found out."""
+    from tracetap.exporters.tracelab import KINDS, count_rows, filter_rows, rows_from_engine
+    from tracetap.storage.db import display_url
+    from tracetap.tracelab import TraceLabFormatError
+
+    if kind not in KINDS:
+        raise UserError(f"--kind {kind!r}: use one of {', '.join(KINDS)}")
+    if input_path is None:
+        url = db_url(db)
+        engine = open_store(url)
+        try:
+            with Meter(label, count_rows(engine, flt=flt, kind=kind)) as meter:
+                if meter.total == 0:
+                    raise _nothing(display_url(url), flt, kind)
+                rows = rows_from_engine(engine, flt=flt, kind=kind)
+                yield _Rows(_counted(rows, meter), display_url(url), meter)
+        finally:
+            engine.dispose()
+        return
+    if not input_path.is_file():
+        what = "is a directory" if input_path.is_dir() else "does not exist"
+        raise UserError(f"--input {input_path} {what} — give a TraceLab .jsonl or .jsonl.gz file")
+    try:
+        with Meter(label, input_path.stat().st_size, unit="bytes") as meter:
+            found = _peeked(filter_rows(read_file(input_path, meter), flt=flt, kind=kind))
+            if found is None:
+                raise _nothing(str(input_path), flt, kind)
+            yield _Rows(found, str(input_path), meter)
+    except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
+        raise UserError(f"{input_path}: a corrupt or cut-short gzip file ({exc})") from None
+    except TraceLabFormatError as exc:
+        raise UserError(_not_tracelab(input_path, str(exc))) from None
+
+
+def _not_tracelab(path: Path, problem: str) -> str:
+    """The line for an --input that is no TraceLab file, naming what it looks like."""
+    from tracetap.importers.sniff import COMMANDS, looks_like
+
+    looks = looks_like(path)
+    if looks is not None and looks != "tracelab":
+        return (
+            f"{path} is no TraceLab file but an agent log — import it with "
+            f"`{COMMANDS[looks]} {path}`, then export from the store"
+        )
+    return f"{problem} — --input takes TraceLab rows"
+
+
+def _counted(rows: Iterator[dict[str, Any]], meter: Meter) -> Iterator[dict[str, Any]]:
+    for row in rows:
+        yield row
+        meter.rows()
+
+
+@contextmanager
+def _text_out(path: Path | None) -> Iterator[IO[str]]:
+    """stdout for no -o (or -o -); else a text file (gzip for .gz) that appears whole."""
     if path is None or str(path) == "-":
         yield sys.stdout
         return
     from tracetap.tracelab import open_text
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open_text(path, "w") as fh:
+    with staged(path) as tmp, open_text(tmp, "w") as fh:
         yield fh
 
 
-def _progress(rows: Iterator[dict[str, Any]], label: str) -> Iterator[dict[str, Any]]:
-    if not err.is_terminal:
-        yield from rows
-        return
-    with Progress(
-        TextColumn(label),
-        BarColumn(),
-        TextColumn("{task.completed:,} rows"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=None)
-        for row in rows:
-            yield row
-            bar.advance(task)
+def _done(n: int, what: str, target: Path | str | None) -> None:
+    err.print(f"wrote {n:,} {what}" + (f" to {target}" if target else ""))
 
 
 @export_app.command("tracelab")
 def export_tracelab(
     output: Annotated[
         Path | None,
-        typer.Option("-o", "--output", help="Output .jsonl or jsonl.gz file (default: stdout)."),
+        typer.Option("-o", "--output", help="Output .jsonl or .jsonl.gz file (default: stdout)."),
     ] = None,
     db: Db = None,
     input_path: Input = None,
     since: Since = None,
     until: Until = None,
-    provider: Provider = None,
-    session: SessionFilter = None,
+    agent: Agent = None,
+    model: Model = None,
+    project: Project = None,
+    session: Session = None,
     kind: Kind = "agent",
     extended: Annotated[
         bool,
@@ -133,14 +183,17 @@ def export_tracelab(
         ),
     ] = None,
 ) -> None:
-    """Write TraceLab-format JSONL rows, one per round (../shared/tracelab-format.md).
+    """Write one JSON object per round in the TraceLab format, the layout of the public
+    TraceLab dataset of coding-agent sessions: session and round ids, model, input tokens
+    split into the cached prefix and the newly appended part, output tokens, timed events
+    (messages, tool calls and results) and the round's tool calls.
 
-    Example: tracetap export tracelab --db sqlite:///traces.db -o rounds.jsonl
+    Example: tracetap export tracelab --since 7d -o rounds.jsonl.gz
     """
     from tracetap.exporters import tracelab
     from tracetap.exporters.public import Pseudonymizer
 
-    rows = _rows(db, input_path, since, until, provider, session, kind, "tracelab")
+    flt = make_filter(since, until, agent, model, project, session)
     ps = None
     if public:
         from tracetap.privacy.keys import load_key
@@ -148,18 +201,10 @@ def export_tracelab(
         try:
             ps = Pseudonymizer(load_key(key_file))
         except (OSError, ValueError) as exc:
-            raise typer.BadParameter(f"pseudonym key: {exc}") from None
-    try:
-        with _output(output) as fh:
-            n = tracelab.export(rows, fh, extended=extended, pseudonymizer=ps)
-    except ValueError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    err.print(f"wrote {n:,} rows" + (f" to {output}" if output else ""))
-
-
-def _done(n: int, what: str, target: Path | str | None) -> None:
-    err.print(f"wrote {n:,} {what}" + (f" to {target}" if target else ""))
+            raise UserError(f"cannot use the pseudonym key: {exc} — check --key-file") from None
+    with _source("tracelab", db, input_path, flt, kind) as src, _text_out(output) as fh:
+        n = tracelab.export(src.rows, fh, extended=extended, pseudonymizer=ps)
+    _done(n, "rows", output)
 
 
 @export_app.command("tracelab-duckdb")
@@ -171,8 +216,10 @@ def export_duckdb(
     input_path: Input = None,
     since: Since = None,
     until: Until = None,
-    provider: Provider = None,
-    session: SessionFilter = None,
+    agent: Agent = None,
+    model: Model = None,
+    project: Project = None,
+    session: Session = None,
     kind: Kind = "agent",
 ) -> None:
     """Write the DuckDB file TraceLab's scripts query (rounds, tool_calls, timing_events,
@@ -182,12 +229,11 @@ def export_duckdb(
     """
     from tracetap.exporters import duckdb_file
 
+    flt = make_filter(since, until, agent, model, project, session)
     source = str(input_path) if input_path else (db or "tracetap-store")
-    n = duckdb_file.export(
-        _rows(db, input_path, since, until, provider, session, kind, "duckdb"),
-        output,
-        source_path=source,
-    )
+    with _source("duckdb", db, input_path, flt, kind) as src, staged(output) as tmp:
+        n = duckdb_file.export(src.rows, tmp, source_path=source)
+    Path(f"{output}.wal").unlink(missing_ok=True)  # a stale log of an older file
     _done(n, "rounds", output)
 
 
@@ -198,8 +244,10 @@ def export_replay_csv(
     input_path: Input = None,
     since: Since = None,
     until: Until = None,
-    provider: Provider = None,
-    session: SessionFilter = None,
+    agent: Agent = None,
+    model: Model = None,
+    project: Project = None,
+    session: Session = None,
     kind: Kind = "main",
     waits: Annotated[
         str,
@@ -217,13 +265,10 @@ def export_replay_csv(
     from tracetap.exporters import replay_csv
 
     if waits not in replay_csv.WAITS:
-        raise typer.BadParameter(f"--waits must be one of {', '.join(replay_csv.WAITS)}")
-    with _output(output) as fh:
-        n = replay_csv.export(
-            _rows(db, input_path, since, until, provider, session, kind, "replay-csv"),
-            fh,
-            waits=waits,
-        )
+        raise UserError(f"--waits {waits!r}: use one of {', '.join(replay_csv.WAITS)}")
+    flt = make_filter(since, until, agent, model, project, session)
+    with _source("replay-csv", db, input_path, flt, kind) as src, _text_out(output) as fh:
+        n = replay_csv.export(src.rows, fh, waits=waits)
     _done(n, f"rounds (waits: {waits})", output)
 
 
@@ -234,8 +279,10 @@ def export_mooncake(
     input_path: Input = None,
     since: Since = None,
     until: Until = None,
-    provider: Provider = None,
-    session: SessionFilter = None,
+    agent: Agent = None,
+    model: Model = None,
+    project: Project = None,
+    session: Session = None,
     kind: Kind = "agent",
     block_size: Annotated[
         int,
@@ -245,21 +292,18 @@ def export_mooncake(
     """Write a mooncake trace (timestamp, input_length, output_length, hash_ids) for AIPerf,
     SGLang bench_serving and Dynamo.
 
-    Example: tracetap export mooncake --db sqlite:///traces.db --block-size 512 -o trace.jsonl
+    Example: tracetap export mooncake --block-size 512 -o trace.jsonl
     """
     from tracetap.exporters import mooncake
 
     if block_size <= 0:
-        raise typer.BadParameter("--block-size must be positive")
+        raise UserError(f"--block-size {block_size}: must be a positive number of tokens")
+    flt = make_filter(since, until, agent, model, project, session)
     try:
-        with _output(output) as fh:
-            n = mooncake.export(
-                _rows(db, input_path, since, until, provider, session, kind, "mooncake"),
-                fh,
-                block_size=block_size,
-            )
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        with _source("mooncake", db, input_path, flt, kind) as src, _text_out(output) as fh:
+            n = mooncake.export(src.rows, fh, block_size=block_size)
+    except ValueError as exc:  # hash blocks that do not fit --block-size
+        raise UserError(str(exc)) from None
     _done(n, "requests", output)
 
 
@@ -279,8 +323,10 @@ def export_atif(
     input_path: Input = None,
     since: Since = None,
     until: Until = None,
-    provider: Provider = None,
-    session: SessionFilter = None,
+    agent: Agent = None,
+    model: Model = None,
+    project: Project = None,
+    session: Session = None,
     kind: Kind = "main",
 ) -> None:
     """Write one Harbor ATIF trajectory per session.
@@ -289,12 +335,14 @@ def export_atif(
     """
     from tracetap.exporters import atif
 
-    rows = _rows(db, input_path, since, until, provider, session, kind, "atif")
-    if output is not None and not output.name.endswith((".jsonl", ".jsonl.gz")):
-        n = atif.export(rows, output)
-    else:
-        with _output(output) as fh:
-            n = atif.export(rows, fh)
+    flt = make_filter(since, until, agent, model, project, session)
+    with _source("atif", db, input_path, flt, kind) as src:
+        if output is not None and not output.name.endswith((".jsonl", ".jsonl.gz")):
+            with staged(output, directory=True) as tmp:
+                n = atif.export(src.rows, tmp)
+        else:
+            with _text_out(output) as fh:
+                n = atif.export(src.rows, fh)
     _done(n, "trajectories", output)
 
 
@@ -311,8 +359,10 @@ def export_otel(
     input_path: Input = None,
     since: Since = None,
     until: Until = None,
-    provider: Provider = None,
-    session: SessionFilter = None,
+    agent: Agent = None,
+    model: Model = None,
+    project: Project = None,
+    session: Session = None,
     kind: Kind = "agent",
 ) -> None:
     """Write OpenTelemetry GenAI spans (a span per round, a child per tool call) as OTLP
@@ -322,19 +372,19 @@ def export_otel(
     """
     from tracetap.exporters import otel
 
-    rows = _rows(db, input_path, since, until, provider, session, kind, "otel")
+    flt = make_filter(since, until, agent, model, project, session)
     if endpoint:
         import httpx
 
-        try:
-            n = otel.post_batches(rows, endpoint)
-        except httpx.HTTPError as exc:
-            err.print(f"[red]error:[/red] sending to {endpoint}: {exc}")
-            raise typer.Exit(1) from None
+        with _source("otel", db, input_path, flt, kind) as src:
+            try:
+                n = otel.post_batches(src.rows, endpoint)
+            except httpx.HTTPError as exc:
+                raise UserError(f"cannot send to {endpoint}: {exc} — check --endpoint") from None
         _done(n, "rounds", endpoint)
         return
-    with _output(output) as fh:
-        n = otel.export(rows, fh)
+    with _source("otel", db, input_path, flt, kind) as src, _text_out(output) as fh:
+        n = otel.export(src.rows, fh)
     _done(n, "rounds", output)
 
 
@@ -348,19 +398,23 @@ def export_parquet(
     input_path: Input = None,
     since: Since = None,
     until: Until = None,
-    provider: Provider = None,
-    session: SessionFilter = None,
+    agent: Agent = None,
+    model: Model = None,
+    project: Project = None,
+    session: Session = None,
     kind: Kind = "agent",
 ) -> None:
-    """Write the three TraceLab tables as Parquet, partitioned by day (day=YYYY-MM-DD).
+    """Write the three TraceLab tables as Parquet, partitioned by day (day=YYYY-MM-DD); they
+    replace the same tables in an existing directory.
 
     Example: tracetap export parquet --input rounds.jsonl -o tables/
     """
     from tracetap.exporters import parquet
 
-    n = parquet.export(
-        _rows(db, input_path, since, until, provider, session, kind, "parquet"), output
-    )
+    flt = make_filter(since, until, agent, model, project, session)
+    with _source("parquet", db, input_path, flt, kind) as src:
+        with staged(output, directory=True) as tmp:
+            n = parquet.export(src.rows, tmp)
     _done(n, "rounds", output)
 
 

@@ -7,20 +7,31 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from tracetap.content import load_json
 from tracetap.exporters.public import Pseudonymizer, sanitize_row
 from tracetap.storage import models as m
 from tracetap.storage.db import make_engine
-from tracetap.tracelab import format_ts, parse_ts, read_rows, write_rows
+from tracetap.storage.filters import Filter
+from tracetap.tracelab import format_ts, read_rows, write_rows
 
-__all__ = ["KINDS", "export", "iter_rows", "rows_from_engine", "source_rows"]
+__all__ = [
+    "KINDS",
+    "count_rows",
+    "export",
+    "filter_rows",
+    "iter_rows",
+    "rows_from_engine",
+    "source_rows",
+]
 
 # --kind choices: which round kinds a TraceLab export contains.
 KINDS: dict[str, tuple[str, ...]] = {
@@ -32,61 +43,85 @@ _SESSION_CHUNK = 100
 
 
 def iter_rows(
-    db_url: str,
-    *,
-    since: float | None = None,
-    until: float | None = None,
-    provider: str | None = None,
-    session: str | None = None,
-    kind: str = "agent",
+    db_url: str, *, flt: Filter | None = None, kind: str = "agent"
 ) -> Iterator[dict[str, Any]]:
-    """Private TraceLab rows (with tools[].input and tt_* extras), ordered by session, round."""
+    """Private TraceLab rows (with tools[].input and tt_* extras), ordered by session, round.
+
+    Example: iter_rows("sqlite:///traces.db", flt=Filter(agents=("claude",)), kind="main")
+    """
     engine = make_engine(db_url)
     try:
-        yield from rows_from_engine(
-            engine, since=since, until=until, provider=provider, session=session, kind=kind
-        )
+        yield from rows_from_engine(engine, flt=flt, kind=kind)
     finally:
         engine.dispose()
+
+
+def _selected(flt: Filter | None, kind: str) -> list[ColumnElement[bool]]:
+    """SQL conditions on m.Round joined to m.Session for the rounds an export writes: the
+    filter's, the kind's, and only rounds the model answered (fully or until the client went
+    away); imported rounds always count."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+    answered = sa.or_(
+        m.Round.transport == "import",
+        sa.and_(
+            sa.or_(m.Round.status.is_(None), m.Round.status < 400),
+            sa.or_(
+                sa.and_(m.Round.response_id.is_not(None), m.Round.response_id != ""),
+                m.Round.output_tokens.is_not(None),
+            ),
+        ),
+    )
+    return [m.Round.kind.in_(KINDS[kind]), answered, *(flt or Filter()).conditions()]
+
+
+def count_rows(engine: Engine, *, flt: Filter | None = None, kind: str = "agent") -> int:
+    """How many rows `rows_from_engine` yields for the same filter and kind (one COUNT query).
+
+    Example: count_rows(engine, flt=Filter(sessions=("3f2a",)))
+    """
+    q = (
+        sa.select(sa.func.count(m.Round.id))
+        .join(m.Session, m.Round.session_pk == m.Session.id)
+        .where(*_selected(flt, kind))
+    )
+    with engine.connect() as con:
+        return int(con.execute(q).scalar_one())
 
 
 def rows_from_engine(
     engine: Engine,
     *,
+    flt: Filter | None = None,
+    kind: str = "agent",
     since: float | None = None,
     until: float | None = None,
-    provider: str | None = None,
-    session: str | None = None,
-    kind: str = "agent",
 ) -> Iterator[dict[str, Any]]:
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
-    kinds = KINDS[kind]
+    """TraceLab rows of the rounds that pass `flt` and `kind`, session by session in order of
+    each session's first selected round; `since`/`until` (epoch seconds) narrow `flt`'s time
+    range. A tool call is paired with its result from any round of the session, selected or
+    not."""
+    flt = flt or Filter()
+    if since is not None or until is not None:
+        lo = [t for t in (since, flt.since) if t is not None]
+        hi = [t for t in (until, flt.until) if t is not None]
+        flt = replace(flt, since=max(lo) if lo else None, until=min(hi) if hi else None)
+    where = _selected(flt, kind)
     with OrmSession(engine) as db:
-        q = sa.select(m.Session.id).join(m.Round, m.Round.session_pk == m.Session.id)
-        q = q.where(m.Round.kind.in_(kinds))
-        if provider:
-            q = q.where(m.Session.provider == provider)
-        if session:
-            head, _, tail = session.partition(":")
-            sid = tail if tail and head in ("claude", "codex", "openai") else session
-            q = q.where(m.Session.agent_session_id.in_({session, sid}))
-        if since is not None:
-            q = q.where(m.Round.request_at >= since)
-        if until is not None:
-            q = q.where(m.Round.request_at < until)
-        q = q.group_by(m.Session.id).order_by(sa.func.min(m.Round.request_at), m.Session.id)
+        q = (
+            sa.select(m.Session.id)
+            .join(m.Round, m.Round.session_pk == m.Session.id)
+            .where(*where)
+            .group_by(m.Session.id)
+            .order_by(sa.func.min(m.Round.request_at), m.Session.id)
+        )
         session_pks = list(db.scalars(q))
         for i in range(0, len(session_pks), _SESSION_CHUNK):
-            yield from _chunk_rows(db, session_pks[i : i + _SESSION_CHUNK], kinds, since, until)
+            yield from _chunk_rows(db, session_pks[i : i + _SESSION_CHUNK], where)
 
 
 def _chunk_rows(
-    db: OrmSession,
-    session_pks: Sequence[int],
-    kinds: Sequence[str],
-    since: float | None,
-    until: float | None,
+    db: OrmSession, session_pks: Sequence[int], where: list[ColumnElement[bool]]
 ) -> Iterator[dict[str, Any]]:
     sessions = {
         s.id: s for s in db.scalars(sa.select(m.Session).where(m.Session.id.in_(session_pks)))
@@ -96,6 +131,13 @@ def _chunk_rows(
             sa.select(m.Round)
             .where(m.Round.session_pk.in_(session_pks))
             .order_by(m.Round.session_pk, m.Round.request_at, m.Round.id)
+        )
+    )
+    chosen = set(
+        db.scalars(
+            sa.select(m.Round.id)
+            .join(m.Session, m.Round.session_pk == m.Session.id)
+            .where(m.Round.session_pk.in_(session_pks), *where)
         )
     )
     pks = [r.id for r in rounds]
@@ -128,14 +170,7 @@ def _chunk_rows(
                 if e.event_type == "tool_result" and e.tool_call_id:
                     if e.tool_call_id not in results or e.ts < results[e.tool_call_id][0]:
                         results[e.tool_call_id] = (e.ts, e)
-        selected = [
-            r
-            for r in srounds
-            if r.kind in kinds
-            and _exportable(r)
-            and (since is None or r.request_at >= since)
-            and (until is None or r.request_at < until)
-        ]
+        selected = [r for r in srounds if r.id in chosen]
         turn_counts: dict[str, int] = defaultdict(int)
         extras = _token_extras(db, [r.id for r in selected])
         for index, r in enumerate(selected):
@@ -159,15 +194,6 @@ def _token_extras(db: OrmSession, round_pks: list[int]) -> dict[int, dict[str, A
     from tracetap.tokens.report import rows_extras
 
     return rows_extras(db, round_pks) if round_pks else {}
-
-
-def _exportable(r: m.Round) -> bool:
-    """A round the model answered (fully or until the client went away)."""
-    if r.transport == "import":
-        return True
-    if r.status is not None and r.status >= 400:
-        return False
-    return bool(r.response_id) or r.output_tokens is not None
 
 
 def _load_blobs(db: OrmSession, hashes: list[str]) -> dict[str, Any]:
@@ -335,54 +361,38 @@ def source_rows(
     db_url: str,
     input_path: Path | None = None,
     *,
-    since: float | None = None,
-    until: float | None = None,
-    provider: str | None = None,
-    session: str | None = None,
+    flt: Filter | None = None,
     kind: str = "agent",
 ) -> Iterator[dict[str, Any]]:
     """TraceLab rows from the store at `db_url` or, given `input_path`, from that TraceLab file,
     filtered alike (a file row's time is its first timing event). Raises ValueError for an
     unknown kind and FileNotFoundError for a missing file before any row is read.
 
-    Example: source_rows("sqlite:///traces.db", provider="claude", kind="main")
+    Example: source_rows("sqlite:///traces.db", flt=Filter(agents=("claude",)), kind="main")
     """
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
     if input_path is None:
-        return iter_rows(
-            db_url, since=since, until=until, provider=provider, session=session, kind=kind
-        )
+        return iter_rows(db_url, flt=flt, kind=kind)
     if not input_path.exists():
         raise FileNotFoundError(f"{input_path} does not exist")
-    return _file_rows(input_path, since, until, provider, session, kind)
+    return filter_rows(read_rows(input_path), flt=flt, kind=kind)
 
 
-def _file_rows(
-    path: Path,
-    since: float | None,
-    until: float | None,
-    provider: str | None,
-    session: str | None,
-    kind: str,
+def filter_rows(
+    rows: Iterable[dict[str, Any]], *, flt: Filter | None = None, kind: str = "agent"
 ) -> Iterator[dict[str, Any]]:
-    for row in read_rows(path):
-        if provider and row.get("provider") != provider:
-            continue
-        if session and session not in (
-            row.get("session_id"),
-            str(row.get("session_id")).split(":", 1)[-1],
-        ):
-            continue
-        if kind == "main" and row.get("tt_kind", "main") != "main":
-            continue
-        stamps = [parse_ts(e.get("timestamp")) for e in row.get("timing_events") or []]
-        first = min((s for s in stamps if s is not None), default=None)
-        if first is not None and (
-            (since is not None and first < since) or (until is not None and first >= until)
-        ):
-            continue
-        yield row
+    """The rows of a TraceLab file that pass `flt` (Filter.matches_row) and `kind` (a row's
+    tt_kind, "main" when it has none), by the rules `rows_from_engine` applies to the store.
+
+    Example: filter_rows(read_rows("rounds.jsonl"), flt=Filter(sessions=("3f2a",)))
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+    kinds, flt = KINDS[kind], flt or Filter()
+    for row in rows:
+        if row.get("tt_kind", "main") in kinds and flt.matches_row(row):
+            yield row
 
 
 def export(

@@ -9,7 +9,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tracetap.importers.logrows import LogRound, LogSession, iter_log_files, read_jsonl, text_chars
+from tracetap.importers.logrows import (
+    LogRound,
+    LogSession,
+    Unreadable,
+    iter_log_files,
+    read_jsonl,
+    text_chars,
+)
 from tracetap.importers.tracelab import import_rows
 
 __all__ = ["default_dir", "import_claude_code", "parse_file", "rows_from_dir"]
@@ -57,13 +64,13 @@ def _side_name(line: dict[str, Any], path: Path) -> str:
     return path.stem if path.name.startswith("agent-") else "sidechain"
 
 
-def parse_file(path: Path) -> list[LogSession]:
+def parse_file(path: Path, unreadable: Unreadable | None = None) -> list[LogSession]:
     """Sessions of one Claude Code log file: the main thread, plus each subagent's lines
     (isSidechain, or an agent-*.jsonl file) as `<id>:agent-<agentId>` with tt_kind
     'subagent' (`<id>:sidechain` when the log names no agent)."""
     sessions: dict[tuple[str, str], LogSession] = {}
     current: dict[tuple[str, str], tuple[str, LogRound] | None] = {}
-    for line in read_jsonl(path):
+    for line in read_jsonl(path, unreadable):
         kind = line.get("type")
         if kind not in ("user", "assistant") or line.get("isMeta"):
             continue
@@ -153,11 +160,19 @@ def parse_file(path: Path) -> list[LogSession]:
     return list(sessions.values())
 
 
-def rows_from_dir(root: Path | None = None) -> Iterator[dict[str, Any]]:
-    """TraceLab rows of every session log under root (default ~/.claude/projects)."""
+def rows_from_dir(
+    root: Path | None = None,
+    *,
+    unreadable: Unreadable | None = None,
+    on_file: Callable[[Path], None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """TraceLab rows of every session log under root (default ~/.claude/projects); lines
+    that are no JSON object are counted in `unreadable`; `on_file` is called after each file."""
     for path in iter_log_files(root or default_dir()):
-        for session in parse_file(path):
+        for session in parse_file(path, unreadable):
             yield from session.rows()
+        if on_file is not None:
+            on_file(path)
 
 
 def import_claude_code(

@@ -12,6 +12,7 @@ from typing import Any
 from tracetap.importers.logrows import (
     LogRound,
     LogSession,
+    Unreadable,
     iter_log_files,
     read_jsonl,
     text_chars,
@@ -85,10 +86,10 @@ class _State:
         return self.open
 
 
-def parse_file(path: Path) -> list[LogSession]:
+def parse_file(path: Path, unreadable: Unreadable | None = None) -> list[LogSession]:
     """The session of one Codex rollout file (empty when it has no session_meta)."""
     state: _State | None = None
-    for line in read_jsonl(path):
+    for line in read_jsonl(path, unreadable):
         kind = line.get("type")
         payload = line.get("payload")
         if not isinstance(payload, dict):
@@ -189,11 +190,19 @@ def parse_file(path: Path) -> list[LogSession]:
     return [state.session] if state is not None and state.session.rounds else []
 
 
-def rows_from_dir(root: Path | None = None) -> Iterator[dict[str, Any]]:
-    """TraceLab rows of every rollout under root (default ~/.codex/sessions)."""
+def rows_from_dir(
+    root: Path | None = None,
+    *,
+    unreadable: Unreadable | None = None,
+    on_file: Callable[[Path], None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """TraceLab rows of every rollout under root (default ~/.codex/sessions); lines that are no JSON
+    object are counted in `unreadable`, and `on_file` is called after each file."""
     for path in iter_log_files(root or default_dir()):
-        for session in parse_file(path):
+        for session in parse_file(path, unreadable):
             yield from session.rows()
+        if on_file is not None:
+            on_file(path)
 
 
 def import_codex(

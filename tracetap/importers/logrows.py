@@ -13,24 +13,56 @@ from typing import Any
 
 from tracetap.tracelab import format_ts, parse_ts
 
-__all__ = ["LogRound", "LogSession", "iter_log_files", "read_jsonl", "text_chars"]
+__all__ = [
+    "LogRound",
+    "LogSession",
+    "Unreadable",
+    "iter_log_files",
+    "read_jsonl",
+    "text_chars",
+]
 
 _WALL_TIME = re.compile(r"Wall time: ([0-9.]+) seconds")
 
 
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Objects of a JSONL file; malformed or non-object lines (a torn last line) are skipped."""
+@dataclass
+class Unreadable:
+    """The lines of agent logs that were skipped because they are not JSON objects (a torn
+    last line, garbage): how many, and where the first was."""
+
+    count: int = 0
+    first: tuple[Path, int] | None = None
+
+    def add(self, path: Path, lineno: int) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = (path, lineno)
+
+    def describe(self) -> str:
+        """Example: "skipped 3 unreadable lines (first at line 17 of a.jsonl)"."""
+        if self.first is None:
+            return ""
+        path, lineno = self.first
+        lines = "line" if self.count == 1 else "lines"
+        return f"skipped {self.count:,} unreadable {lines} (first at line {lineno} of {path})"
+
+
+def read_jsonl(path: Path, unreadable: Unreadable | None = None) -> Iterator[dict[str, Any]]:
+    """Objects of a JSONL file; lines that are no JSON object (a torn last line) are skipped
+    and counted in `unreadable`."""
     with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
+        for lineno, line in enumerate(fh, 1):
             line = line.strip()
             if not line:
                 continue
             try:
                 obj = json.loads(line)
             except ValueError:
-                continue
+                obj = None
             if isinstance(obj, dict):
                 yield obj
+            elif unreadable is not None:
+                unreadable.add(path, lineno)
 
 
 def iter_log_files(root: Path) -> list[Path]:

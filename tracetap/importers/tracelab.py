@@ -6,6 +6,7 @@ Idempotent (a row's trace_key is its identity) and fast: Core executemany in lar
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +19,39 @@ from tracetap.storage.db import ensure_schema, make_engine
 from tracetap.storage.writer import insert_statement
 from tracetap.tracelab import TraceLabFormatError, check_row, parse_ts, read_rows
 
-__all__ = ["import_rows", "import_tracelab"]
+__all__ = ["Loaded", "import_rows", "import_tracelab", "load_rows"]
 
 _BATCH = 2000
 _PROVIDERS = ("claude", "codex", "openai")
 
 
-def import_rows(
+@dataclass
+class Loaded:
+    """What an import did: rows read from the input, and new rounds stored (a row already in
+    the store is not stored again)."""
+
+    rows: int = 0
+    stored: int = 0
+
+
+def load_rows(
     db_url: str,
     rows: Iterable[dict[str, Any]],
     *,
     source: str,
     progress: Callable[[int], None] | None = None,
-) -> int:
-    """Load TraceLab rows; returns how many new rounds were stored (repeats are skipped).
+) -> Loaded:
+    """Load TraceLab rows; returns how many were read and how many new rounds were stored.
+    Raises TraceLabFormatError at the first row that breaks the format.
 
     `source` names where they came from (e.g. "tracelab", "log:claude-code"); `progress` is
     called with the number of rows handled after each batch.
+
+    Example: load_rows("sqlite:///traces.db", read_rows("x.jsonl"), source="tracelab")
     """
     engine = make_engine(db_url)
     ensure_schema(engine)
-    stored = 0
+    done = Loaded()
     sessions: dict[tuple[str, str], int] = {}
     last_at: dict[int, float] = {}
     batch: list[dict[str, Any]] = []
@@ -48,18 +61,33 @@ def import_rows(
             if problems:
                 raise TraceLabFormatError(f"row {n}: " + "; ".join(problems))
             batch.append(row)
+            done.rows = n
             if len(batch) >= _BATCH:
-                stored += _write(engine, batch, source, sessions, last_at)
+                done.stored += _write(engine, batch, source, sessions, last_at)
                 if progress:
                     progress(len(batch))
                 batch = []
         if batch:
-            stored += _write(engine, batch, source, sessions, last_at)
+            done.stored += _write(engine, batch, source, sessions, last_at)
             if progress:
                 progress(len(batch))
     finally:
         engine.dispose()
-    return stored
+    return done
+
+
+def import_rows(
+    db_url: str,
+    rows: Iterable[dict[str, Any]],
+    *,
+    source: str,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Load TraceLab rows (`load_rows`); returns how many new rounds were stored.
+
+    Example: import_rows("sqlite:///traces.db", read_rows("x.jsonl"), source="tracelab")
+    """
+    return load_rows(db_url, rows, source=source, progress=progress).stored
 
 
 def import_tracelab(
@@ -99,12 +127,16 @@ def _write(
             seen.update(
                 db.scalars(sa.select(m.Round.uid).where(m.Round.uid.in_(uids[i : i + 500])))
             )
-        keys = {_agent_session(r) for r in rows} - set(sessions)
+        projects: dict[tuple[str, str], str | None] = {}
+        for r in rows:
+            projects.setdefault(_agent_session(r), r.get("project"))
+        keys = set(projects) - set(sessions)
         if keys:
             values = [
                 {
                     "provider": p,
                     "agent_session_id": s,
+                    "project": projects[(p, s)],
                     "session_source": "import",
                     "origin": f"import:{source}",
                 }
