@@ -32,7 +32,6 @@ __all__ = [
     "Project",
     "Session",
     "Provider",
-    "SessionFilter",
     "Since",
     "Until",
     "db_url",
@@ -63,9 +62,8 @@ Input = Annotated[
     Path | None,
     typer.Option("--input", "-i", help="Read TraceLab JSONL (.gz) rows instead of a database."),
 ]
-# The single-valued filters `export` had before the shared ones; to be replaced by Agent/Session.
+# The single-valued provider filter read commands had before the shared Agent filter.
 Provider = Annotated[str | None, typer.Option(help="Only claude, codex or openai.")]
-SessionFilter = Annotated[str | None, typer.Option(help="Only this session (id or provider:id).")]
 
 # The shared filters of every read command (storage.filters.Filter); `make_filter` builds one.
 _FILTERS = "Filters"
