@@ -20,6 +20,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's own help layout: it wraps help text and never cuts an option name, at any width
+    # (rich's option tables cut both at 80 columns); max_content_width lets a wide terminal
+    # use its width.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
     cls=TracetapGroup,  # a user's mistake ends in one line and exit code 2 (cli/errors.py)
 )
 
@@ -61,6 +66,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "tracetap.cli.analyze",
     "tracetap.cli.cache",
     "tracetap.cli.replay",
+    "tracetap.cli.contribute",
+    "tracetap.cli.ui",
 )
 
 for _name in _COMMAND_MODULES:

@@ -10,6 +10,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 from tracetap.cli.errors import NOTHING, UserError, bad_url, remember_url
 
@@ -41,6 +52,7 @@ __all__ = [
     "open_db",
     "open_store",
     "price_table",
+    "progress",
 ]
 
 err = Console(stderr=True, soft_wrap=True)  # messages and paths stay on one line
@@ -48,7 +60,10 @@ err = Console(stderr=True, soft_wrap=True)  # messages and paths stay on one lin
 Db = Annotated[
     str | None,
     typer.Option(
-        "--db", envvar="TRACETAP_DB", help="Database URL (default: the embedded SQLite store)."
+        "--db",
+        envvar="TRACETAP_DB",
+        metavar="URL",
+        help="Database URL (default: the embedded SQLite store).",
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="JSON instead of a table.")]
@@ -70,6 +85,7 @@ _FILTERS = "Filters"
 Since = Annotated[
     str | None,
     typer.Option(
+        metavar="WHEN",
         help="Only rounds at or after this time: ISO date/time or an age (90m, 12h, 7d).",
         rich_help_panel=_FILTERS,
     ),
@@ -77,6 +93,7 @@ Since = Annotated[
 Until = Annotated[
     str | None,
     typer.Option(
+        metavar="WHEN",
         help="Only rounds before this time: ISO date/time or an age (12h: 12 hours ago).",
         rich_help_panel=_FILTERS,
     ),
@@ -85,6 +102,7 @@ Agent = Annotated[
     list[str] | None,
     typer.Option(
         "--agent",
+        metavar="AGENT",
         help="Only this agent: claude (Claude Code), codex or openai. Repeatable.",
         rich_help_panel=_FILTERS,
     ),
@@ -92,13 +110,17 @@ Agent = Annotated[
 Model = Annotated[
     list[str] | None,
     typer.Option(
-        "--model", help="Only this model or model prefix. Repeatable.", rich_help_panel=_FILTERS
+        "--model",
+        metavar="MODEL",
+        help="Only this model or model prefix. Repeatable.",
+        rich_help_panel=_FILTERS,
     ),
 ]
 Project = Annotated[
     list[str] | None,
     typer.Option(
         "--project",
+        metavar="TEXT",
         help="Only projects (working directories) containing this text. Repeatable.",
         rich_help_panel=_FILTERS,
     ),
@@ -107,6 +129,7 @@ Session = Annotated[
     list[str] | None,
     typer.Option(
         "--session",
+        metavar="ID",
         help="Only this session: its id, an id prefix or provider:id. Repeatable.",
         rich_help_panel=_FILTERS,
     ),
@@ -116,6 +139,7 @@ Prices = Annotated[
     typer.Option(
         "--prices",
         envvar="TRACETAP_PRICES",
+        metavar="FILE",
         help="A TOML price file whose models replace or extend the built-in prices.",
     ),
 ]
@@ -148,11 +172,12 @@ def no_recordings(url: str) -> UserError:
     )
 
 
-def open_store(url: str) -> Engine:
+def open_store(url: str, *, option: str = "--db") -> Engine:
     """An engine on the store at `url` for reading: nothing is created (no SQLite file, no
     folder, no schema). Raises UserError: for a URL tracetap cannot use, a SQLite file that does
     not exist, a store that cannot be opened or has a schema this tracetap does not know (exit
-    2), and for a store with no tracetap schema yet (exit 1: nothing to show).
+    2), and for a store with no tracetap schema yet (exit 1: nothing to show). `option` is
+    the flag the URL came from, named in the message for a missing SQLite file.
 
     Example: engine = open_store("sqlite:///traces.db")
     """
@@ -175,7 +200,7 @@ def open_store(url: str) -> Engine:
         if url == default_url():  # a fresh install: nothing recorded yet
             raise no_recordings(url) from None
         raise UserError(
-            f"{exc.filename}: no such SQLite store (nothing was created) — check --db"
+            f"{exc.filename}: no such SQLite store (nothing was created) — check {option}"
         ) from None
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError):
         raise bad_url(url) from None
@@ -255,3 +280,34 @@ def price_table(path: Path | None) -> PriceTable:
         return load_table(path)
     except PriceFileError as exc:
         raise UserError(str(exc)) from None
+
+
+class _RateColumn(ProgressColumn):
+    """Items per second, e.g. "1,250 rounds/s"."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} {self.unit}/s" if speed else "", style="progress.data.speed")
+
+
+def progress(what: str, unit: str = "rounds") -> Progress:
+    """A rich progress bar on stderr for long work: `what`, a bar, %, done/total, the rate in
+    `unit` per second and the time left. Disabled (prints nothing) when stderr is no terminal.
+
+    Example: with progress("pushing") as bar: task = bar.add_task("push", total=n)
+    """
+    return Progress(
+        TextColumn(what),
+        BarColumn(bar_width=24),
+        TaskProgressColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(unit),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )

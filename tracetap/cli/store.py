@@ -1,5 +1,5 @@
 """`tracetap sessions`, `show SESSION`, `push` and `db upgrade|check|quarantine`: read and manage
-the store. Thin wrappers over storage.queries, .push, .db and .quarantine; errors become one line.
+the store, with costs. Thin wrappers over storage.queries, .push, .db and .quarantine.
 """
 
 from __future__ import annotations
@@ -7,17 +7,40 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from tracetap.cli.errors import UserError, bad_url, remember_url
-from tracetap.cli.options import AsJson, AsJsonLines, Db, Provider, db_url, open_db, open_store
+from tracetap.cli.errors import MISTAKE, NOTHING, UserError, bad_url, remember_url
+from tracetap.cli.options import (
+    Agent,
+    AsJsonLines,
+    Db,
+    Model,
+    Prices,
+    Project,
+    Session,
+    Since,
+    Until,
+    db_url,
+    make_filter,
+    no_match,
+    no_recordings,
+    open_db,
+    open_store,
+    price_table,
+    progress,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session as OrmSession
+
+    from tracetap.pricing import CostTotal, PriceTable
+    from tracetap.storage.queries import ContentPart, RoundContent, SessionView
 
 __all__ = ["register"]
 
@@ -61,84 +84,297 @@ def _ms(a: float | None, b: float | None) -> str:
     return "-" if a is None or b is None else f"{(b - a) * 1000:.0f}"
 
 
+def _usd(value: float | None) -> str:
+    """Dollars for a table: "–" for no price (never a wrong $0)."""
+    if value is None:
+        return "–"
+    if value < 0.01:
+        return f"${value:.4f}"
+    return f"${value:,.2f}"
+
+
+def _cost(total: CostTotal) -> str:
+    """A group's cost; "+" when some of its rounds have no price (the sum is a lower bound)."""
+    if not total.priced:
+        return "–"
+    return _usd(total.usd) + ("+" if total.unpriced else "")
+
+
+def _prices_note(table: PriceTable) -> str:
+    taken = ", ".join(f"{p} {info.get('taken', '?')}" for p, info in sorted(table.sources.items()))
+    return f"cost: USD at list prices ({taken}); –: no price for the model; +: some rounds unpriced"
+
+
+def _project(project: str | None) -> str:
+    """A project for a table: its last two path parts."""
+    if not project:
+        return "-"
+    parts = project.rstrip("/").split("/")
+    return project if len(parts) <= 2 else "…/" + "/".join(parts[-2:])
+
+
 def sessions(
     db: Db = None,
-    provider: Provider = None,
+    since: Since = None,
+    until: Until = None,
+    agent: Agent = None,
+    model: Model = None,
+    project: Project = None,
+    session: Session = None,
     limit: Annotated[int, typer.Option(help="Newest N sessions (0: all).")] = 50,
     as_json: AsJsonLines = False,
+    prices: Prices = None,
 ) -> None:
-    """List recorded sessions: agent, session, rounds, tool calls, tokens, time span.
+    """List recorded sessions: agent, session, project, rounds, tool calls, tokens, cost, time.
 
-    Example: tracetap sessions --provider claude
+    Example: tracetap sessions --since 7d --agent claude --project myrepo
     """
-    from sqlalchemy.orm import Session
+    from sqlalchemy.orm import Session as OrmSession
 
     from tracetap.storage import queries
     from tracetap.storage.queries import summary_dict
 
-    with Session(open_db(db)) as s:
-        rows = queries.sessions(s, provider=provider, limit=limit)
+    flt = make_filter(since, until, agent, model, project, session)
+    table_of_prices = price_table(prices)
+    url = db_url(db)
+    with OrmSession(open_db(db)) as s:
+        total = queries.count_sessions(s, flt=flt)
+        rows = queries.sessions(s, flt=flt, limit=limit, prices=table_of_prices)
+    if total == 0:
+        raise no_recordings(url) if flt.is_empty() else no_match(flt, url)
     if as_json:
         for r in rows:
-            out.print_json(json.dumps(summary_dict(r)))
+            typer.echo(json.dumps(summary_dict(r), separators=(",", ":")))
         return
-    table = Table(title=f"{len(rows)} session(s)")
+    shown = f"showing {len(rows):,} of {total:,} sessions" if len(rows) < total else None
+    title = shown or f"{total:,} session{'s' if total != 1 else ''}"
+    if not flt.is_empty():
+        title += f" ({flt.describe()})"
+    table = Table(title=title, caption=_prices_note(table_of_prices))
+    right = ("rounds", "tools", "input", "cached", "output", "cost")
     for col in (
         "agent",
         "session",
+        "project",
         "rounds",
-        "tool calls",
-        "input tok",
-        "cached tok",
-        "output tok",
+        "tools",
+        "input",
+        "cached",
+        "output",
+        "cost",
         "started (UTC)",
         "span",
     ):
-        table.add_column(
-            col, justify="right" if "tok" in col or col in ("rounds", "tool calls") else "left"
-        )
+        table.add_column(col, justify="right" if col in right else "left")
     for r in rows:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(r.by_kind.items()) if k != "main")
         table.add_row(
             r.provider,
             r.agent_session_id,
+            _project(r.project),
             f"{r.rounds}" + (f" ({kinds})" if kinds else ""),
             str(r.tool_calls),
             f"{r.input_tokens:,}",
             f"{r.cached_tokens:,}",
             f"{r.output_tokens:,}",
+            _cost(r.cost),
             _ts(r.first_at),
             _dur(r.first_at, r.last_at),
         )
     out.print(table)
 
 
+def _find(s: OrmSession, ref: str, table: PriceTable) -> SessionView:
+    """The session `ref` names, or one line: none matches (exit 1), several do (exit 2)."""
+    from tracetap.storage import queries
+
+    try:
+        return queries.show(s, ref, prices=table)
+    except queries.AmbiguousSession as exc:
+        raise UserError(str(exc), MISTAKE) from None
+    except LookupError as exc:
+        raise UserError(str(exc), NOTHING) from None
+
+
+# Longest text shown for one part in a whole session's content; --round N shows all of it.
+_CLIP = 2_000
+
+
+def _label(p: ContentPart) -> str:
+    if p.kind == "tool_call":
+        label = f"tool call {p.name or ''}".rstrip()
+    elif p.kind == "tool_result":
+        label = "tool result"
+    elif p.kind == "thinking":
+        label = f"{p.role} thinking"
+    else:
+        label = p.role
+    return label + (f" [{p.call_id}]" if p.call_id else "")
+
+
+def _print_parts(title: str, parts: list[ContentPart], clip: int | None) -> None:
+    if not parts:
+        return
+    out.print(Text(title, style="bold"))
+    for p in parts:
+        text = p.text
+        if clip is not None and len(text) > clip:
+            text = text[:clip] + f" … ({len(text) - clip:,} more characters; see --round)"
+        out.print(Text(f"  {_label(p)}: ", style="cyan").append(Text(text, style="default")))
+
+
+def _print_content(content: RoundContent, clip: int | None) -> None:
+    if content.note:
+        out.print(Text(f"  ({content.note})", style="yellow"))
+    # the assistant's turns a client re-sends are the previous responses, shown there
+    sent = [p for p in content.new if p.role != "assistant"]
+    resent = len(content.new) - len(sent)
+    title = "new input" + (f" (and {resent} re-sent assistant part(s))" if resent else "")
+    _print_parts(title, sent, clip)
+    _print_parts("response", content.response, clip)
+
+
+def _tool_results(s: OrmSession, view: SessionView, index: int) -> dict[str, ContentPart]:
+    """The results of round `index`'s tool calls, from the rounds after it that sent them."""
+    from tracetap.storage.queries import round_content
+
+    wanted = {t.call_id for t in view.rounds[index].tools}
+    found: dict[str, ContentPart] = {}
+    for d in view.rounds[index + 1 : index + 6]:
+        if not wanted - set(found):
+            break
+        for p in round_content(s, d.round).new:
+            if p.kind == "tool_result" and p.call_id in wanted:
+                found.setdefault(p.call_id, p)
+    return found
+
+
+def _print_round(s: OrmSession, view: SessionView, index: int, prefix: dict[int, Any]) -> None:
+    """One round in full: timings, usage, cost, tool calls and their results, its content."""
+    from tracetap.storage.queries import round_content
+
+    d = view.rounds[index]
+    r = d.round
+    info = view.round_dict(index, prefix)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="cyan")
+    grid.add_column()
+
+    def line(name: str, value: Any) -> None:
+        if value is not None:
+            grid.add_row(name, str(value))
+
+    line("round", f"{index} of {len(view.rounds)} in {view.name}")
+    line("kind / model", f"{r.kind} / {r.model or '-'}")
+    line(
+        "status", str(r.status or "-") + ("" if r.complete else f" {r.error_type or 'incomplete'}")
+    )
+    line("request (UTC)", _ts(r.request_at))
+    line(
+        "ttfb / ttft / total",
+        " / ".join(
+            f"{v:,.0f} ms" if v is not None else "-"
+            for v in (info["upstream_ttfb_ms"], info["ttft_ms"], info["end_ms"])
+        ),
+    )
+    line("input tokens", f"{r.input_tokens_total or 0:,}")
+    for name, value in (
+        ("  uncached", r.uncached_input_tokens),
+        (
+            "  cache read",
+            r.cache_read_input_tokens if r.cache_read_input_tokens is not None else r.cached_tokens,
+        ),
+        ("  cache write 5m", r.cache_creation_5m_tokens),
+        ("  cache write 1h", r.cache_creation_1h_tokens),
+    ):
+        if value:
+            line(name, f"{value:,}")
+    line(
+        "output tokens",
+        f"{r.output_tokens or 0:,}"
+        + (f" ({r.reasoning_tokens:,} reasoning)" if r.reasoning_tokens else ""),
+    )
+    measured = (info["prefix"] or {}).get("measured_prefix_tokens")
+    line("measured prefix", None if measured is None else f"{measured:,}")
+    line("cost", _usd(d.cost))
+    line("content level", r.content_policy)
+    for t in d.tools:
+        line("tool call", f"{t.name} [{t.call_id}] {_dur(t.emitted_at, d.results.get(t.call_id))}")
+    out.print(grid)
+    content = round_content(s, r)
+    _print_content(content, None)
+    results = _tool_results(s, view, index)
+    _print_parts("tool results (sent by the next rounds)", list(results.values()), None)
+
+
 def show(
     session: Annotated[str, typer.Argument(help="Session id, provider:id, or a unique prefix.")],
     db: Db = None,
-    as_json: AsJson = False,
+    content: Annotated[
+        bool,
+        typer.Option(
+            "--content",
+            help="Also each round's new messages, response and tool input at the stored "
+            "content level.",
+        ),
+    ] = False,
+    round_: Annotated[
+        int | None,
+        typer.Option(
+            "--round", metavar="N", help="Only round N (the # column), in full with its content."
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object on one line instead of a table.")
+    ] = False,
+    prices: Prices = None,
 ) -> None:
-    """Show one session round by round: kind, model, tokens, timing, tool calls.
+    """Show one session round by round: kind, model, tokens, timing, cost, tool calls.
 
-    Example: tracetap show claude:4f1c2a
+    Example: tracetap show claude:4f1c2a --round 3
     """
-    from sqlalchemy.orm import Session
+    from sqlalchemy.orm import Session as OrmSession
 
-    from tracetap.storage import queries
+    from tracetap.storage.queries import round_content
     from tracetap.tokens.report import round_prefix_info
 
-    with Session(open_db(db)) as s:
-        try:
-            view = queries.show(s, session)
-        except LookupError as exc:
-            err.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(1) from None
+    table_of_prices = price_table(prices)
+    with OrmSession(open_db(db)) as s:
+        view = _find(s, session, table_of_prices)
+        if round_ is not None and not 0 <= round_ < len(view.rounds):
+            raise UserError(f"--round {round_}: {view.name} has rounds 0 to {len(view.rounds) - 1}")
         prefix = round_prefix_info(s, [d.round.id for d in view.rounds])
-    if as_json:
-        out.print_json(json.dumps(view.as_dict(prefix)))
-        return
+        if round_ is not None:
+            if as_json:
+                data = view.round_dict(round_, prefix)
+                data["content"] = round_content(s, view.rounds[round_].round).as_dict()
+                typer.echo(json.dumps(data, separators=(",", ":")))
+            else:
+                _print_round(s, view, round_, prefix)
+            return
+        if as_json:
+            data = view.as_dict(prefix)
+            if content:
+                for d, r in zip(view.rounds, data["rounds"]):
+                    r["content"] = round_content(s, d.round).as_dict()
+            typer.echo(json.dumps(data, separators=(",", ":")))
+            return
+        _print_table(view, prefix, table_of_prices)
+        if content:
+            for i, d in enumerate(view.rounds):
+                r = d.round
+                out.rule(f"round {i} · {r.kind} · {r.model or '-'} · {_usd(d.cost)}", align="left")
+                _print_content(round_content(s, r), _CLIP)
+
+
+def _print_table(view: SessionView, prefix: dict[int, Any], table_of_prices: PriceTable) -> None:
     details = view.rounds
-    table = Table(title=f"{view.name}  ({len(details)} rounds)")
+    total = view.cost
+    title = f"{view.name}  ({len(details)} rounds, {_cost(total)})"
+    if view.session.project:
+        title += f"  {view.session.project}"
+    table = Table(title=title, caption=_prices_note(table_of_prices))
+    right = ("#", "input", "cached", "measured", "output", "cost", "ttfb ms", "ttft ms", "total ms")
     for col in (
         "#",
         "kind",
@@ -148,19 +384,14 @@ def show(
         "cached",
         "measured",
         "output",
+        "cost",
         "ttfb ms",
         "ttft ms",
         "total ms",
         "tools (latency)",
         "miss cause",
     ):
-        table.add_column(
-            col,
-            justify="right"
-            if col
-            in ("#", "input", "cached", "measured", "output", "ttfb ms", "ttft ms", "total ms")
-            else "left",
-        )
+        table.add_column(col, justify="right" if col in right else "left")
     for i, d in enumerate(details):
         r = d.round
         tools = ", ".join(
@@ -178,6 +409,7 @@ def show(
             f"{r.cached_tokens or 0:,}",
             "-" if measured is None else f"{measured:,}",
             f"{r.output_tokens or 0:,}",
+            _usd(d.cost),
             _ms(r.request_at, r.upstream_first_byte_at),
             _ms(r.request_at, r.first_token_at),
             _ms(r.request_at, r.end_at),
@@ -213,40 +445,25 @@ def db_upgrade(db: Db = None) -> None:
 
 @db_app.command("check")
 def db_check(db: Db = None) -> None:
-    """Exit 0 when the schema is current, 2 (with what to run) otherwise.
+    """Exit 0 when the schema is current; else one line saying what to run (exit 1 for a
+    store with no recordings yet, 2 for a schema to upgrade or a store that cannot be opened).
 
     Example: tracetap db check --db sqlite:///traces.db
     """
-    import sqlalchemy as sa
-
-    from tracetap.storage.db import (
-        SchemaError,
-        check_schema,
-        display_url,
-        hide_passwords,
-        make_engine,
-    )
+    from tracetap.storage.db import display_url, sqlite_path
 
     url = db_url(db)
     shown = display_url(url)  # the password never reaches the terminal
     try:
-        engine = make_engine(url, create=False)  # a check creates nothing
-    except FileNotFoundError as exc:
-        raise UserError(f"{exc.filename}: no such SQLite store (nothing was created)") from None
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError):
-        raise bad_url(url) from None
-    try:
-        state = check_schema(engine)
-    except SchemaError as exc:
-        err.print(f"[red]error:[/red] {hide_passwords(str(exc), url)}")
-        raise typer.Exit(2) from None
-    except Exception as exc:  # cannot connect
-        reason = hide_passwords(str(exc).splitlines()[0], url)
-        err.print(f"[red]error:[/red] cannot open {shown}: {reason}")
-        raise typer.Exit(2) from None
-    if state == "empty":
-        err.print(f"{shown} is empty: run `tracetap db upgrade --db {shown}`")
-        raise typer.Exit(2)
+        path = sqlite_path(url)
+    except Exception:  # not a URL: open_store says so
+        path = None
+    if path is not None and not path.is_file():
+        raise UserError(
+            f"{path}: no such SQLite store (nothing was created) "
+            f"— to create it: tracetap db upgrade --db {shown}"
+        )
+    open_store(url)  # a check creates nothing
     err.print(f"{shown}: schema is current")
 
 
@@ -315,33 +532,22 @@ def push(
 
     Example: tracetap push --from sqlite:///traces.db --to postgresql://team@db/tracetap
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from tracetap.storage.db import SchemaError, hide_passwords
     from tracetap.storage.push import push as do_push
 
-    src = open_store(source)  # read only: a missing --from store is not created
+    src = open_store(source, option="--from")  # read only: a missing store is not created
     dst = _writer(target)
     try:
-        with Progress(
-            TextColumn("pushing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=err,
-            transient=True,
-            disable=not err.is_terminal,
-        ) as bar:
+        with progress("pushing") as bar:
             task = bar.add_task("push", total=None)
             result = do_push(
                 src, dst, progress=lambda done, total: bar.update(task, completed=done, total=total)
             )
     except (SchemaError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {hide_passwords(str(exc), source, target)}")
-        raise typer.Exit(2) from None
+        raise UserError(hide_passwords(str(exc), source, target)) from None
     except Exception as exc:  # cannot connect, permissions ...
         reason = hide_passwords(str(exc).splitlines()[0], source, target)
-        err.print(f"[red]error:[/red] push failed: {reason}")
-        raise typer.Exit(2) from None
+        raise UserError(f"push failed: {reason}") from None
     err.print(
         f"pushed {result.rounds:,} new rounds ({result.skipped:,} already there), "
         f"{result.side_requests:,} side requests, {result.blobs:,} content blobs, "
