@@ -521,10 +521,16 @@ def db_quarantine(
 
 def push(
     source: Annotated[
-        str, typer.Option("--from", help="Store to read (e.g. the local sqlite:///… file).")
+        str,
+        typer.Option(
+            "--from", metavar="URL", help="Store to read (e.g. your local sqlite:///PATH)."
+        ),
     ],
     target: Annotated[
-        str, typer.Option("--to", help="Store to write (e.g. the team's postgresql://… database).")
+        str,
+        typer.Option(
+            "--to", metavar="URL", help="Store to write (e.g. the team's postgresql://HOST/DB)."
+        ),
     ],
 ) -> None:
     """Copy your recorded (already scrubbed) rounds into another store; running it twice adds
