@@ -91,7 +91,14 @@ class Meter:
         if unit == "bytes":
             columns.append(TextColumn("{task.fields[rows]:,} rows"))
         columns += [_RowRate(), TimeRemainingColumn()]
-        self._bar = Progress(*columns, console=self.console, transient=True)
+        # stdout carries the exported data: the bar must not take it over (rich's default).
+        self._bar = Progress(
+            *columns,
+            console=self.console,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
         self._task = self._bar.add_task(label, total=total, rows=0)
 
     def __enter__(self) -> Meter:
