@@ -88,9 +88,7 @@ def _usd(value: float | None) -> str:
     """Dollars for a table: "–" for no price (never a wrong $0)."""
     if value is None:
         return "–"
-    if value < 0.01:
-        return f"${value:.4f}"
-    return f"${value:,.2f}"
+    return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
 
 
 def _cost(total: CostTotal) -> str:
