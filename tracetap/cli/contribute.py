@@ -329,6 +329,8 @@ def merge(
         raise UserError(f"{exc} (-o)") from None
     except FileNotFoundError as exc:
         raise UserError(f"{exc} — give folders made by tracetap contribute") from None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     _report(outcome, push, private)
 
 

@@ -34,6 +34,7 @@ from tracetap.contribute.package import (
     JSONL,
     card,
     read_manifest,
+    verify,
     write_jsonl,
     write_manifest,
     write_shards,
@@ -243,9 +244,15 @@ def merge(
 ) -> Outcome:
     """Combine contribution folders into one at `out`: rows whose content hash was already
     seen are dropped, a contributor pseudonym that two keys made is told apart by the key's
-    fingerprint, and the review and card are made anew (a second scan of the merged files)."""
+    fingerprint, and the review and card are made anew (a second scan of the merged files).
+    Raises FileNotFoundError for a folder without a manifest and ValueError for one whose
+    files do not match it."""
     folders = list(sources)
     manifests = [read_manifest(f) for f in folders]
+    for folder in folders:
+        problems = verify(folder)
+        if problems:
+            raise ValueError(f"{folder} does not match its manifest: {problems[0]}")
     owner: dict[str, str] = {}  # contributor pseudonym -> key fingerprint that made it
     for man in manifests:
         for c in man.get("contributors", []):
