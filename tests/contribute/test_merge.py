@@ -4,6 +4,7 @@ apart, review and card made anew, inputs checked against their manifests."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -86,8 +87,6 @@ def test_merge_drops_duplicates_and_keeps_contributors_apart(parts: dict, tmp_pa
 def test_one_pseudonym_from_two_keys_stays_two_contributors(parts: dict, tmp_path: Path) -> None:
     (a, rows_a), (c, rows_c) = parts["a"], parts["c"]
     forged = tmp_path / "forged"
-    import shutil
-
     shutil.copytree(c, forged)
     same = rows_a[0]["tt_contributor"]
     with (forged / JSONL).open("w") as fh:
@@ -104,17 +103,14 @@ def test_one_pseudonym_from_two_keys_stays_two_contributors(parts: dict, tmp_pat
 
 
 def test_merge_refuses_a_tampered_input(parts: dict, tmp_path: Path) -> None:
-    import shutil
-
     (a, _), (c, _) = parts["a"], parts["c"]
     bad = tmp_path / "bad"
     shutil.copytree(c, bad)
     (bad / "REVIEW.md").write_text("nothing to see\n")
-    result = runner.invoke(
-        app, ["contribute", "merge", str(a), str(bad), "-o", str(tmp_path / "o")]
-    )
+    out = str(tmp_path / "o")
+    result = runner.invoke(app, ["contribute", "merge", str(a), str(bad), "-o", out])
     assert result.exit_code == 2
     assert "does not match its manifest: REVIEW.md: SHA-256 differs" in result.stderr
     assert not (tmp_path / "o").exists()
-    result = runner.invoke(app, ["contribute", "merge", str(a), str(tmp_path), "-o", "x"])
+    result = runner.invoke(app, ["contribute", "merge", str(a), str(tmp_path), "-o", out])
     assert result.exit_code == 2 and "not a tracetap contribution" in result.stderr
