@@ -84,6 +84,8 @@ def push(
     tables = _round_tables()
     with source.connect() as src:
         total = src.execute(sa.select(sa.func.count()).select_from(rounds_t)).scalar_one()
+        if progress:
+            progress(0, total)  # the total is known before the sessions are copied
         sessions = src.execute(sa.select(m.Session.__table__)).all()
         session_map: dict[int, int] = {}
         with target.begin() as dst:
