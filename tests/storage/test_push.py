@@ -48,6 +48,7 @@ def test_push_copies_everything_once(tmp_path: Path, pg_url: str) -> None:
     assert list(iter_rows(pg_url, kind="all")) == list(iter_rows(src, kind="all"))
     with Session(make_engine(pg_url)) as s:
         last = s.scalar(sa.select(m.Round).where(m.Round.uid == rounds[-1].uid))
+        assert last is not None
         assert request_body(s, last)["messages"] == rounds[-1].messages
         assert s.scalar(sa.select(sa.func.count()).select_from(m.Round)) == 25
 
