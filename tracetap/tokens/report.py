@@ -3,7 +3,9 @@
 `cache` is `tracetap cache`'s data, `round_prefix_info` also feeds `show`; `rows_extras` exports.
 `fidelity_rows` and `fidelity_summary` turn a `cache` report into the fidelity report (one
 object per round, one summary): provider-reported cache reads and writes next to the measured
-reusable prefix, with the named `REASONS` they differ (`explain`, one round's rule).
+reusable prefix, with the named `REASONS` they differ (`explain`, one round's rule). Imported
+rounds tracetap never tokenized are listed from their rows' `prefix_tokens` (`SOURCES` names
+where each round's numbers come from).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session as OrmSession
 
 from tracetap.storage import models as m
+from tracetap.storage.filters import Filter
 from tracetap.storage.models import RoundTokens
 from tracetap.storage.queries import find_session
 from tracetap.tokens.enrich import HASH_BYTES
@@ -24,6 +27,7 @@ __all__ = [
     "CAUSES",
     "MIN_CACHEABLE_TOKENS",
     "REASONS",
+    "SOURCES",
     "block_chains",
     "cache",
     "cache_totals",
@@ -37,6 +41,7 @@ __all__ = [
     "miss_causes",
     "round_prefix_info",
     "rows_extras",
+    "source_label",
 ]
 
 CACHE_TTL_S = 300.0  # Anthropic's default (5 min) and OpenAI's typical idle eviction
@@ -92,6 +97,27 @@ REASONS = {
     "and no rule above explains it",
     "provider-more": "the provider read more than any earlier prompt shares (measured)",
 }
+
+
+# Where a round's reuse figures come from (`measured_source`), in words for titles; an imported
+# round's words depend on its session's origin (`import:<source>`).
+SOURCES = {
+    "round_tokens": "tracetap's tokenizer",
+    "export": "tracetap's measurement kept in an imported export",
+    "import:tracelab": "imported TraceLab prefix_tokens",
+    "import:log:claude-code": "prefix_tokens of imported Claude Code logs",
+    "import:log:codex": "prefix_tokens of imported Codex logs",
+}
+
+
+def source_label(measured_source: str, origin: str | None = None) -> str:
+    """The words for a round's `measured_source` ("prefix_tokens": by its session's origin).
+
+    Example: source_label("prefix_tokens", "import:tracelab") -> "imported TraceLab prefix_tokens"
+    """
+    if measured_source == "prefix_tokens":
+        return SOURCES.get(origin or "", "imported prefix_tokens")
+    return SOURCES.get(measured_source, measured_source)
 
 
 def provider_family(provider: str | None, api: str | None = None) -> str:
@@ -342,20 +368,35 @@ def _parents(
     return found
 
 
+def _prefix_fields(r: m.Round) -> dict[str, Any]:
+    """TraceLab's prefix figures of a round: `prefix_tokens` (the provider's cache read, as the
+    TraceLab export and import store it), the newly appended rest and their hit ratio."""
+    total, prefix = r.input_tokens_total, r.cached_tokens
+    if total is None or prefix is None:
+        return {"prefix_tokens": prefix, "newly_append_tokens": None, "prefix_hit_ratio": None}
+    return {
+        "prefix_tokens": prefix,
+        "newly_append_tokens": total - prefix,
+        "prefix_hit_ratio": round(prefix / total, 4) if total else None,
+    }
+
+
 def _fidelity(
     r: m.Round,
     t: RoundTokens | None,
     parent: tuple[m.Round, RoundTokens] | None,
     prev: m.Round | None,
 ) -> dict[str, Any] | None:
-    """Provider usage, measured reuse and the reason for one round; None when tracetap measured
-    nothing for it (neither a token row nor the `tt_` fields of an imported export)."""
+    """Provider usage, measured reuse and the reason for one round; None when nothing tells its
+    reuse: no token row, no `tt_` fields of an imported export, and not an imported round with
+    `prefix_tokens` (those are listed from that field: nothing to compare it with)."""
     usage = provider_usage(r)
     extra = r.extra or {}
     prompt: int | None
+    any_reuse: int | None
     if t is not None:
         prompt, prev_reuse = t.prompt_tokens, t.reuse_prev_tokens
-        any_reuse: int | None = t.reuse_any_blocks * t.block_size
+        any_reuse = t.reuse_any_blocks * t.block_size
         breakpoints, gap = t.breakpoints, (t.info or {}).get("gap_s")
         source = "round_tokens"
     elif isinstance(extra.get("tt_measured_prefix_tokens"), int):
@@ -363,6 +404,9 @@ def _fidelity(
         prev_reuse, any_reuse = extra["tt_measured_prefix_tokens"], None
         breakpoints, gap = extra.get("tt_breakpoints"), None
         source = "export"
+    elif r.api == "import" and r.cached_tokens is not None and r.input_tokens_total is not None:
+        prompt, prev_reuse, any_reuse, breakpoints, gap = None, None, None, None, None
+        source = "prefix_tokens"
     else:
         return None
     if gap is None and prev is not None:
@@ -392,25 +436,45 @@ def _fidelity(
         "measured_source": source,
         "breakpoints": breakpoints,
         "gap_s": gap,
+        **_prefix_fields(r),
         **facts,
     }
 
 
-def cache(db: OrmSession, session: str | None = None) -> list[dict[str, Any]]:
-    """Per session (the one `session` names, by `provider:id`, id or unique prefix; every one
-    when None): each tokenized round's prefix info with its index and kind, and how many rounds
-    have no token data. Raises LookupError when `session` matches no session or several.
+def cache(
+    db: OrmSession, session: str | None = None, flt: Filter | None = None
+) -> list[dict[str, Any]]:
+    """Per session (the one `session` names, by `provider:id`, id or unique prefix; else every
+    one with a round `flt` lets through): each round whose reuse is known, with its index in the
+    session and kind, and how many rounds have none. Only rounds `flt` lets through are listed;
+    a session none of whose rounds pass is left out. Raises LookupError when `session` matches
+    no session or several.
 
     Each round also holds the fidelity fields (`provider_usage`'s counts, the measured reusable
-    prefix, breakpoints, gap, `explain`'s reason). Rounds without a token row whose import kept
-    tracetap's `tt_measured_prefix_tokens` are listed from those (`measured_source` "export").
+    prefix, breakpoints, gap, `explain`'s reason), TraceLab's `prefix_tokens`,
+    `newly_append_tokens` and `prefix_hit_ratio`, and `source` (`source_label`'s words).
+    Rounds without a token row whose import kept tracetap's `tt_measured_prefix_tokens` are
+    listed from those (`measured_source` "export"); other imported rounds from their
+    `prefix_tokens` alone (`measured_source` "prefix_tokens": not compared, `reason` None).
 
     Example: cache(db, "claude:4f1c2a")[0]["rounds"][1]["cause"]
     """
-    if session is None:
-        chosen = list(db.scalars(sa.select(m.Session).order_by(m.Session.id)))
-    else:
+    conditions = flt.conditions() if flt is not None else []
+    if session is not None:
         chosen = [find_session(db, session)]
+    elif conditions:
+        matching = (
+            sa.select(m.Round.session_pk)
+            .join(m.Session, m.Session.id == m.Round.session_pk)
+            .where(*conditions)
+        )
+        chosen = list(
+            db.scalars(
+                sa.select(m.Session).where(m.Session.id.in_(matching)).order_by(m.Session.id)
+            )
+        )
+    else:
+        chosen = list(db.scalars(sa.select(m.Session).order_by(m.Session.id)))
     report: list[dict[str, Any]] = []
     for sess in chosen:
         rounds = list(
@@ -420,7 +484,19 @@ def cache(db: OrmSession, session: str | None = None) -> list[dict[str, Any]]:
                 .order_by(m.Round.request_at, m.Round.id)
             )
         )
-        tokens = _token_rows(db, [r.id for r in rounds])
+        if conditions:
+            passed = set(
+                db.scalars(
+                    sa.select(m.Round.id)
+                    .join(m.Session, m.Session.id == m.Round.session_pk)
+                    .where(m.Round.session_pk == sess.id, *conditions)
+                )
+            )
+            if not passed:
+                continue
+        else:
+            passed = {r.id for r in rounds}
+        tokens = _token_rows(db, [r.id for r in rounds if r.id in passed])
         info = {pk: _prefix_row(r, t) for pk, (r, t) in tokens.items()}
         parents = _parents(
             db,
@@ -430,6 +506,9 @@ def cache(db: OrmSession, session: str | None = None) -> list[dict[str, Any]]:
         rows = []
         prev: m.Round | None = None
         for i, r in enumerate(rounds):
+            if r.id not in passed:
+                prev = r
+                continue
             t = tokens[r.id][1] if r.id in tokens else None
             parent = parents.get(t.parent_uid) if t is not None and t.parent_uid else None
             facts = _fidelity(r, t, parent, prev)
@@ -437,25 +516,28 @@ def cache(db: OrmSession, session: str | None = None) -> list[dict[str, Any]]:
             if facts is None:
                 continue
             base = info.get(r.id) or _export_row(r, facts)
-            rows.append(dict(base, round=i, kind=r.kind, **facts))
+            source = source_label(facts["measured_source"], sess.origin)
+            rows.append(dict(base, round=i, kind=r.kind, source=source, **facts))
         report.append(
             {
                 "session": f"{sess.provider}:{sess.agent_session_id}",
+                "origin": sess.origin,
                 "rounds": rows,
-                "untokenized_rounds": len(rounds) - len(rows),
+                "untokenized_rounds": len(passed) - len(rows),
             }
         )
     return report
 
 
 def _export_row(r: m.Round, facts: dict[str, Any]) -> dict[str, Any]:
-    """`round_prefix_info`'s fields for a round known only from an export's `tt_` fields."""
+    """`round_prefix_info`'s fields for a round known only from an export's `tt_` fields or,
+    imported without them, from its `prefix_tokens` (then tracetap measured nothing)."""
     cached, total = _reported(r)
     return {
         "tokenizer": None,
         "block_size": (r.extra or {}).get("tt_block_size"),
         "prompt_tokens": facts["prompt_tokens_estimated"] or 0,
-        "prompt_source": "estimated",
+        "prompt_source": "estimated" if facts["measured_source"] == "export" else None,
         "segments": (r.extra or {}).get("tt_segments") or {},
         "segment_source": None,
         "measured_prefix_tokens": facts["measured_prefix_prev_tokens"],
@@ -497,6 +579,10 @@ def fidelity_rows(report: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         "measured_prefix_tokens",
         "measured_reusable_tokens",
         "measured_source",
+        "source",
+        "prefix_tokens",
+        "newly_append_tokens",
+        "prefix_hit_ratio",
         "tokenizer_ratio",
         "measured_prefix_scaled",
         "breakpoints",
@@ -525,7 +611,9 @@ def fidelity_rows(report: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 def fidelity_summary(report: list[dict[str, Any]]) -> dict[str, Any]:
     """The fidelity report's summary over every round of a `cache` report (`"type": "summary"`):
     rounds, those compared (both sides known), the share that agree within the tokenizer
-    tolerance, reasons by count, summed provider counts and the thresholds used.
+    tolerance, reasons by count, summed provider counts, TraceLab's token-weighted prefix hit
+    ratio (`prefix_tokens` over the input of the rounds that have both), rounds by `source`,
+    and the thresholds used.
 
     Example: fidelity_summary(cache(db))["agree_share"]
     """
@@ -535,6 +623,10 @@ def fidelity_summary(report: list[dict[str, Any]]) -> dict[str, Any]:
 
     def total(key: str) -> int:
         return sum(r.get(key) or 0 for r in rounds)
+
+    known = [r for r in rounds if r.get("prefix_hit_ratio") is not None]
+    prefix = sum(r["prefix_tokens"] for r in known)
+    prefix_input = sum(r["input_tokens_total"] for r in known)
 
     return {
         "type": "summary",
@@ -552,6 +644,10 @@ def fidelity_summary(report: list[dict[str, Any]]) -> dict[str, Any]:
         "cache_creation_1h_tokens": total("cache_creation_1h_tokens"),
         "prompt_tokens_estimated": total("prompt_tokens_estimated"),
         "measured_reusable_tokens": total("measured_reusable_tokens"),
+        "prefix_tokens": prefix,
+        "newly_append_tokens": total("newly_append_tokens"),
+        "prefix_hit_ratio": round(prefix / prefix_input, 4) if prefix_input else None,
+        "sources": dict(Counter(r["source"] for r in rounds).most_common()),
         "thresholds": {
             "agree_tokens": AGREE_TOKENS,
             "tokenizer_tolerance": TOKENIZER_TOLERANCE,
@@ -578,7 +674,7 @@ def cache_totals(rounds: list[dict[str, Any]]) -> dict[str, int]:
     return {
         "rounds": len(rounds),
         "prompt_tokens": sum(r["prompt_tokens"] for r in rounds),
-        "measured_prefix_tokens": sum(r["measured_prefix_tokens"] for r in rounds),
+        "measured_prefix_tokens": sum(r["measured_prefix_tokens"] or 0 for r in rounds),
         "reported_cached_tokens": sum(r["reported_cached_tokens"] or 0 for r in rounds),
         "reported_input_tokens": sum(r["reported_input_tokens"] or 0 for r in rounds),
     }
