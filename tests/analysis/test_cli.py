@@ -53,7 +53,7 @@ def test_html_is_self_contained_and_plots_written(tmp_path):
 
 def test_bad_inputs_are_clear_errors(tmp_path):
     out = runner.invoke(app, ["analyze", str(tmp_path / "missing.jsonl")])
-    assert out.exit_code == 1
+    assert out.exit_code == 2 and "no such file" in out.output  # a path to fix
     out = runner.invoke(app, ["analyze", FIXTURE, "--group-by", "colour"])
     assert out.exit_code == 2 and "group-by" in out.output
     out = runner.invoke(app, ["analyze", FIXTURE, "--only", "nope"])

@@ -10,7 +10,6 @@ from pathlib import Path
 import duckdb
 import pytest
 
-import tracetap.exporters.tracelab as exporter
 from tracetap.analysis import InputError, load, public, run
 from tracetap.tracelab import parse_ts, read_rows
 
@@ -147,19 +146,6 @@ def _close(a, b):
         return True
     assert a == b
     return True
-
-
-def test_store_url_goes_through_iter_rows(monkeypatch, reference):
-    seen = []
-
-    def fake_iter_rows(db_url, **kw):
-        seen.append(db_url)
-        yield from read_rows(FIXTURE)
-
-    monkeypatch.setattr(exporter, "iter_rows", fake_iter_rows)
-    ds = load("sqlite:///nowhere.db")
-    assert seen == ["sqlite:///nowhere.db"] and ds.kind == "db"
-    assert public(run(ds, NAMES)) == reference
 
 
 def test_real_sqlite_store_round_trip(tmp_path):

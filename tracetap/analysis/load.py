@@ -5,15 +5,21 @@ Every analysis then queries the same three columnar tables, `r` (rounds), `t` (t
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
+
+from tracetap.storage.filters import Filter
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlalchemy.engine import Engine
 
 __all__ = ["Dataset", "InputError", "load", "GROUP_KEYS"]
 
@@ -65,7 +71,52 @@ _GROUP_COLUMN = {
 
 
 class InputError(ValueError):
-    """The analysis input cannot be read (missing file, unknown kind, wrong layout)."""
+    """The analysis input cannot be read (missing file, unknown kind, wrong layout), or holds
+    no rounds (`nothing` True: an empty input, or a filter that matches nothing)."""
+
+    def __init__(self, message: str, *, nothing: bool = False) -> None:
+        super().__init__(message)
+        self.nothing = nothing
+
+
+# The first line of an agent's own log, by the keys it has: what it is and how to import it.
+_AGENT_LOGS = (
+    ({"payload", "type", "timestamp"}, "a Codex rollout", "tracetap import codex"),
+    ({"sessionId"}, "a Claude Code log", "tracetap import claude-code"),
+    ({"leafUuid"}, "a Claude Code log", "tracetap import claude-code"),
+)
+
+
+def _check_jsonl(path: str) -> None:
+    """Raise InputError when the first row of `path` is not a TraceLab row (an agent's own log,
+    or some other JSON), naming what it looks like and what to run."""
+    import orjson
+
+    from tracetap.tracelab import open_text
+
+    with open_text(path) as f:
+        for n, line in enumerate(f, 1):  # noqa: B007 (n: the first non-blank line's number)
+            if line.strip():
+                break
+        else:
+            return
+    try:
+        first = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise InputError(
+            f"{path}: line {n} is not JSON — analyze reads TraceLab JSONL, a TraceLab .duckdb "
+            "or a store URL"
+        ) from None
+    keys = set(first) if isinstance(first, dict) else set()
+    if {"session_id", "round_index"} <= keys:
+        return
+    for needs, what, command in _AGENT_LOGS:
+        if needs <= keys:
+            raise InputError(f"{path} looks like {what} — run `{command}` first")
+    raise InputError(
+        f"{path}: line {n} is not a TraceLab row (no session_id, round_index) — analyze reads "
+        "TraceLab JSONL, a TraceLab .duckdb or a store URL"
+    )
 
 
 def _epoch(expr: str) -> str:
@@ -85,6 +136,7 @@ class Dataset:
     has_hashes: bool = False
     group_by: str | None = None
     group: str | None = None
+    filter: Filter = field(default_factory=Filter)
     notes: list[str] = field(default_factory=list)
 
     def arrays(self, sql: str, *params: Any) -> dict[str, np.ndarray]:
@@ -94,8 +146,10 @@ class Dataset:
             if isinstance(col, np.ma.MaskedArray):  # NULLs: NaN for numbers, None otherwise
                 if col.dtype.kind in "iufb":
                     out[key] = np.ma.filled(col.astype(float), np.nan)
-                else:
-                    out[key] = np.ma.filled(col.astype(object), None)
+                else:  # filled(x, None) would use the array's own fill value ("?")
+                    values = np.ma.getdata(col).astype(object)
+                    values[np.ma.getmaskarray(col)] = None
+                    out[key] = values
         return out
 
     def scalar(self, sql: str, *params: Any) -> Any:
@@ -243,47 +297,94 @@ def _finish(con: duckdb.DuckDBPyConnection, group_by: str | None) -> None:
         con.execute(f"DROP TABLE {t}")
 
 
-def _rows_to_jsonl(db_url: str) -> str:
-    from tracetap.exporters.tracelab import iter_rows  # lazy: the store is another area
+def _filtered_jsonl(path: str, flt: Filter) -> str:
+    """The rows of `path` that pass `flt` (Filter.matches_row), in a temporary JSONL file."""
+    import orjson
 
-    fd, path = tempfile.mkstemp(prefix="tracetap-analyze-", suffix=".jsonl")
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        for row in iter_rows(db_url):
-            out.write(json.dumps(row, separators=(",", ":")))
-            out.write("\n")
-    return path
+    from tracetap.tracelab import read_rows
+
+    fd, tmp = tempfile.mkstemp(prefix="tracetap-analyze-", suffix=".jsonl")
+    with os.fdopen(fd, "wb") as out:
+        for row in read_rows(path):
+            if flt.matches_row(row):
+                out.write(orjson.dumps(row))
+                out.write(b"\n")
+    return tmp
 
 
-def load(source: str, *, group_by: str | None = None) -> Dataset:
-    """Open `source` (JSONL[.gz], TraceLab .duckdb, or sqlite:///… / postgresql://… URL)."""
+def _rounds(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute("SELECT count(*) FROM rounds_base").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def load(
+    source: str,
+    *,
+    group_by: str | None = None,
+    flt: Filter | None = None,
+    engine: Engine | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Dataset:
+    """Open `source` (JSONL[.gz], TraceLab .duckdb, or sqlite:///… / postgresql://… URL) and
+    keep the rounds that pass `flt`. A store is read through `engine` when given (else one
+    opened without creating anything); `progress(done, total)` counts its rounds as they load.
+    Raises InputError when the source cannot be read or holds no rounds.
+
+    Example: load("sqlite:///traces.db", flt=Filter(agents=("claude",)))
+    """
     if group_by is not None and group_by not in _GROUP_COLUMN:
         raise InputError(f"unknown group {group_by!r}; use one of {', '.join(GROUP_KEYS)}")
+    flt = flt or Filter()
     con = _connect()
     tmp: str | None = None
     if "://" in source:
         kind = "db"
-        tmp = _rows_to_jsonl(source)
-        path = tmp
     else:
-        path = source
-        if not Path(path).is_file():
-            raise InputError(f"{source}: no such file")
-        kind = "duckdb" if Path(path).suffix in (".duckdb", ".db") else "jsonl"
+        if not Path(source).is_file():
+            raise InputError(
+                f"{source}: no such file — give a TraceLab .jsonl(.gz), a .duckdb or a store URL"
+            )
+        kind = "duckdb" if Path(source).suffix in (".duckdb", ".db") else "jsonl"
+        if kind == "jsonl":
+            _check_jsonl(source)
+        if kind == "duckdb" and not flt.is_empty():
+            raise InputError(
+                f"{source}: filters apply to TraceLab JSONL and stores, not DuckDB files "
+                "— analyse the JSONL it was built from"
+            )
     try:
-        if kind == "duckdb":
-            _load_duckdb(con, path)
+        if kind == "db":
+            from tracetap.analysis.store import load_store
+            from tracetap.storage.db import make_engine
+
+            own = engine is None
+            eng = make_engine(source, create=False) if engine is None else engine
+            try:
+                load_store(con, eng, flt, progress=progress)
+            finally:
+                if own:
+                    eng.dispose()
+        elif kind == "duckdb":
+            _load_duckdb(con, source)
         else:
-            if tmp is None or os.path.getsize(tmp) > 0:
-                _load_jsonl(con, path)
+            path = source
+            if not flt.is_empty():
+                tmp = path = _filtered_jsonl(source, flt)
+            if os.path.getsize(path) == 0:
+                con.execute("CREATE TABLE rounds_base AS SELECT 1 AS rid LIMIT 0")
             else:
-                raise InputError(f"{source}: the store has no rounds")
+                _load_jsonl(con, path)
+        if not _rounds(con):
+            if not flt.is_empty():
+                raise InputError(f"nothing in {source} matches {flt.describe()}", nothing=True)
+            raise InputError(f"no rounds in {source}", nothing=True)
         _finish(con, group_by)
     except duckdb.Error as exc:
         raise InputError(f"{source}: cannot read as TraceLab {kind}: {exc}") from None
     finally:
         if tmp is not None:
             os.unlink(tmp)
-    ds = Dataset(con=con, source=source, kind=kind, group_by=group_by)
+    ds = Dataset(con=con, source=source, kind=kind, group_by=group_by, filter=flt)
     ds.has_input = bool(ds.scalar("SELECT count(*) FROM tools WHERE input IS NOT NULL"))
     ds.has_segments = bool(ds.scalar("SELECT count(*) FROM rounds WHERE seg_tools IS NOT NULL"))
     ds.has_hashes = bool(ds.scalar("SELECT count(*) FROM rounds WHERE block_hashes IS NOT NULL"))

@@ -8,11 +8,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracetap.analysis._stats import clean
 from tracetap.analysis.load import Dataset, load
 from tracetap.analysis.registry import ANALYSES, get
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from tracetap.storage.filters import Filter
 
 __all__ = ["Analysis", "Section", "analyze", "public", "run"]
 
@@ -89,6 +94,7 @@ class Analysis:
             "has_segments": ds.has_segments,
             "has_block_hashes": ds.has_hashes,
             "group_by": ds.group_by,
+            "filter": ds.filter.as_dict(),
         }
         return data
 
@@ -119,17 +125,21 @@ def analyze(
     source: str,
     *,
     group_by: str | None = None,
+    flt: Filter | None = None,
+    engine: Engine | None = None,
     only: list[str] | None = None,
     opts: dict[str, Any] | None = None,
     max_groups: int = 12,
     progress: Callable[[str, int], None] | None = None,
+    load_progress: Callable[[int, int], None] | None = None,
 ) -> Analysis:
-    """Load a trace (TraceLab JSONL/.gz, TraceLab DuckDB file or store URL) and run the
-    analyses named in `only` (default: all) over it; `progress` is as for `run`. Raises
-    InputError when the source cannot be read.
+    """Load a trace (TraceLab JSONL/.gz, TraceLab DuckDB file or store URL, read through
+    `engine` when given), keep the rounds that pass `flt`, and run the analyses named in `only`
+    (default: all) over it; `progress` is as for `run`, `load_progress` as for `load`. Raises
+    InputError when the source cannot be read or no round passes.
 
     Example: analyze("trace.jsonl.gz", group_by="provider").data()["overview"]
     """
-    ds = load(source, group_by=group_by)
+    ds = load(source, group_by=group_by, flt=flt, engine=engine, progress=load_progress)
     results = run(ds, only or None, opts, max_groups=max_groups, progress=progress)
     return Analysis(source, ds, results)

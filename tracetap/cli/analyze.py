@@ -6,8 +6,11 @@ A thin wrapper over analysis.run.analyze; output is tables, JSON, PNG figures or
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +19,26 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from tracetap.cli.errors import MISTAKE, NOTHING, UserError
+from tracetap.cli.options import (
+    Agent,
+    Model,
+    Project,
+    Session,
+    Since,
+    Until,
+    make_filter,
+    no_match,
+    open_store,
+)
+
 __all__ = ["register", "analyze"]
+
+# The analyses --only takes (the registry's names, kept here so --help needs no heavy import).
+_NAMES = (
+    "overview, tokens, growth, timing, tools, kv_timeout, tool_overhead, append_prefill, "
+    "latency_predict, kv_sim"
+)
 
 
 def _capacities(text: str) -> list[int | None]:
@@ -38,6 +60,22 @@ def _capacities(text: str) -> list[int | None]:
     return out
 
 
+def _writable(option: str, path: Path, *, directory: bool) -> None:
+    """Raise UserError (exit 2) when `path` cannot be written: checked before any work, so a
+    bad path costs nothing and nothing is created."""
+    if directory and path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path}: a file is in the way — name a folder")
+    if not directory and path.is_dir():
+        raise UserError(f"{option} {path}: is a folder — name the report's file")
+    parent = path if directory else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{option} {path}: {parent} is not a folder — choose a writable path")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"{option} {path}: {parent} is not writable — choose a writable path")
+
+
 def analyze(
     source: Annotated[
         str,
@@ -55,7 +93,7 @@ def analyze(
         str | None, typer.Option(help="provider, model, project or session.")
     ] = None,
     only: Annotated[
-        list[str] | None, typer.Option(help="Run only this analysis (repeatable).")
+        list[str] | None, typer.Option(help=f"Run only this analysis (repeatable): {_NAMES}.")
     ] = None,
     kv_capacity: Annotated[
         str, typer.Option(help="KV capacities in tokens, comma-separated (e.g. inf,2M).")
@@ -67,6 +105,12 @@ def analyze(
     ] = None,
     kv_scope: Annotated[str, typer.Option(help="KV scope: session or global.")] = "session",
     max_groups: Annotated[int, typer.Option(help="Largest groups shown with --group-by.")] = 12,
+    since: Since = None,
+    until: Until = None,
+    agent: Agent = None,
+    model: Model = None,
+    project: Project = None,
+    session: Session = None,
 ) -> None:
     """Analyse a recorded trace: TraceLab metrics plus tool overhead, prefill, latency, KV studies.
 
@@ -95,64 +139,133 @@ def analyze(
         "policies": policies,
         "scope": kv_scope,
     }
+    flt = make_filter(since, until, agent, model, project, session)
+    if html_file is not None:
+        _writable("--html", html_file, directory=False)
+    if plots is not None:
+        _writable("--plots", plots, directory=True)
+    engine = open_store(source) if "://" in source else None
     err = Console(stderr=True)
     try:
-        with _feedback(err) as progress:
+        with _feedback(err) as (load_progress, progress), warnings.catch_warnings():
+            # empty groups give NaN summaries, shown as "–"; numpy's warnings would only repeat it
+            warnings.simplefilter("ignore", RuntimeWarning)
             result = run_analysis(
                 source,
                 group_by=group_by,
+                flt=flt,
+                engine=engine,
                 only=list(only or []),
                 opts=opts,
                 max_groups=max_groups,
                 progress=progress,
+                load_progress=load_progress,
             )
     except InputError as exc:
+        if exc.nothing and engine is not None and not flt.is_empty():
+            raise no_match(flt, source) from None
         from tracetap.storage.db import hide_passwords
 
-        err.print(f"[red]error:[/] {hide_passwords(str(exc), source)}")  # a store's URL
-        raise typer.Exit(1) from None
+        code = NOTHING if exc.nothing else MISTAKE
+        raise UserError(hide_passwords(str(exc), source), code) from None
+    finally:
+        if engine is not None:
+            engine.dispose()
     fig_root = plots or (Path(tempfile.mkdtemp(prefix="tracetap-figs-")) if html_file else None)
-    sections = result.sections(fig_root)
-    if html_file is not None:
-        result.write_html(html_file, sections)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            sections = result.sections(fig_root)
+            if html_file is not None:
+                result.write_html(html_file, sections)
+    except OSError as exc:
+        where = exc.filename or html_file or plots
+        raise UserError(f"cannot write {where}: {exc.strerror or exc}") from None
+    finally:
+        if fig_root is not None and plots is None:
+            shutil.rmtree(fig_root, ignore_errors=True)
     if as_json:
         typer.echo(json.dumps(result.data(), indent=2, default=str))
-        return
-    out = Console()
-    for heading, tables, _ in sections:
-        out.rule(heading)
-        for t in tables:
-            out.print(t)
+    else:
+        out = Console()
+        for heading, tables, _ in sections:
+            out.rule(heading)
+            for t in tables:
+                out.print(t)
+    if plots is not None:
+        n = sum(len(figs) for _, _, figs in sections)
+        err.print(f"wrote {n} figures to {plots}", soft_wrap=True, highlight=False)
+    if html_file is not None:
+        err.print(f"wrote the report to {html_file}", soft_wrap=True, highlight=False)
+
+
+LoadProgress = Callable[[int, int], None]
+StepProgress = Callable[[str, int], None]
 
 
 @contextmanager
-def _feedback(err: Console) -> Iterator[Callable[[str, int], None] | None]:
-    """On a terminal, a spinner while the trace loads, then a progress bar fed by the progress
-    callback this yields (its first call gives the step count); elsewhere nothing (None)."""
+def _feedback(
+    err: Console,
+) -> Iterator[tuple[LoadProgress | None, StepProgress | None]]:
+    """On a terminal, progress bars (%, rate, ETA): the store's rounds as they load (the count
+    is known), then the analyses' steps; a spinner while a file loads. Elsewhere nothing."""
     if not sys.stderr.isatty():
-        yield None
+        yield None, None
         return
-    from rich.progress import Progress, TaskID
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TaskID,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    status = err.status("loading trace", spinner="dots")
-    bar = Progress(console=err, transient=True)
-    task: list[TaskID] = []
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def rate(task_name: str, unit: str) -> None:
+        task = bar.tasks[tasks[task_name]]
+        speed = task.finished_speed or task.speed
+        bar.update(tasks[task_name], rate=f"{speed:,.0f} {unit}/s" if speed else "")
+
+    def loading(done: int, total: int) -> None:
+        if "load" not in tasks:
+            bar.update(tasks["file"], visible=False)
+            tasks["load"] = bar.add_task("loading rounds", total=total, rate="")
+        bar.update(tasks["load"], completed=done)
+        rate("load", "rounds")
 
     def step(name: str, n: int) -> None:
-        if not task:
-            status.stop()
-            bar.start()
-            task.append(bar.add_task("analysing", total=None))
+        if "run" not in tasks:
+            for t in tasks.values():
+                bar.update(t, visible=False)
+            tasks["run"] = bar.add_task("analysing", total=None, rate="")
         if name:
-            bar.update(task[0], advance=n, description=name)
+            bar.update(tasks["run"], advance=n, description=name)
+            rate("run", "steps")
         else:
-            bar.update(task[0], total=n)
+            bar.update(tasks["run"], total=n)
 
-    status.start()
+    tasks["file"] = bar.add_task("loading trace", total=None, rate="")
+    bar.start()
     try:
-        yield step
+        yield loading, step
     finally:
-        status.stop()
         bar.stop()
 
 
