@@ -144,21 +144,30 @@ def classify(rnd: Round, main_system_key: str | None) -> tuple[str, str | None]:
     """(kind, main system key to remember for the session)."""
     if rnd.kind:
         return rnd.kind, main_system_key
+    last = _last_user_text(rnd.messages).lower()
+    if any(marker in last for marker in _COMPACTION_MARKERS):  # with tools or without
+        return COMPACTION, main_system_key
     max_tokens = rnd.envelope.get("max_tokens") or rnd.envelope.get("max_output_tokens")
     if (
-        not rnd.tools
-        or (isinstance(max_tokens, int) and max_tokens <= 1)
+        (isinstance(max_tokens, int) and max_tokens <= 1)
         or rnd.envelope.get("generate") is False
+        or (not rnd.tools and _coding_agent(rnd))
     ):  # quota probes, titles, cache prewarms
         return SIDE, main_system_key
-    last = _last_user_text(rnd.messages).lower()
-    if any(marker in last for marker in _COMPACTION_MARKERS):
-        return COMPACTION, main_system_key
     if _claude_subagent(rnd):  # Claude Code says so itself (2.1.x)
         return SUBAGENT, main_system_key
     if main_system_key is None or main_system_key == rnd.system_key:
         return MAIN, rnd.system_key
     return SUBAGENT, main_system_key
+
+
+def _coding_agent(rnd: Round) -> bool:
+    """Claude Code or Codex, whose requests without tools are titles, summaries and probes
+    beside the agent loop; any other client's request without tools is a conversation turn."""
+    if rnd.provider == "codex" or rnd.session_source == "header":
+        return True
+    client = (rnd.client or "").lower()
+    return client.startswith(("claude", "codex"))
 
 
 def _claude_subagent(rnd: Round) -> bool:

@@ -162,7 +162,8 @@ def test_anthropic_sdk_stream_helper_and_json(proxy, upstream) -> None:
         final = stream.get_final_message()
     assert final.content[0].text == "Short answer."
     rnd = wait_round(proxy, response_id=final.id)
-    assert rnd.kind == "side" and rnd.complete and rnd.stream
+    # a generic client's request without tools is a conversation turn, not a side request
+    assert rnd.kind == "main" and rnd.complete and rnd.stream
     msg = client.messages.create(
         model="claude-proto",
         max_tokens=50,
