@@ -16,11 +16,14 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from tracetap.cli.errors import MISTAKE, NOTHING, UserError
 from tracetap.cli.options import (
@@ -39,7 +42,8 @@ from tracetap.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from tracetap.contribute.build import Outcome
+    from tracetap.contribute.build import Decide, Outcome
+    from tracetap.contribute.collect import Progress as Progress_
     from tracetap.contribute.review import Review
 
 __all__ = ["contribute_app", "register"]
@@ -85,10 +89,18 @@ License = Annotated[
 ]
 
 
+class _Rate(ProgressColumn):
+    """Items per second of a task ("" until rich has measured it)."""
+
+    def render(self, task: Task) -> Text:
+        return Text("" if task.speed is None else f"{task.speed:,.0f}/s")
+
+
 @contextmanager
-def _progress() -> Iterator[object]:
-    """A progress callback (label, done, total) drawing rich bars on a terminal's stderr."""
-    if not err.is_terminal:
+def _progress(console: Console = err) -> Iterator[Progress_ | None]:
+    """A progress callback (label, done, total) drawing a rich bar per step (%, rate, ETA)
+    on a terminal; None when `console` is not one."""
+    if not console.is_terminal:
         yield None
         return
     bar = Progress(
@@ -96,8 +108,9 @@ def _progress() -> Iterator[object]:
         BarColumn(),
         TaskProgressColumn(),
         MofNCompleteColumn(),
+        _Rate(),
         TimeRemainingColumn(),
-        console=err,
+        console=console,
         transient=True,
     )
     tasks: dict[str, TaskID] = {}
@@ -111,7 +124,7 @@ def _progress() -> Iterator[object]:
         yield update
 
 
-def _decide(yes: bool, dry_run: bool, empty: UserError | None) -> object:
+def _decide(yes: bool, dry_run: bool, empty: UserError | None) -> Decide:
     def decide(review: Review) -> bool:
         if review.stats.rounds == 0 and empty is not None:
             raise empty
@@ -277,8 +290,8 @@ def contribute(
                 output,
                 key,
                 opts,
-                _decide(yes, dry_run, no_match(flt, url)),  # type: ignore[arg-type]
-                progress=progress,  # type: ignore[arg-type]
+                _decide(yes, dry_run, no_match(flt, url)),
+                progress=progress,
             )
     except FileExistsError as exc:
         raise UserError(f"{exc} (-o)") from None
@@ -319,11 +332,11 @@ def merge(
             outcome = build(
                 sources,
                 output,
-                _decide(yes, dry_run, empty),  # type: ignore[arg-type]
+                _decide(yes, dry_run, empty),
                 k=k,
                 title=title,
                 license=license,
-                progress=progress,  # type: ignore[arg-type]
+                progress=progress,
             )
     except FileExistsError as exc:
         raise UserError(f"{exc} (-o)") from None

@@ -176,9 +176,11 @@ def contribute(
                 ids.update(str(t["tool_call_id"]) for t in row["tools"] if t.get("tool_call_id"))
                 public = shaper(row)
                 stats.add(public)
-                if progress is not None and stats.rounds % 500 == 0:
-                    progress("shaping rows", stats.rounds, None)
+                if progress is not None and stats.rounds % 200 == 0:
+                    progress("writing rows", stats.rounds, max(sel.rounds, stats.rounds))
                 yield public
+            if progress is not None:
+                progress("writing rows", stats.rounds, stats.rounds)
 
         write_jsonl(shaped(), stage)
         counts = write_shards(stage)
@@ -264,6 +266,7 @@ def merge(
         stats = RowStats()
         seen: set[str] = set()
         duplicates = 0
+        total = sum(m.get("rows", {}).get("rounds", 0) for m in manifests)
 
         def rows() -> Iterator[dict[str, Any]]:
             nonlocal duplicates
@@ -279,8 +282,8 @@ def merge(
                     if c and owner.get(c) != fp:  # same pseudonym from another key
                         row["tt_contributor"] = f"{c}{fp[:6]}"
                     stats.add(row)
-                    if progress is not None and stats.rounds % 500 == 0:
-                        progress("merging rows", stats.rounds, None)
+                    if progress is not None and stats.rounds % 200 == 0:
+                        progress("merging rows", stats.rounds, max(total, stats.rounds))
                     yield row
 
         write_jsonl(rows(), stage)

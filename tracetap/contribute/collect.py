@@ -71,6 +71,7 @@ class Selection:
     projects: dict[int, str | None]  # session pk -> recorded project name
     excluded: dict[str, list[str]] = field(default_factory=dict)  # project -> reasons
     working_dirs: dict[int, str] = field(default_factory=dict)  # session pk -> cwd, when known
+    rounds: int = 0  # rounds of the selected sessions that pass the filter (for progress)
 
     def session_ids(self) -> set[str]:
         """The agents' own session ids (what a public row replaces by pseudonyms)."""
@@ -222,6 +223,17 @@ def select(
             sel.projects[s.id] = s.project
             if cwd:
                 sel.working_dirs[s.id] = cwd
+        pks = list(sel.sessions)
+        for i in range(0, len(pks), 500):
+            sel.rounds += (
+                db.scalar(
+                    sa.select(sa.func.count(m.Round.id))
+                    .join(m.Session, m.Round.session_pk == m.Session.id)
+                    .where(m.Round.session_pk.in_(pks[i : i + 500]), m.Round.kind.in_(KINDS[kind]))
+                    .where(*flt.conditions())
+                )
+                or 0
+            )
     return sel
 
 
