@@ -1,0 +1,132 @@
+"""Who may open `tracetap ui` and what it may touch: loopback unless a token is given, the token
+on every request, a store it never writes, one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from tests.support.proxy import free_port, start_proxy
+from tracetap.storage import models as m
+from tracetap.storage.db import make_engine
+from tracetap.ui.app import read_only
+
+TOKEN = "s3cret-ui-token"
+
+
+def _tracetap(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACETAP_")}
+    return subprocess.run(
+        [sys.executable, "-m", "tracetap", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def _one_line(done: subprocess.CompletedProcess[str]) -> str:
+    output = (done.stdout + done.stderr).strip()
+    assert len(output.splitlines()) == 1, output  # no traceback
+    return output
+
+
+def test_a_non_loopback_host_without_a_token_is_refused(store: str) -> None:
+    done = _tracetap("ui", "--db", store, "--host", "0.0.0.0", "--port", str(free_port()))
+    assert done.returncode == 2
+    line = _one_line(done)
+    assert line.startswith("error: --host 0.0.0.0") and "--token" in line
+
+
+def test_with_a_token_every_request_needs_it(store: str, ui: Any, page: Any) -> None:
+    running = ui(store, "--token", TOKEN, host="0.0.0.0")
+    for path in ("/", "/api/sessions", "/api/events", "/static/plotly.min.js", "/session/x"):
+        assert httpx.get(running.url + path).status_code == 401, path
+    assert httpx.get(running.url + "/api/sessions", params={"token": "wrong"}).status_code == 401
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.get(running.url + "/api/sessions", headers=bearer).status_code == 200
+    header = {"X-Tracetap-Token": TOKEN}
+    assert len(httpx.get(running.url + "/api/sessions", headers=header).json()["sessions"]) == 4
+    # a browser opens the link with ?token= once; the cookie it gets carries the rest
+    page.goto(f"{running.url}/?token={TOKEN}")
+    page.wait_for_selector("tr.session-row")
+    page.wait_for_selector("#status.live")  # the event stream got through with the cookie
+    page.goto(running.url + "/session/claude:sess-ui-1")
+    page.wait_for_selector(".wf-bar")
+
+
+def test_the_ui_does_not_write_to_the_store(store: str, ui: Any, page: Any) -> None:
+    path = Path(make_engine(store, create=False).url.database or "")
+    before = (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
+    running = ui(store)
+    page.goto(running.url + "/")
+    page.wait_for_selector("tr.session-row")
+    page.goto(running.url + "/session/claude:rewrite-1")
+    page.wait_for_selector(".wf-bar")
+    page.click(".wf-bar >> nth=3")
+    page.wait_for_selector("#content h3")
+    page.goto(running.url + "/analysis")
+    page.wait_for_selector(".figure .main-svg", timeout=60_000)
+    assert running.stop() in (0, -15)
+    after = (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
+    assert after == before
+
+
+def test_its_engine_refuses_writes(store: str) -> None:
+    engine = read_only(make_engine(store, create=False))
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA query_only").scalar() == 1
+    with pytest.raises(sa.exc.OperationalError, match="readonly"):
+        with engine.begin() as conn:
+            conn.execute(sa.delete(m.Round))
+    engine.dispose()
+
+
+def test_a_missing_store_and_a_busy_port_are_one_line(tmp_path: Path, store: str) -> None:
+    missing = _tracetap("ui", "--db", f"sqlite:///{tmp_path / 'none.db'}")
+    assert missing.returncode == 2
+    assert "no such SQLite store" in _one_line(missing)
+    assert not (tmp_path / "none.db").exists()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        taken = _tracetap("ui", "--db", store, "--port", str(port))
+    assert taken.returncode == 2
+    assert _one_line(taken).startswith(f"error: cannot listen on 127.0.0.1:{port}")
+
+
+def test_the_proxy_serves_the_ui_beside_it(tmp_path: Path, mitm_confdir: Path) -> None:
+    port = free_port()
+    proxy = start_proxy(
+        tmp_path,
+        confdir=mitm_confdir,
+        anthropic_upstream="http://127.0.0.1:9",
+        extra_args=["--ui-port", str(port)],
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = httpx.get(url + "/api/sessions", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, proxy.log.read_text()
+                time.sleep(0.05)
+        assert answer.status_code == 200 and answer.json()["sessions"] == []
+        assert f"Web UI: {url}/" in proxy.log.read_text()
+    finally:
+        assert proxy.stop() == 0, proxy.log.read_text()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url + "/api/latest", timeout=2)  # it ends with the proxy
