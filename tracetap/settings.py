@@ -91,6 +91,13 @@ class Settings:
         "authentication).",
         env="TRACETAP_ADMIN_HOST",
     )
+    ui_port: int | None = _setting(
+        None,
+        "Serve the web UI (as `tracetap ui`) on this loopback port beside the proxy, on the "
+        "same store.",
+        env="TRACETAP_UI_PORT",
+        addon=False,
+    )
     # How `tracetap proxy` listens and where it forwards: mitmproxy's own options in the addon.
     listen_host: str = _setting("127.0.0.1", "Address to listen on.", addon=False)
     anthropic_port: int = _setting(

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from tracetap.cli.errors import UserError
 from tracetap.cli.options import Db
 from tracetap.settings import Settings
 
@@ -59,6 +60,8 @@ def _instructions(cfg: Settings, db_url: str, confdir: Path) -> str:
     if cfg.admin_port:
         admin = "127.0.0.1" if cfg.admin_host in ("0.0.0.0", "::", "") else cfg.admin_host
         lines += [f"Admin: http://{admin}:{cfg.admin_port}/healthz and /metrics", ""]
+    if cfg.ui_port:
+        lines += [f"Web UI: http://127.0.0.1:{cfg.ui_port}/", ""]
     lines.append("Ctrl-C stops it; everything pending is written first.")
     return "\n".join(lines)
 
@@ -110,11 +113,17 @@ def proxy(**options: Any) -> None:
     conf = Path(cfg.confdir or os.path.expanduser("~/.mitmproxy"))
     ready = asyncio.Event()
 
+    ui_socket = _ui_socket(cfg.ui_port) if cfg.ui_port else None
+    ui_process: Any = None
+
     async def main() -> None:
+        nonlocal ui_process
         task = asyncio.ensure_future(run_proxy(cfg, ready=ready))
         waiter = asyncio.ensure_future(ready.wait())
         done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if waiter in done:
+            if ui_socket is not None:  # the store's schema exists once the proxy is ready
+                ui_process = _start_ui(db_url, ui_socket)
             err.print(_instructions(cfg, db_url, conf), highlight=False, markup=False)
         else:
             waiter.cancel()
@@ -132,6 +141,37 @@ def proxy(**options: Any) -> None:
         reason = hide_passwords(str(exc).splitlines()[0], db_url)
         err.print(f"[red]error:[/red] cannot open {display_url(db_url)}: {reason}")
         raise typer.Exit(2) from None
+    finally:
+        if ui_process is not None:
+            ui_process.terminate()
+            ui_process.join(10)
+        if ui_socket is not None:
+            ui_socket.close()
+
+
+def _ui_socket(port: int) -> Any:
+    """The web UI's listening socket on loopback, bound before the proxy starts so a port in
+    use is one line (exit 2)."""
+    from tracetap.ui.app import bind
+
+    try:
+        return bind("127.0.0.1", port)
+    except OSError as exc:
+        raise UserError(f"--ui-port {port}: cannot listen: {exc.strerror or exc}") from None
+
+
+def _start_ui(db_url: str, sock: Any) -> Any:
+    """`tracetap ui` on the store, in a process of its own (the proxy's event loop and GIL
+    stay the streams' alone); it serves on `sock` and ends with the proxy."""
+    import multiprocessing
+
+    from tracetap.ui.app import serve_url
+
+    process = multiprocessing.get_context("spawn").Process(
+        target=serve_url, args=(db_url, sock), name="tracetap-ui", daemon=True
+    )
+    process.start()
+    return process
 
 
 _params = _options()
