@@ -249,3 +249,32 @@ def test_the_installed_command_gives_one_line_and_no_traceback(tmp_path: Path) -
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
         assert proc.stdout == ""
     assert files_under(tmp_path) == ["file.txt"]
+
+
+def test_a_reader_that_stops_early_is_no_error(tmp_path: Path) -> None:
+    """`tracetap export tracelab | head`: the closed pipe ends the export quietly."""
+    big = tmp_path / "big.jsonl"
+    big.write_text(FIXTURE.read_text() * 100)
+    proc = subprocess.Popen(
+        [EXE, "export", "tracelab", "-i", str(big)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(100).startswith(b'{"provider":')
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0
+    assert proc.stderr.read() == b""
+
+
+def test_parquet_into_an_existing_directory_replaces_its_tables(tmp_path: Path) -> None:
+    out = tmp_path / "tables"
+    stale = out / "rounds" / "day=2020-01-01"
+    stale.mkdir(parents=True)
+    (stale / "part-00000.parquet").write_text("stale")
+    (out / "README").write_text("mine")
+    result = export("parquet", "-i", str(FIXTURE), "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert not stale.exists() and (out / "README").read_text() == "mine"
+    assert (out / "rounds" / "day=2026-06-01").is_dir() and (out / "timing_events").is_dir()
+    assert [p.name for p in tmp_path.iterdir()] == ["tables"]  # no temporary left

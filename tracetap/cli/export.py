@@ -6,6 +6,7 @@ Each format is a thin wrapper over `tracetap.exporters.<format>.export`; rows st
 from __future__ import annotations
 
 import gzip
+import os
 import sys
 import zlib
 from collections.abc import Iterator
@@ -137,7 +138,12 @@ def _counted(rows: Iterator[dict[str, Any]], meter: Meter) -> Iterator[dict[str,
 def _text_out(path: Path | None) -> Iterator[IO[str]]:
     """stdout for no -o (or -o -); else a text file (gzip for .gz) that appears whole."""
     if path is None or str(path) == "-":
-        yield sys.stdout
+        try:
+            yield sys.stdout
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader stopped early (`| head`): no error to report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
         return
     from tracetap.tracelab import open_text
 
