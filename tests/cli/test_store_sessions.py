@@ -248,3 +248,27 @@ def test_show_round_out_of_range_is_exit_2(store: str) -> None:
     )
     assert result.exit_code == 2
     assert result.output == "error: --round 5: claude:beta-2222 has rounds 0 to 1\n"
+
+
+@pytest.mark.parametrize("command", [["sessions"], ["show", "beta-2222"]], ids=" ".join)
+def test_tables_fit_80_columns_without_cutting_a_value(
+    store: str, command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    import tracetap.cli.store as store_cli
+
+    screen = io.StringIO()
+    monkeypatch.setattr(store_cli, "out", Console(file=screen, width=80, force_terminal=False))
+    _run(store, *command)
+    text = screen.getvalue()
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+    assert "…" not in text.replace("…/dev", "")  # only the project's shortened path
+    assert "left out at this width:" in text
+    if command == ["sessions"]:
+        assert "session ids shortened" in text and "beta-222" in text
+        assert "$0.0190" in text  # the cost column stays
+    else:
+        assert "$0.0165" in text and "claude-sonnet-4-5" in text

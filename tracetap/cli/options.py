@@ -5,8 +5,10 @@ Declaring an option once keeps its flag, environment variable and help alike in 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +22,7 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 from rich.text import Text
 
 from tracetap.cli.errors import NOTHING, UserError, bad_url, remember_url
@@ -51,6 +54,8 @@ __all__ = [
     "no_match",
     "open_db",
     "open_store",
+    "Column",
+    "fit_table",
     "price_table",
     "progress",
 ]
@@ -311,3 +316,47 @@ def progress(what: str, unit: str = "rounds") -> Progress:
         transient=True,
         disable=not err.is_terminal,
     )
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column for `fit_table`: a number is right-aligned and never wrapped; `drop`
+    orders the columns left out when the terminal is too narrow (highest first; 0: kept)."""
+
+    name: str
+    number: bool = False
+    drop: int = 0
+
+
+def _needed(name: str, cells: Sequence[str]) -> int:
+    from rich.cells import cell_len
+
+    header = max((cell_len(word) for word in name.split()), default=0)
+    return max([header, *(cell_len(c) for c in cells)]) + 3  # a space each side, a border
+
+
+def fit_table(
+    columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int, **table: Any
+) -> tuple[Table, list[str]]:
+    """A rich Table of the columns whose cells fit `width` whole (no value cut or folded),
+    leaving out droppable columns (highest `drop` first) until they do; and the names of the
+    columns left out, for a line saying so. `table` goes to rich's Table (title, caption).
+
+    Example: table, left_out = fit_table(cols, rows, out.width, title="3 sessions")
+    """
+    keep = list(range(len(columns)))
+    need = {i: _needed(columns[i].name, [row[i] for row in rows]) for i in keep}
+    while sum(need[i] for i in keep) + 1 > width:
+        droppable = [i for i in keep if columns[i].drop]
+        if not droppable:
+            break
+        keep.remove(max(droppable, key=lambda i: columns[i].drop))
+    out = Table(**table)
+    for i in keep:
+        c = columns[i]
+        out.add_column(
+            c.name, justify="right" if c.number else "left", no_wrap=c.number, overflow="fold"
+        )
+    for row in rows:
+        out.add_row(*(row[i] for i in keep))
+    return out, [columns[i].name for i in range(len(columns)) if i not in keep]

@@ -18,6 +18,7 @@ from tracetap.cli.errors import MISTAKE, NOTHING, UserError, bad_url, remember_u
 from tracetap.cli.options import (
     Agent,
     AsJsonLines,
+    Column,
     Db,
     Model,
     Prices,
@@ -26,6 +27,7 @@ from tracetap.cli.options import (
     Since,
     Until,
     db_url,
+    fit_table,
     make_filter,
     no_match,
     no_recordings,
@@ -99,8 +101,27 @@ def _cost(total: CostTotal) -> str:
 
 
 def _prices_note(table: PriceTable) -> str:
-    taken = ", ".join(f"{p} {info.get('taken', '?')}" for p, info in sorted(table.sources.items()))
-    return f"cost: USD at list prices ({taken}); –: no price for the model; +: some rounds unpriced"
+    dates = sorted({info.get("taken", "?") for info in table.sources.values()})
+    return f"cost: USD at list prices of {', '.join(dates)} (–: no price; +: some rounds unpriced)"
+
+
+def _notes(notes: list[str]) -> None:
+    """The lines under a table: whose prices, what was shortened or left out."""
+    for note in notes:
+        out.print(Text(note, style="dim"))
+
+
+def _kinds(by_kind: dict[str, int]) -> str:
+    """The rounds that are not the main agent's, e.g. "subagent 3, compaction 1"."""
+    return ", ".join(f"{k} {n}" for k, n in sorted(by_kind.items()) if k != "main")
+
+
+def _short_ids(ids: list[str]) -> list[str]:
+    """The shortest prefixes (8 characters or more) that still tell `ids` apart."""
+    n = 8
+    while n < max(map(len, ids)) and len({i[:n] for i in ids}) < len(set(ids)):
+        n += 4
+    return [i[:n] for i in ids]
 
 
 def _project(project: str | None) -> str:
@@ -148,38 +169,48 @@ def sessions(
     title = shown or f"{total:,} session{'s' if total != 1 else ''}"
     if not flt.is_empty():
         title += f" ({flt.describe()})"
-    table = Table(title=title, caption=_prices_note(table_of_prices))
-    right = ("rounds", "tools", "input", "cached", "output", "cost")
-    for col in (
-        "agent",
-        "session",
-        "project",
-        "rounds",
-        "tools",
-        "input",
-        "cached",
-        "output",
-        "cost",
-        "started (UTC)",
-        "span",
-    ):
-        table.add_column(col, justify="right" if col in right else "left")
-    for r in rows:
-        kinds = ", ".join(f"{k} {n}" for k, n in sorted(r.by_kind.items()) if k != "main")
-        table.add_row(
+    columns = [
+        Column("agent"),
+        Column("session"),
+        Column("project", drop=4),
+        Column("rounds", number=True),
+        Column("tools", number=True, drop=8),
+        Column("input", number=True, drop=7),
+        Column("cached", number=True, drop=9),
+        Column("output", number=True, drop=5),
+        Column("cost", number=True),
+        Column("started (UTC)"),
+        Column("span", drop=6),
+    ]
+    ids = [r.agent_session_id for r in rows]
+    cells = [
+        [
             r.provider,
-            r.agent_session_id,
+            sid,
             _project(r.project),
-            f"{r.rounds}" + (f" ({kinds})" if kinds else ""),
+            f"{r.rounds}" + (f" ({kinds})" if (kinds := _kinds(r.by_kind)) else ""),
             str(r.tool_calls),
             f"{r.input_tokens:,}",
             f"{r.cached_tokens:,}",
             f"{r.output_tokens:,}",
             _cost(r.cost),
-            _ts(r.first_at),
+            _ts(r.first_at)[:16],
             _dur(r.first_at, r.last_at),
-        )
+        ]
+        for r, sid in zip(rows, ids)
+    ]
+    notes = [_prices_note(table_of_prices)]
+    table, left_out = fit_table(columns, cells, out.width)
+    if left_out and ids:  # a narrow terminal: unique id prefixes (`show` takes them) first
+        for row, short in zip(cells, _short_ids(ids)):
+            row[1] = short
+        notes.append("session ids shortened (show takes a prefix)")
+        table, left_out = fit_table(columns, cells, out.width)
+    if left_out:
+        notes.append(f"left out at this width: {', '.join(left_out)} (see --json)")
+    table.title = title
     out.print(table)
+    _notes(notes)
 
 
 def _find(s: OrmSession, ref: str, table: PriceTable) -> SessionView:
@@ -371,25 +402,23 @@ def _print_table(view: SessionView, prefix: dict[int, Any], table_of_prices: Pri
     title = f"{view.name}  ({len(details)} rounds, {_cost(total)})"
     if view.session.project:
         title += f"  {view.session.project}"
-    table = Table(title=title, caption=_prices_note(table_of_prices))
-    right = ("#", "input", "cached", "measured", "output", "cost", "ttfb ms", "ttft ms", "total ms")
-    for col in (
-        "#",
-        "kind",
-        "model",
-        "status",
-        "input",
-        "cached",
-        "measured",
-        "output",
-        "cost",
-        "ttfb ms",
-        "ttft ms",
-        "total ms",
-        "tools (latency)",
-        "miss cause",
-    ):
-        table.add_column(col, justify="right" if col in right else "left")
+    columns = [
+        Column("#", number=True),
+        Column("kind", drop=5),
+        Column("model"),
+        Column("status", drop=6),
+        Column("input", number=True),
+        Column("cached", number=True, drop=4),
+        Column("measured", number=True, drop=9),
+        Column("output", number=True),
+        Column("cost", number=True),
+        Column("ttfb ms", number=True, drop=10),
+        Column("ttft ms", number=True, drop=7),
+        Column("total ms", number=True, drop=3),
+        Column("tools (latency)", drop=8),
+        Column("miss cause", drop=11),
+    ]
+    cells = []
     for i, d in enumerate(details):
         r = d.round
         tools = ", ".join(
@@ -398,23 +427,30 @@ def _print_table(view: SessionView, prefix: dict[int, Any], table_of_prices: Pri
         status = str(r.status or "-") + ("" if r.complete else f" {r.error_type or 'incomplete'}")
         info = prefix.get(r.id) or {}
         measured = info.get("measured_prefix_tokens")
-        table.add_row(
-            str(i),
-            r.kind,
-            r.model or "-",
-            status,
-            f"{r.input_tokens_total or 0:,}",
-            f"{r.cached_tokens or 0:,}",
-            "-" if measured is None else f"{measured:,}",
-            f"{r.output_tokens or 0:,}",
-            _usd(d.cost),
-            _ms(r.request_at, r.upstream_first_byte_at),
-            _ms(r.request_at, r.first_token_at),
-            _ms(r.request_at, r.end_at),
-            tools,
-            info.get("cause") or "",
+        cells.append(
+            [
+                str(i),
+                r.kind,
+                r.model or "-",
+                status,
+                f"{r.input_tokens_total or 0:,}",
+                f"{r.cached_tokens or 0:,}",
+                "-" if measured is None else f"{measured:,}",
+                f"{r.output_tokens or 0:,}",
+                _usd(d.cost),
+                _ms(r.request_at, r.upstream_first_byte_at),
+                _ms(r.request_at, r.first_token_at),
+                _ms(r.request_at, r.end_at),
+                tools,
+                info.get("cause") or "",
+            ]
         )
+    table, left_out = fit_table(columns, cells, out.width, title=title)
+    notes = [_prices_note(table_of_prices)]
+    if left_out:
+        notes.append(f"left out at this width: {', '.join(left_out)} (see --round N or --json)")
     out.print(table)
+    _notes(notes)
 
 
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
