@@ -1,17 +1,21 @@
 """`tracetap contribute` on a terminal draws a bar per step with %, rate and ETA on stderr; off
-a terminal it draws nothing; `--push` uploads the folder it wrote."""
+a terminal it draws nothing; `--push` uploads the folder it wrote (to a local stand-in Hub)."""
 
 from __future__ import annotations
 
 import io
+import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
-import huggingface_hub
+import pytest
+from huggingface_hub import constants
 from rich.console import Console
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from tests.contribute.conftest import PLANTED_PROJECT
+from tests.contribute.hub import FakeHub, fake_hub
 from tracetap.cli import app
 from tracetap.cli.contribute import _progress
 
@@ -37,50 +41,51 @@ def test_nothing_is_drawn_off_a_terminal() -> None:
     assert screen.getvalue() == ""
 
 
-def test_push_uploads_what_was_written(store: dict, tmp_path: Path, monkeypatch) -> None:
-    calls: list[tuple[str, dict]] = []
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    for h in fake_hub():
+        monkeypatch.setattr(constants, "ENDPOINT", h.url)  # as HF_ENDPOINT
+        monkeypatch.setenv("HF_TOKEN", "hf_test_token_not_real")
+        yield h
 
-    def create_repo(self, repo_id, **kw):  # noqa: ANN001, ANN003, ANN202
-        calls.append(("create_repo", {"repo_id": repo_id, **kw}))
 
-    def upload_folder(self, **kw):  # noqa: ANN001, ANN003, ANN202
-        calls.append(("upload_folder", kw))
-        return "https://hub.invalid/datasets/team/traces/commit/0123"
-
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
-    out = tmp_path / "ds"
-    result = runner.invoke(
+def _push(store: dict, out: Path, *args: str) -> Result:
+    return runner.invoke(
         app,
-        [
-            "contribute",
-            "--db",
-            store["url"],
-            "-o",
-            str(out),
-            "--exclude-project",
-            PLANTED_PROJECT,
-            "--push",
-            "team/traces",
-        ],
+        ["contribute", "--db", store["url"], "-o", str(out), "--push", "team/traces", *args],
         env={"TRACETAP_KEY_FILE": str(store["key"])},
     )
+
+
+def test_push_uploads_every_file_to_the_hub(store: dict, tmp_path: Path, hub: FakeHub) -> None:
+    out = tmp_path / "ds"
+    result = _push(store, out, "--exclude-project", PLANTED_PROJECT, "--private")
     assert result.exit_code == 0, result.output
-    assert [name for name, _ in calls] == ["create_repo", "upload_folder"]
-    assert calls[1][1]["folder_path"] == str(out) and calls[1][1]["repo_id"] == "team/traces"
-    assert "pushed to team/traces: https://hub.invalid/" in result.stderr
+    create = [json.loads(b) for m, p, b in hub.calls if p == "/api/repos/create"]
+    assert create == [
+        {"name": "traces", "organization": "team", "type": "dataset", "visibility": "private"}
+    ]
+    sent = hub.committed_files()
+    local = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert sent == local  # every file, byte for byte, the manifest included
+    assert f"pushed to team/traces: {hub.url}/datasets/team/traces/commit/" in result.stderr
     assert "━" not in result.stderr  # no bar when stderr is not a terminal
 
 
-def test_refused_push_uploads_nothing(store: dict, tmp_path: Path, monkeypatch) -> None:
-    def fail(*args, **kw):  # noqa: ANN002, ANN003, ANN202
-        raise AssertionError("nothing may be uploaded")
-
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", fail)
-    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", fail)
-    result = runner.invoke(
-        app,
-        ["contribute", "--db", store["url"], "-o", str(tmp_path / "ds"), "--push", "team/x"],
-        env={"TRACETAP_KEY_FILE": str(store["key"])},
-    )
+def test_a_refused_contribution_pushes_nothing(store: dict, tmp_path: Path, hub: FakeHub) -> None:
+    result = _push(store, tmp_path / "ds")  # the planted project's tool name is a residual hit
     assert result.exit_code == 2 and "residual hit(s)" in result.stderr
+    assert hub.calls == [] and not (tmp_path / "ds").exists()
+
+
+def test_an_unreachable_hub_is_one_line_and_keeps_the_folder(
+    store: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token_not_real")
+    out = tmp_path / "ds"
+    result = _push(store, out, "--exclude-project", PLANTED_PROJECT)
+    assert result.exit_code == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: push to team/traces failed: ") and str(out) in last
+    assert "Traceback" not in result.stderr and (out / "manifest.json").is_file()

@@ -4,7 +4,6 @@ planted item, none reaches any file, the card loads with `datasets`, residual hi
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -279,29 +278,3 @@ def test_help_fits_80_columns() -> None:
         result = runner.invoke(app, args, env={"COLUMNS": "80"}, terminal_width=80)
         assert result.exit_code == 0
         assert max(len(line) for line in result.stdout.splitlines()) <= 80
-
-
-def test_push_uploads_the_folder(dataset: Path, monkeypatch) -> None:
-    import huggingface_hub
-
-    calls: list[tuple[str, dict]] = []
-
-    def create_repo(self, repo_id, **kw):  # noqa: ANN001, ANN003, ANN202
-        calls.append(("create_repo", {"repo_id": repo_id, **kw}))
-
-    def upload_folder(self, **kw):  # noqa: ANN001, ANN003, ANN202
-        calls.append(("upload_folder", kw))
-        return "https://hub.invalid/datasets/team/traces/commit/abc"
-
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
-    from tracetap.contribute.build import push
-
-    url = push(dataset, "team/traces", private=True)
-    assert url.endswith("/commit/abc")
-    assert calls[0] == (
-        "create_repo",
-        {"repo_id": "team/traces", "repo_type": "dataset", "private": True, "exist_ok": True},
-    )
-    assert calls[1][1]["folder_path"] == str(dataset) and calls[1][1]["repo_type"] == "dataset"
-    assert os.path.isfile(Path(calls[1][1]["folder_path"]) / "manifest.json")

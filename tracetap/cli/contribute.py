@@ -157,7 +157,15 @@ def _report(outcome: Outcome, push: str | None, private: bool) -> None:
     if push:
         from tracetap.contribute.build import push as upload
 
-        url = upload(outcome.out, push, private=private)
+        try:
+            url = upload(outcome.out, push, private=private)
+        except Exception as exc:  # the Hub's and the network's errors: one line, folder kept
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(
+                f"push to {push} failed: {reason} — the dataset is in {outcome.out}; check "
+                "HF_TOKEN and the network, then push again with `hf upload`",
+                MISTAKE,
+            ) from exc
         err.print(f"pushed to {push}: {url}", highlight=False)
 
 
