@@ -109,4 +109,6 @@ def test_help_fits_80_columns(command: tuple[str, str]) -> None:
     too_wide = [line for line in result.stdout.splitlines() if len(line) > 80]
     assert too_wide == [] and "…" not in result.stdout
     assert "../" not in result.stdout and "shared/" not in result.stdout
-    assert "Example: tracetap" in result.stdout
+    lines = result.stdout.splitlines()
+    example = next(i for i, line in enumerate(lines) if "Example: tracetap" in line)
+    assert lines[example + 1].strip() == "", "the example is cut onto two lines"

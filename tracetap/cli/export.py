@@ -231,7 +231,7 @@ def export_duckdb(
     """Write the DuckDB file TraceLab's scripts query (rounds, tool_calls, timing_events,
     trace_source).
 
-    Example: tracetap export tracelab-duckdb --input rounds.jsonl -o tracelab.duckdb
+    Example: tracetap export tracelab-duckdb -i rounds.jsonl -o tracelab.duckdb
     """
     from tracetap.exporters import duckdb_file
 
@@ -266,7 +266,7 @@ def export_replay_csv(
 ) -> None:
     """Write TraceLab's session-runner CSV with recorded arrivals and waits.
 
-    Example: tracetap export replay-csv --input rounds.jsonl --waits tool-only -o replay.csv
+    Example: tracetap export replay-csv --waits tool-only -o replay.csv
     """
     from tracetap.exporters import replay_csv
 
@@ -374,7 +374,7 @@ def export_otel(
     """Write OpenTelemetry GenAI spans (a span per round, a child per tool call) as OTLP
     JSON, or send them to an OTLP endpoint.
 
-    Example: tracetap export otel --input rounds.jsonl --endpoint http://127.0.0.1:4318
+    Example: tracetap export otel --endpoint http://127.0.0.1:4318
     """
     from tracetap.exporters import otel
 
@@ -410,8 +410,9 @@ def export_parquet(
     session: Session = None,
     kind: Kind = "agent",
 ) -> None:
-    """Write the three TraceLab tables as Parquet, partitioned by day (day=YYYY-MM-DD); they
-    replace the same tables in an existing directory.
+    """Write the three TraceLab tables as Parquet files, partitioned by day into
+    folders named like day=2026-06-01. They replace the same tables in an existing
+    directory.
 
     Example: tracetap export parquet --input rounds.jsonl -o tables/
     """
