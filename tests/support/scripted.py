@@ -174,10 +174,14 @@ class ScriptedUpstream(ThreadedUpstream):
         self.response_encoding: str | None = None  # gzip | br | zstd: compress the stream
         self.scenario = "tools"  # tools: 1 call, 2 parallel, answer | subagent: via Agent
         self.fault_once = True
+        # events of types no API documents (a newer API version), sent right after the
+        # first event of every stream: {"type": ..., ...} objects
+        self.inject: list[dict[str, Any]] = []
         super().__init__()
 
     def reset(self) -> None:
         self.requests.clear()
+        self.inject = []
         self.fault = None
         self.cut_after = None
         self.pad = 0
@@ -443,6 +447,7 @@ class ScriptedUpstream(ThreadedUpstream):
                 },
             )
         ]
+        events += [_sse(e["type"], e) for e in self.inject]
         for i, b in enumerate(blocks):
             if i == 1:
                 events.append(_sse("ping", {"type": "ping"}))
@@ -646,6 +651,8 @@ class ScriptedUpstream(ThreadedUpstream):
             events.append(dict(type=name, **data, sequence_number=len(events)))
 
         emit("response.created", {"response": base})
+        for extra in self.inject:
+            emit(extra["type"], {k: v for k, v in extra.items() if k != "type"})
         emit("response.in_progress", {"response": base})
         for idx, item in enumerate(items):
             if item["type"] == "reasoning":

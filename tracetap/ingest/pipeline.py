@@ -39,6 +39,7 @@ from tracetap.storage.writer import (
     is_prefix_ref,
 )
 from tracetap.tokens.enrich import CHAIN, GlobalReuse
+from tracetap.wire.events import UNKNOWN_KEY
 
 __all__ = [
     "CREDENTIAL_HEADERS",
@@ -65,6 +66,8 @@ class PipelineStats:
     db_healthy: bool = True
     last_db_error: str | None = None
     by_kind: dict[str, int] = field(default_factory=dict)
+    # stream events of a type the API does not document, by (api, type): kept raw, counted
+    unknown_events: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 _STOP = object()
@@ -460,6 +463,9 @@ class Pipeline:
                 self.stats.by_kind[r.kind or "?"] = self.stats.by_kind.get(r.kind or "?", 0) + 1
                 if r.error_type or (r.status or 0) >= 500:
                     self.stats.upstream_errors += 1
+                for event in (r.response or {}).get(UNKNOWN_KEY) or ():
+                    key = (r.api, str(event.get("type")))
+                    self.stats.unknown_events[key] = self.stats.unknown_events.get(key, 0) + 1
             else:
                 self.stats.side_recorded += 1
 

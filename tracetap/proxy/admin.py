@@ -43,6 +43,14 @@ class _PipelineCollector:
             "Exchanges an adapter could not parse (kept as side records)",
             value=st.adapter_errors,
         )
+        unknown = CounterMetricFamily(
+            "tracetap_unknown_stream_events",
+            "Stream events of a type the API does not document (kept raw in the round)",
+            labels=["api", "type"],
+        )
+        for (api, kind), n in sorted(st.unknown_events.items()):
+            unknown.add_metric([api, kind], n)
+        yield unknown
         yield GaugeMetricFamily(
             "tracetap_queue_depth",
             "Exchanges waiting for the writer",

@@ -22,6 +22,7 @@ from tracetap.wire.adapters.base import (
     unparsed_envelope,
     user_text_chars,
 )
+from tracetap.wire.events import keep_unknown
 
 __all__ = ["AnthropicMessages", "session_from_user_id"]
 
@@ -221,7 +222,8 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
     content: list[dict[str, Any]] = []
     first = last = None
     failed = False  # an error event: no later event makes the round complete
-    for ev, data in zip(exchange.events, event_data(exchange.events)):
+    datas = event_data(exchange.events)
+    for ev, data in zip(exchange.events, datas):
         if not isinstance(data, dict):
             continue
         kind = data.get("type") or ev.name
@@ -297,4 +299,5 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
     message["content"] = content
     if rnd.stop_reason:
         message["stop_reason"] = rnd.stop_reason
+    keep_unknown(message, AnthropicMessages.name, exchange.events, datas)
     rnd.response = message

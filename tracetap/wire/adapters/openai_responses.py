@@ -22,6 +22,7 @@ from tracetap.wire.adapters.base import (
     user_text_chars,
     wall_time_ms,
 )
+from tracetap.wire.events import keep_unknown
 
 __all__ = ["OpenAIResponses", "codex_turn_id", "is_codex"]
 
@@ -245,7 +246,8 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
     done_items: list[dict[str, Any]] = []
     final: dict[str, Any] | None = None
     failed = False  # an error event: no later event makes the round complete
-    for ev, data in zip(exchange.events, event_data(exchange.events)):
+    datas = event_data(exchange.events)
+    for ev, data in zip(exchange.events, datas):
         if not isinstance(data, dict):
             continue
         kind = data.get("type") or ev.name
@@ -289,3 +291,5 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
             "output": done_items,
             "status": "incomplete",
         }
+    if rnd.response is not None:
+        keep_unknown(rnd.response, OpenAIResponses.name, exchange.events, datas)
