@@ -26,6 +26,7 @@ from tracetap.contribute.collect import (
     Census,
     Progress,
     environment_names,
+    identifying,
     select,
     store_rows,
     text_census,
@@ -185,7 +186,7 @@ def contribute(
         write_jsonl(shaped(), stage)
         counts = write_shards(stage)
         census = text_census(engine, uids, progress=progress)
-        names = sel.names() | environment_names() | {opts.contributor}
+        names = identifying(sel.names() | environment_names() | {opts.contributor})
         hits = Scanner(ids, names).folder(stage, progress)
         ps = Pseudonymizer(key)
         excluded = {

@@ -33,7 +33,10 @@ __all__ = [
     "Census",
     "Progress",
     "Selection",
+    "PLACEHOLDERS",
     "count_placeholders",
+    "environment_names",
+    "identifying",
     "placeholder_identity",
     "select",
     "store_rows",
@@ -345,6 +348,34 @@ def text_census(
     return census
 
 
+# Account and host names that name nobody, or are words a dataset's values hold anyway.
+_COMMON_NAMES = frozenset(
+    {
+        "root",
+        "runner",
+        "user",
+        "admin",
+        "ubuntu",
+        "debian",
+        "localhost",
+        "claude",
+        "codex",
+        "openai",
+        "tracetap",
+        "main",
+        "text",
+        "tool",
+        "agent",
+        "unknown",
+    }
+)
+
+
+def identifying(names: Iterable[str]) -> set[str]:
+    """The names worth searching a dataset for: 4 characters or more, and not a common word."""
+    return {n for n in names if len(n) >= 4 and n.lower() not in _COMMON_NAMES}
+
+
 def environment_names() -> set[str]:
     """This machine's user and host names: identifying wherever they turn up in a dataset."""
     names = {Path.home().name, os.environ.get("USER", ""), os.environ.get("LOGNAME", "")}
@@ -352,4 +383,4 @@ def environment_names() -> set[str]:
         names.add(os.uname().nodename.split(".")[0])
     except AttributeError:  # not POSIX
         pass
-    return {n for n in names if len(n) >= 4 and n not in ("root", "runner", "user")}
+    return identifying(names)

@@ -84,24 +84,21 @@ def write_shards(root: Path) -> dict[str, int]:
     counts = dict.fromkeys(TABLES, 0)
     seq = 0
     for part, chunk in enumerate(_chunks(read_rows(root / JSONL))):
-        for rounds, tools, events in table_batches(chunk, batch_rows=len(chunk), start_seq=seq):
-            extras = _extras(chunk)
-            tables = {
-                "rounds": pa.Table.from_batches([rounds]).append_column(
-                    extras.schema.field(0), extras.column(0)
-                ),
-                "tool_calls": pa.Table.from_batches([tools]),
-                "timing_events": pa.Table.from_batches([events]),
-            }
-            for name in extras.column_names[1:]:
-                tables["rounds"] = tables["rounds"].append_column(
-                    extras.schema.field(name), extras.column(name)
-                )
-            for name, table in tables.items():
-                target = root / "data" / name
-                target.mkdir(parents=True, exist_ok=True)
-                pq.write_table(table, target / f"part-{part:05d}.parquet")
-                counts[name] += table.num_rows
+        rounds, tools, events = next(table_batches(chunk, batch_rows=len(chunk), start_seq=seq))
+        extras = _extras(chunk)
+        round_table = pa.Table.from_batches([rounds])
+        for name in extras.column_names:
+            round_table = round_table.append_column(extras.schema.field(name), extras[name])
+        tables = {
+            "rounds": round_table,
+            "tool_calls": pa.Table.from_batches([tools], schema=TOOL_SCHEMA),
+            "timing_events": pa.Table.from_batches([events], schema=TIMING_SCHEMA),
+        }
+        for name, table in tables.items():
+            target = root / "data" / name
+            target.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, target / f"part-{part:05d}.parquet")
+            counts[name] += table.num_rows
         seq += len(chunk)
     if seq == 0:  # an empty dataset still has its three tables
         for name, schema in TABLES.items():
