@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 from tracetap.importers import claude_code, codex
+from tracetap.importers.logrows import Unreadable
+from tracetap.importers.sniff import looks_like
 from tracetap.tracelab import check_row
 
 DATA = Path(__file__).parent / "data"
@@ -121,7 +123,12 @@ def test_directories_are_walked_and_torn_lines_skipped(tmp_path: Path) -> None:
     (nested / "rollout-a.jsonl").write_bytes((DATA / "codex_rollout.jsonl").read_bytes())
     (nested / "notes.txt").write_text("not a log")
     (tmp_path / "empty.jsonl").write_text("{broken\n")
-    assert len(list(codex.rows_from_dir(tmp_path))) == 3
+    unreadable, read = Unreadable(), []
+    rows = list(codex.rows_from_dir(tmp_path, unreadable=unreadable, on_file=read.append))
+    assert len(rows) == 3
+    assert read == [nested / "rollout-a.jsonl", tmp_path / "empty.jsonl"]
+    # the sample rollout ends in a torn line (18) and empty.jsonl holds a broken one
+    assert unreadable.describe() == f"skipped 2 unreadable lines (first at line 18 of {read[0]})"
 
 
 def test_each_subagent_file_is_its_own_session(tmp_path: Path) -> None:
@@ -136,3 +143,15 @@ def test_each_subagent_file_is_its_own_session(tmp_path: Path) -> None:
     rows = list(claude_code.rows_from_dir(tmp_path))
     assert [r["session_id"] for r in rows] == [CLAUDE_SID + ":agent-a1", CLAUDE_SID + ":agent-b2"]
     assert all(r["tt_kind"] == "subagent" and r["round_index"] == 0 for r in rows)
+
+
+def test_sniffing_tells_the_three_inputs_apart(tmp_path: Path) -> None:
+    fixture = DATA.parent.parent / "fixtures" / "tracelab_sample.jsonl"
+    assert looks_like(DATA / "claude_session.jsonl") == "claude-code"
+    assert looks_like(DATA / "codex_rollout.jsonl") == "codex"
+    assert looks_like(fixture) == "tracelab"
+    (tmp_path / "notes.jsonl").write_text('{"a": 1}\nnot json\n')
+    assert looks_like(tmp_path) is None and looks_like(tmp_path / "missing") is None
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "rollout.jsonl").write_bytes((DATA / "codex_rollout.jsonl").read_bytes())
+    assert looks_like(tmp_path) == "codex"
