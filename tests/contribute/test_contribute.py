@@ -18,7 +18,7 @@ from tests.contribute.conftest import IGNORED_PROJECT, PLANTED_PROJECT, PLANTED_
 from tracetap.cli import app
 from tracetap.contribute.collect import PLACEHOLDERS, placeholder_identity
 from tracetap.privacy.scrub import Scrubber
-from tracetap.tracelab import parse_ts, read_rows
+from tracetap.tracelab import check_row, parse_ts, read_rows
 
 runner = CliRunner()
 
@@ -112,6 +112,7 @@ def test_no_planted_value_in_any_file(store: dict, dataset: Path) -> None:
 def test_every_row_is_a_public_tracelab_row(dataset: Path) -> None:
     rows = list(read_rows(dataset / "tracelab" / "rounds.jsonl"))
     assert rows and all(r["project"].startswith("project_") for r in rows)
+    assert [p for r in rows for p in check_row(r)] == []  # TraceLab's contract holds
     assert all("input" not in t for r in rows for t in r["tools"])
     assert {r["tt_contributor"] for r in rows} == {rows[0]["tt_contributor"]}
     assert rows[0]["tt_contributor"].startswith("contributor_")
@@ -242,6 +243,7 @@ def test_time_granularity_and_stable_clock_shift(store: dict, tmp_path: Path) ->
     assert a == b  # keyed: the same key and options give the same shift
     stamps = [parse_ts(e["timestamp"]) for r in a for e in r["timing_events"]]
     assert stamps and all(t % 3600 == 0 for t in stamps)
+    assert [p for r in a for p in check_row(r)] == []  # order survives the coarsening
     review = (outs[0] / "REVIEW.md").read_text()
     assert "| timestamps (events, tool emitted/result) | shifted, coarsened |" in review
 

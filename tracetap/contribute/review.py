@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.markdown import Markdown
 from rich.table import Table
+from rich.text import Text
 
 from tracetap.contribute.collect import Census
 from tracetap.contribute.scan import Hit
@@ -210,22 +211,21 @@ class Review:
         )
 
     # -- rendering --------------------------------------------------------------------------
-    def _placeholder_rows(self) -> list[tuple[str, str, int, int]]:
+    def _secret_rows(self) -> list[tuple[str, int, int]]:
         return [
-            (
-                _TYPE_NAMES.get(t, t),
-                label if t == "secret" else "",
-                n,
-                self.census.occurrences[t, label],
-            )
+            (label, n, self.census.occurrences[t, label])
             for (t, label), n in sorted(self.census.placeholders.items())
+            if t == "secret"
         ]
 
-    def _type_totals(self) -> list[tuple[str, int]]:
-        totals: Counter[str] = Counter()
-        for (t, _), n in self.census.placeholders.items():
+    def _type_totals(self) -> list[tuple[str, int, int]]:
+        """(type, distinct, occurrences) for every type, found or not (a 0 says none)."""
+        totals: Counter[str] = Counter(dict.fromkeys(_TYPE_NAMES, 0))
+        seen: Counter[str] = Counter()
+        for (t, label), n in self.census.placeholders.items():
             totals[t] += n
-        return [(_TYPE_NAMES.get(t, t), n) for t, n in sorted(totals.items())]
+            seen[t] += self.census.occurrences[t, label]
+        return [(_TYPE_NAMES.get(t, t), n, seen[t]) for t, n in totals.items()]
 
     def markdown(self, *, heading: int = 1) -> str:
         h = "#" * heading
@@ -259,13 +259,12 @@ class Review:
             f"with content policy {self._policies()}. None of this text is in the dataset.",
             "",
         ]
-        if self.census.placeholders:
-            lines += ["| type | total distinct |", "|---|---|"]
-            lines += [f"| {t} | {n:,} |" for t, n in self._type_totals()]
-            lines += ["", "| type | rule | distinct | occurrences |", "|---|---|---|---|"]
-            lines += [f"| {t} | {r} | {n:,} | {o:,} |" for t, r, n, o in self._placeholder_rows()]
-        else:
-            lines.append("No placeholders: the scrubber replaced nothing.")
+        lines += ["| type | distinct | occurrences |", "|---|---|---|"]
+        lines += [f"| {t} | {n:,} | {o:,} |" for t, n, o in self._type_totals()]
+        secrets = self._secret_rows()
+        if secrets:
+            lines += ["", "| secret rule | distinct | occurrences |", "|---|---|---|"]
+            lines += [f"| {r} | {n:,} | {o:,} |" for r, n, o in secrets]
         if self.census.unscrubbed:
             lines += [
                 "",
@@ -310,10 +309,15 @@ class Review:
         for row in self.fields():
             fields.add_row(*row)
         held = Table(title="Placeholders in the recording (not shared)", title_justify="left")
-        for col in ("type", "rule", "distinct", "occurrences"):
-            held.add_column(col, justify="right" if col in ("distinct", "occurrences") else "left")
-        for t, r, n, o in self._placeholder_rows():
-            held.add_row(t, r, f"{n:,}", f"{o:,}")
+        rules = Table(title="Secrets by rule", title_justify="left")
+        for table, first in ((held, "type"), (rules, "secret rule")):
+            table.add_column(first)
+            table.add_column("distinct", justify="right")
+            table.add_column("occurrences", justify="right")
+        for t, n, o in self._type_totals():
+            held.add_row(t, f"{n:,}", f"{o:,}")
+        for r, n, o in self._secret_rows():
+            rules.add_row(r, f"{n:,}", f"{o:,}")
         hits = Table(title=f"Residual hits ({len(self.hits)})", title_justify="left")
         for col in ("file", "row", "field", "rule", "value"):
             hits.add_column(col, overflow="fold")
@@ -327,8 +331,19 @@ class Review:
         )
         ident = Markdown("\n".join(f"- {x}" for x in self.identifying()) or "- Nothing flagged.")
         verdict = Markdown(f"**{self.verdict()}**")
-        parts: list[RenderableType] = [head, fields, held]
+        gap = Text("")
+        parts: list[RenderableType] = [head, gap, fields, gap, held]
+        if self.census.unscrubbed:
+            found = sum(self.census.unscrubbed.values())
+            parts.append(
+                Text(
+                    f"The detector still finds {found:,} value(s) in recorded text "
+                    "(not shared: no text is); see REVIEW.md."
+                )
+            )
+        if rules.row_count:
+            parts += [gap, rules]
         if self.hits:
-            parts.append(hits)
-        parts += [Markdown("**What remains identifying**"), ident, verdict]
+            parts += [gap, hits]
+        parts += [gap, Markdown("**What remains identifying**"), ident, gap, verdict]
         return Group(*parts)
