@@ -38,10 +38,11 @@ def _one_line(done: subprocess.CompletedProcess[str], code: int) -> str:
     return lines[0]
 
 
-def _debug_shows_traceback(*args: str) -> None:
+def _debug_shows_traceback(*args: str) -> str:
     done = _tracetap("--debug", *args)
     assert done.returncode != 0
     assert "Traceback (most recent call last)" in done.stderr
+    return done.stderr
 
 
 def _schemaless(tmp_path: Path) -> str:
@@ -129,7 +130,7 @@ def test_a_postgresql_port_where_nothing_listens_is_one_line(command: list[str])
     line = _one_line(_tracetap(*command, "--db", url), 2)
     assert line.startswith(f"error: cannot open {url}: ")
     assert "Connection refused" in line or "connection failed" in line
-    _debug_shows_traceback(*command, "--db", url)
+    assert "OperationalError" in _debug_shows_traceback(*command, "--db", url)  # the cause
 
 
 def test_push_from_a_missing_sqlite_file_says_check_from(tmp_path: Path) -> None:
@@ -158,3 +159,19 @@ def test_a_bad_price_file_is_one_line(tmp_path: Path) -> None:
 def test_version_prints_the_package_version() -> None:
     done = _tracetap("--version")
     assert done.returncode == 0 and done.stdout == "tracetap 0.1.0\n"
+
+
+def test_push_to_a_postgresql_port_where_nothing_listens_is_one_line(tmp_path: Path) -> None:
+    from tests.storage.rounds import claude_session
+    from tracetap.storage.db import ensure_schema, make_engine
+    from tracetap.storage.writer import Writer
+
+    source = f"sqlite:///{tmp_path / 'local.db'}"
+    engine = make_engine(source)
+    ensure_schema(engine)
+    Writer(engine).write(claude_session(1))
+    engine.dispose()
+    target = f"postgresql://tracetap:s3cret@127.0.0.1:{free_port()}/tracetap"
+    line = _one_line(_tracetap("push", "--from", source, "--to", target), 2)
+    assert line.startswith("error: push failed: ") and "s3cret" not in line
+    assert "OperationalError" in _debug_shows_traceback("push", "--from", source, "--to", target)

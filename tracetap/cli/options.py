@@ -215,7 +215,7 @@ def open_store(url: str, *, option: str = "--db") -> Engine:
         raise UserError(hide_passwords(str(exc), url)) from None
     except Exception as exc:  # cannot connect
         reason = hide_passwords(str(exc).splitlines()[0], url)
-        raise UserError(f"cannot open {shown}: {reason}") from None
+        raise UserError(f"cannot open {shown}: {reason}") from exc  # --debug shows the cause
     if state == "empty":
         raise no_recordings(url)
     return engine

@@ -584,10 +584,10 @@ def push(
                 src, dst, progress=lambda done, total: bar.update(task, completed=done, total=total)
             )
     except (SchemaError, ValueError) as exc:
-        raise UserError(hide_passwords(str(exc), source, target)) from None
-    except Exception as exc:  # cannot connect, permissions ...
+        raise UserError(hide_passwords(str(exc), source, target)) from exc
+    except Exception as exc:  # cannot connect, permissions ... (--debug shows the cause)
         reason = hide_passwords(str(exc).splitlines()[0], source, target)
-        raise UserError(f"push failed: {reason}") from None
+        raise UserError(f"push failed: {reason}") from exc
     err.print(
         f"pushed {result.rounds:,} new rounds ({result.skipped:,} already there), "
         f"{result.side_requests:,} side requests, {result.blobs:,} content blobs, "
