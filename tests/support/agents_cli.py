@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["AgentCLIs", "run_claude", "run_codex"]
+__all__ = ["AgentCLIs", "claude_env", "codex_config", "codex_env", "run_claude", "run_codex"]
 
 NPM_DIR = Path(__file__).resolve().parent.parent / "e2e" / "npm"
 
@@ -67,24 +67,37 @@ def _base_env(home: Path) -> dict[str, str]:
     return env
 
 
+CLAUDE_API_KEY = "sk-ant-api03-e2e-test-key"
+
+
+def claude_env(
+    base_url: str | None, home: Path, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Claude Code's isolated environment: base_url None talks to api.anthropic.com (forward
+    mode); `extra` may replace the API key by a login (CLAUDE_CODE_OAUTH_TOKEN)."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = _base_env(home)
+    env.update(ANTHROPIC_API_KEY=CLAUDE_API_KEY, CLAUDE_CONFIG_DIR=str(home / ".claude"))
+    if base_url is not None:
+        env["ANTHROPIC_BASE_URL"] = base_url
+    env.update(extra or {})
+    return {k: v for k, v in env.items() if v}  # an empty value removes the variable
+
+
 def run_claude(
     clis: AgentCLIs,
-    base_url: str,
+    base_url: str | None,
     workdir: Path,
     prompt: str,
     *,
     home: Path,
     timeout: float = 180,
     tools: tuple[str, ...] = ("Bash", "Read"),
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`claude -p PROMPT --allowedTools Bash Read` with ANTHROPIC_BASE_URL=base_url."""
-    home.mkdir(parents=True, exist_ok=True)
-    env = _base_env(home)
-    env.update(
-        ANTHROPIC_BASE_URL=base_url,
-        ANTHROPIC_API_KEY="sk-ant-api03-e2e-test-key",
-        CLAUDE_CONFIG_DIR=str(home / ".claude"),
-    )
+    """`claude -p PROMPT --allowedTools Bash Read` with ANTHROPIC_BASE_URL=base_url (see
+    `claude_env` for base_url None and `env`)."""
+    env = claude_env(base_url, home, env)
     return subprocess.run(
         [str(clis.claude), "-p", prompt, "--allowedTools", *tools],
         cwd=workdir,
@@ -105,28 +118,14 @@ def run_codex(
     home: Path,
     timeout: float = 180,
     websockets: bool = False,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`codex exec --skip-git-repo-check PROMPT` with a custom provider at base_url/v1.
 
-    websockets=True makes Codex use the Responses API over a WebSocket.
+    websockets=True makes Codex use the Responses API over a WebSocket; `env` adds variables
+    (HTTPS_PROXY, CODEX_CA_CERTIFICATE for forward mode).
     """
-    codex_home = home / ".codex"
-    codex_home.mkdir(parents=True, exist_ok=True)
-    (codex_home / "config.toml").write_text(
-        'model = "gpt-5-codex"\n'
-        'model_provider = "tracetap"\n'
-        'approval_policy = "never"\n'
-        'sandbox_mode = "danger-full-access"\n\n'
-        "[model_providers.tracetap]\n"
-        'name = "tracetap e2e"\n'
-        f'base_url = "{base_url}/v1"\n'
-        'wire_api = "responses"\n'
-        'env_key = "OPENAI_API_KEY"\n'
-        "request_max_retries = 0\n"
-        "stream_max_retries = 0\n" + ("supports_websockets = true\n" if websockets else "")
-    )
-    env = _base_env(home)
-    env.update(CODEX_HOME=str(codex_home), OPENAI_API_KEY="sk-e2e-test-openai-key")
+    env = codex_env(base_url, home, websockets=websockets, extra=env)
     return subprocess.run(
         [str(clis.codex), "exec", "--skip-git-repo-check", prompt],
         cwd=workdir,
@@ -136,6 +135,47 @@ def run_codex(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def codex_config(base_url: str, *, websockets: bool = False) -> str:
+    """config.toml for a custom Responses provider at base_url/v1, API key from the env."""
+    return (
+        'model = "gpt-5-codex"\n'
+        'model_provider = "tracetap"\n'
+        'approval_policy = "never"\n'
+        'sandbox_mode = "danger-full-access"\n'
+        "check_for_update_on_startup = false\n\n"
+        "[analytics]\n"
+        "enabled = false\n\n"
+        "[model_providers.tracetap]\n"
+        'name = "tracetap e2e"\n'
+        f'base_url = "{base_url}/v1"\n'
+        'wire_api = "responses"\n'
+        'env_key = "OPENAI_API_KEY"\n'
+        "request_max_retries = 0\n"
+        "stream_max_retries = 0\n" + ("supports_websockets = true\n" if websockets else "")
+    )
+
+
+def codex_env(
+    base_url: str,
+    home: Path,
+    *,
+    websockets: bool = False,
+    extra: dict[str, str] | None = None,
+    config: str | None = None,
+) -> dict[str, str]:
+    """Codex's isolated environment, its CODEX_HOME/config.toml written (`config` replaces
+    the default custom-provider one)."""
+    codex_home = home / ".codex"
+    codex_home.mkdir(parents=True, exist_ok=True)
+    (codex_home / "config.toml").write_text(
+        config if config is not None else codex_config(base_url, websockets=websockets)
+    )
+    env = _base_env(home)
+    env.update(CODEX_HOME=str(codex_home), OPENAI_API_KEY="sk-e2e-test-openai-key")
+    env.update(extra or {})
+    return {k: v for k, v in env.items() if v}
 
 
 @pytest.fixture(scope="session")

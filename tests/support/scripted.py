@@ -13,11 +13,13 @@ import itertools
 import json
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Self
 
 import pytest
@@ -31,6 +33,7 @@ __all__ = [
     "ThreadedUpstream",
     "anthropic_step",
     "responses_step",
+    "self_signed",
 ]
 
 FINAL_TEXT = "All done: both commands ran."
@@ -115,6 +118,46 @@ def responses_step(body: dict[str, Any]) -> int:
     return steps
 
 
+def self_signed(directory: Path, hosts: list[str]) -> tuple[Path, Path]:
+    """A self-signed certificate (PEM) for `hosts` and 127.0.0.1, and its key, in directory."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
+    now = datetime.datetime.now(datetime.UTC)
+    names: list[x509.GeneralName] = [x509.DNSName(h) for h in hosts]
+    names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "upstream.pem", directory / "upstream.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
 class ThreadedUpstream:
     """An aiohttp server on 127.0.0.1 in a background thread with its own event loop; every
     request goes to `_handle`, its body kept as sent (compressed ones too: tests compare raw
@@ -127,6 +170,12 @@ class ThreadedUpstream:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.tls: tuple[Path, Path] | None = None  # (certificate, key): serve HTTPS
+
+    def with_tls(self, cert: Path, key: Path) -> Self:
+        """Serve HTTPS with this certificate (call before `start`)."""
+        self.tls = (cert, key)
+        return self
 
     def start(self) -> Self:
         self._thread.start()
@@ -138,7 +187,11 @@ class ThreadedUpstream:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, auto_decompress=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        ctx = None
+        if self.tls is not None:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(*self.tls)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ctx)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
@@ -150,7 +203,7 @@ class ThreadedUpstream:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raise NotImplementedError
