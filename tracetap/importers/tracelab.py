@@ -185,7 +185,13 @@ def _write(
                     ),
                     new,
                 )
-        stmt = sa.insert(m.Round).returning(m.Round.id, sort_by_parameter_order=True)
+        # render_nulls: a None is sent as NULL rather than left out, so rows whose optional
+        # fields differ still go in one executemany instead of a statement per row.
+        stmt = (
+            sa.insert(m.Round)
+            .returning(m.Round.id, sort_by_parameter_order=True)
+            .execution_options(render_nulls=True)
+        )
         pks = list(db.scalars(stmt, round_rows))
         tool_rows: list[dict[str, Any]] = []
         event_rows: list[dict[str, Any]] = []
@@ -193,9 +199,9 @@ def _write(
             tool_rows.extend(dict(t, round_pk=pk) for t in tools)
             event_rows.extend(dict(e, round_pk=pk) for e in events)
         if tool_rows:
-            db.execute(sa.insert(m.ToolCall), tool_rows)
+            db.execute(sa.insert(m.ToolCall).execution_options(render_nulls=True), tool_rows)
         if event_rows:
-            db.execute(sa.insert(m.TimingEvent), event_rows)
+            db.execute(sa.insert(m.TimingEvent).execution_options(render_nulls=True), event_rows)
         return len(pks)
 
 
