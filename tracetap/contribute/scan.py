@@ -23,6 +23,8 @@ from tracetap.privacy.detect import Detector
 __all__ = ["GateRules", "Hit", "Scanner", "load_gate_rules"]
 
 _TOKEN_SPLIT = re.compile(r"[^\w.\-]+")
+# A value that is only a UTC timestamp or a number holds nothing to find.
+_PLAIN = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z|-?\d+(?:\.\d+)?")
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ class Scanner:
         hit = self._checked.get(value)
         if hit is not None:
             return hit
+        if _PLAIN.fullmatch(value):
+            return []
         found: list[str] = []
         for f in self.detector.find(value):
             found.append(
