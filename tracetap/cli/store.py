@@ -83,7 +83,7 @@ def _dur(a: float | None, b: float | None) -> str:
 
 
 def _ms(a: float | None, b: float | None) -> str:
-    return "-" if a is None or b is None else f"{(b - a) * 1000:.0f}"
+    return "-" if a is None or b is None else f"{(b - a) * 1000:,.0f}"
 
 
 def _usd(value: float | None) -> str:
