@@ -272,6 +272,10 @@ def test_bad_options_are_one_line_mistakes(store: dict, tmp_path: Path) -> None:
     assert code == 2 and "not empty" in stderr
     code, _, stderr = _run(store, tmp_path / "none", "--project", "no-such-project")
     assert code == 1 and "matches" in stderr
+    code, _, stderr = _run(
+        store, tmp_path / "none", "--project", "acme", "--exclude-project", PLANTED_PROJECT
+    )
+    assert code == 1 and "nothing left to share: the 1 project(s) selected are excluded" in stderr
     assert not (tmp_path / "x").exists() and not (tmp_path / "none").exists()
 
 

@@ -126,6 +126,12 @@ def _progress(console: Console = err) -> Iterator[Progress_ | None]:
 
 def _decide(yes: bool, dry_run: bool, empty: UserError | None) -> Decide:
     def decide(review: Review) -> bool:
+        if review.stats.rounds == 0 and review.excluded:
+            raise UserError(
+                f"nothing left to share: the {len(review.excluded)} project(s) selected are "
+                "excluded (--exclude-project, .tracetapignore)",
+                NOTHING,
+            )
         if review.stats.rounds == 0 and empty is not None:
             raise empty
         out.print(review.rich())
