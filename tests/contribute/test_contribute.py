@@ -167,6 +167,7 @@ def test_card_loads_with_datasets(dataset: Path, tmp_path: Path, monkeypatch) ->
     tools = datasets.load_dataset(str(dataset), "tool_calls", split="train", cache_dir=cache)
     assert tools.num_rows == manifest["rows"]["tool_calls"]
     assert "## Privacy" in text and "### Second scan of the output" in text
+    assert "clients) recorded on the wire, packaged by tracetap" in text
 
 
 def test_analyze_reads_the_jsonl(dataset: Path) -> None:

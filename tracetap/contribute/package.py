@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +215,17 @@ def _schema_table(name: str, schema: pa.Schema, extras: bool) -> list[str]:
     return [*lines, ""]
 
 
+def _origin(stores: Mapping[str, int]) -> str:
+    """Where the rounds came from: the wire (store `tracetap`) or the agents' own logs."""
+    wire = stores.get("tracetap", 0)
+    logs = sum(n for name, n in stores.items() if name != "tracetap")
+    if not logs:
+        return "recorded on the wire"
+    if not wire:
+        return "imported from the agents' own logs"
+    return f"recorded on the wire ({wire:,} rounds) and imported from the agents' logs ({logs:,})"
+
+
 def card(review: Review, *, title: str, license: str, tool_version: str) -> str:
     """README.md: a Hugging Face dataset card whose configs point at the Parquet shards."""
     counts = review.stats.counts()
@@ -248,7 +259,8 @@ def card(review: Review, *, title: str, license: str, tool_version: str) -> str:
         f"# {title}",
         "",
         f"Traces of coding agents (Claude Code, Codex and other OpenAI-compatible clients) "
-        f"recorded on the wire by tracetap {tool_version}: {counts['rounds']:,} LLM rounds, "
+        f"{_origin(review.stats.stores)}, packaged by tracetap {tool_version}: "
+        f"{counts['rounds']:,} LLM rounds, "
         f"{counts['tool_calls']:,} tool calls and {counts['timing_events']:,} timing events in "
         f"{counts['sessions']:,} sessions from {counts['contributors']:,} contributor(s). "
         "One round is one model invocation. The rows follow the TraceLab trace format "

@@ -65,6 +65,7 @@ class RowStats:
     tool_sessions: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     model_sessions: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     contributors: Counter[str] = field(default_factory=Counter)
+    stores: Counter[str] = field(default_factory=Counter)  # tracetap (the wire) or a log source
     sub_second: int = 0  # timestamps with a fraction of a second
     stamps: int = 0
     first: float | None = None
@@ -77,6 +78,7 @@ class RowStats:
         self.project_sessions[str(row.get("project") or "unknown")].add(sid)
         self.model_sessions[str(row.get("model") or "unknown")].add(sid)
         self.contributors[str(row.get("tt_contributor") or "unknown")] += 1
+        self.stores[str(row.get("store") or "unknown")] += 1
         stamps = [e.get("timestamp") for e in row.get("timing_events") or []]
         for tool in row.get("tools") or []:
             self.tool_calls += 1
