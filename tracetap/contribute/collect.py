@@ -245,8 +245,8 @@ def store_rows(
 ) -> Iterator[dict[str, Any]]:
     """Private TraceLab rows of the selected sessions that pass `flt`."""
     wanted = set(sel.sessions.values())
-    for row in rows_from_engine(engine, kind=kind):
-        if row["session_id"] in wanted and flt.matches_row(row):
+    for row in rows_from_engine(engine, flt=flt, kind=kind):
+        if row["session_id"] in wanted:
             yield row
 
 
