@@ -18,6 +18,7 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 
 from tracetap.allocator import keep_freed_memory
+from tracetap.ingest.normalize import drop_credentials
 from tracetap.ingest.sink import Captured, IngestSink, open_sink
 from tracetap.model import Exchange, StreamEvent
 from tracetap.privacy.files import private_files
@@ -136,7 +137,8 @@ def _exchange(
         scheme=req.scheme,
         host=req.pretty_host,
         path=req.path,
-        request_headers=list(req.headers.items(multi=True)),
+        # credentials are forwarded but never leave this process: not spooled, not stored
+        request_headers=drop_credentials(req.headers.items(multi=True)),
         request_body=raw,
         request_at=req.timestamp_start,
         request_encoding=req.headers.get("content-encoding"),
@@ -153,7 +155,7 @@ def _with_response(flow: http.HTTPFlow, tap: _StreamTap, body: _BodyCopy | None)
     resp = flow.response
     if resp is not None:
         ex.status = resp.status_code
-        ex.response_headers = list(resp.headers.items(multi=True))
+        ex.response_headers = drop_credentials(resp.headers.items(multi=True))
         ex.upstream_first_byte_at = resp.timestamp_start
     ex.wire_chunks = tap.chunks
     ex.response_bytes = tap.wire
