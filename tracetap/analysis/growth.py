@@ -117,6 +117,13 @@ def plot(result: dict[str, Any], fig_dir: Any) -> list[Any]:
     d = result["_delta"].astype(float)
     return [
         hist_plot(
-            fig_dir, "growth", {"delta": d}, "input growth between rounds (tokens)", log=False
+            fig_dir,
+            "growth",
+            {"delta": d},
+            "input growth between consecutive rounds (tokens)",
+            log=False,
+            title="Context growth between rounds",
+            caption="Same-session change of input_tokens_total from one round to the next "
+            "(negative: the context was cut).",
         )
     ]

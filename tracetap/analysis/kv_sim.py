@@ -190,22 +190,32 @@ def render(result: dict[str, Any]) -> list[Any]:
 
 
 def plot(result: dict[str, Any], fig_dir: Any) -> list[Any]:
-    from tracetap.analysis.report import scatter_plot
+    from tracetap.analysis.report import bar_plot
+    from tracetap.analysis.units import human
 
-    pts = {
-        f"{r['policy']} @ {r['capacity_tokens']} tokens": (
-            r["idle_token_hours"],
-            r["hit_rate"] or 0,
-        )
-        for r in result["grid"]
-    }
+    caps: list[Any] = []
+    pols: list[str] = []
+    for r in result["grid"]:
+        if r["capacity_tokens"] not in caps:
+            caps.append(r["capacity_tokens"])
+        if r["policy"] not in pols:
+            pols.append(r["policy"])
+    hit = {(r["capacity_tokens"], r["policy"]): r["hit_rate"] or 0 for r in result["grid"]}
+    labels = [c if isinstance(c, str) else human(c, "tokens") for c in caps]
+    reported = result["reported_hit_rate"]
     return [
-        scatter_plot(
+        bar_plot(
             fig_dir,
             "kv_sim",
-            pts,
-            "idle KV storage (token-hours)",
+            [f"capacity {label}" for label in labels],
+            {p: [hit.get((c, p), 0) for c in caps] for p in pols},
             "hit rate",
-            hline=result["reported_hit_rate"],
+            title="Simulated KV hit rate by capacity and policy",
+            caption="Token-weighted hit rate of a KV cache replaying the trace's arrivals, per "
+            "capacity (tokens) and eviction policy; the dashed line is the hit rate the "
+            "provider reported. Idle storage per policy is in the table above.",
+            percent=True,
+            hline=None if reported is None else (reported, "reported hit rate"),
+            zoom=True,
         )
     ]

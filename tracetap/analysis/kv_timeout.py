@@ -102,8 +102,13 @@ def plot(result: dict[str, Any], fig_dir: Any) -> list[Any]:
                 "hit rate": [r["hit_rate"] or 0 for r in rows],
                 "KV active ratio": [r["kv_active_ratio"] or 0 for r in rows],
             },
-            "timeout (s)",
-            "ratio",
+            "retention timeout T",
+            "share",
+            title="What keeping the KV cache longer buys",
+            caption="Hit rate and KV active ratio when a session's KV cache is kept for T after "
+            "each round; the dashed line is the hit rate the provider reported.",
             hline=result["reported_hit_rate"],
+            seconds_axis=True,
+            percent=True,
         )
     ]

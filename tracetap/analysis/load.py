@@ -61,7 +61,12 @@ _SCALARS = {
     "current_tool_result_count": "BIGINT",
     "current_input_chars": "BIGINT",
     "first_input_event_type": "VARCHAR",
+    "claude_uncached_input_tokens": "BIGINT",
+    "claude_cache_creation_input_tokens": "BIGINT",
+    "claude_cache_read_input_tokens": "BIGINT",
 }
+# tracetap's own usage extras (cache writes by TTL), for cost; absent from TraceLab's files.
+_EXTRAS = {"tt_cache_creation_5m_tokens": "BIGINT", "tt_cache_creation_1h_tokens": "BIGINT"}
 _GROUP_COLUMN = {
     "provider": "provider",
     "model": "model",
@@ -184,7 +189,7 @@ def _connect() -> duckdb.DuckDBPyConnection:
 
 
 def _load_jsonl(con: duckdb.DuckDBPyConnection, path: str) -> None:
-    cols = dict(_SCALARS)
+    cols = dict(_SCALARS) | _EXTRAS
     cols.update(
         {
             "timing_events": _EVENT_T,
@@ -204,7 +209,7 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, path: str) -> None:
         f"CAST(json_extract(tt_segments, '$.{k}') AS BIGINT) AS seg_{k}" for k in _SEGMENTS
     )
     con.execute(
-        f"CREATE TABLE rounds_base AS SELECT rid, {', '.join(_SCALARS)}, {seg}, "
+        f"CREATE TABLE rounds_base AS SELECT rid, {', '.join([*_SCALARS, *_EXTRAS])}, {seg}, "
         "CAST(tt_block_hashes AS VARCHAR) AS block_hashes, tt_block_size AS block_size "
         "FROM raw"
     )
@@ -239,7 +244,17 @@ def _load_duckdb(con: duckdb.DuckDBPyConnection, path: str) -> None:
             f"{path}: not a TraceLab DuckDB file (missing {', '.join(sorted(missing))})"
         )
     seg = ", ".join(f"NULL::BIGINT AS seg_{k}" for k in _SEGMENTS)
-    scalars = ", ".join(f"CAST({k} AS {v}) AS {k}" for k, v in _SCALARS.items())
+    columns = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_catalog = 'src' AND table_name = 'rounds'"
+        ).fetchall()
+    }
+    scalars = ", ".join(
+        f"CAST({k if k in columns else 'NULL'} AS {v}) AS {k}"
+        for k, v in (_SCALARS | _EXTRAS).items()
+    )
     con.execute(
         f"CREATE TABLE rounds_base AS SELECT round_pk AS rid, {scalars}, "
         f"{seg}, NULL::VARCHAR AS block_hashes, NULL::BIGINT AS block_size "

@@ -1,18 +1,18 @@
-"""Rendering helpers: rich tables for the terminal, PNG figures (matplotlib, Agg) and one
-self-contained HTML report with the figures embedded as data: URIs.
+"""Rendering helpers: rich tables for the terminal and titled, captioned PNG figures
+(matplotlib, Agg); the HTML report is analysis.html's.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import math
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from rich import box
 from rich.table import Table
+
+from tracetap.analysis.units import duration, human, unit_of
 
 if TYPE_CHECKING:  # matplotlib is imported only when a figure is drawn
     from matplotlib.axes import Axes
@@ -25,127 +25,228 @@ __all__ = [
     "hist_plot",
     "bar_plot",
     "line_plot",
-    "scatter_plot",
+    "figure_text",
     "fmt",
-    "html_report",
 ]
 
 
-def fmt(v: object) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, (int, np.integer)):
-        return f"{int(v):,}"
-    if isinstance(v, (float, np.floating)):
-        f = float(v)
-        if math.isnan(f):
-            return "–"
-        if f.is_integer() and abs(f) >= 1000:
-            return f"{int(f):,}"
-        return f"{f:,.4g}" if abs(f) < 1e6 else f"{f:,.0f}"
-    if isinstance(v, (list, tuple)):
-        return "; ".join(fmt(x) for x in v)
-    return str(v)
+def fmt(v: object, unit: str = "num") -> str:
+    """A cell: `v` in human units (units.human)."""
+    return human(v, unit)
 
 
-def kv_table(title: str, data: dict[str, Any]) -> Table:
-    t = Table(title=title, show_header=False, title_justify="left")
-    t.add_column("key", style="bold")
+def _cell_unit(key: str, parent: str, unit: str | None) -> str:
+    if unit is not None and unit_of(key) != "count":
+        return unit
+    return unit_of(key, parent)
+
+
+def _table(title: str, **kw: Any) -> Table:
+    return Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        min_width=len(title),  # a title is not squeezed into a narrow table
+        **kw,
+    )
+
+
+def _numbers_whole(table: Table) -> Table:
+    """Right-aligned (number) columns never shrink below their widest cell, so a narrow
+    terminal wraps the text columns and headers but never cuts a number."""
+    for col in table.columns:
+        if col.justify == "right":
+            cells = [len(str(c)) for c in col.cells]
+            col.min_width = max(cells, default=1)
+            col.overflow = "fold"
+        else:
+            col.overflow = "ellipsis"
+            col.min_width = min(8, max((len(str(c)) for c in col.cells), default=1))
+    return table
+
+
+def kv_table(title: str, data: dict[str, Any], *, unit: str | None = None) -> Table:
+    """Metric / value rows; each value in the unit its key says (or `unit`)."""
+    t = _table(title, show_header=False)
+    t.add_column("key", style="bold", overflow="fold")
     t.add_column("value", justify="right")
     for k, v in data.items():
         if not str(k).startswith("_") and not isinstance(v, (dict, np.ndarray)):
-            t.add_row(str(k), fmt(v))
-    return t
+            t.add_row(str(k), fmt(v, _cell_unit(str(k), "", unit)))
+    return _numbers_whole(t)
 
 
 def records_table(
-    title: str, records: dict[str, dict[str, Any]], *, key: str, transpose: bool = False
+    title: str,
+    records: dict[str, dict[str, Any]],
+    *,
+    key: str,
+    transpose: bool = False,
+    unit: str | None = None,
 ) -> Table:
+    """One row per record (one column per record with `transpose`); a cell's unit comes from
+    its field's name, else its record's (or `unit`)."""
     cols: list[str] = []
     for rec in records.values():
         cols += [c for c in rec if c not in cols]
-    t = Table(title=title, title_justify="left")
+    t = _table(title)
     if transpose:
         t.add_column(key)
         for name in records:
-            t.add_column(name, justify="right")
+            t.add_column(str(name), justify="right")
         for c in cols:
-            t.add_row(c, *[fmt(rec.get(c)) for rec in records.values()])
-        return t
+            t.add_row(
+                c,
+                *[fmt(rec.get(c), _cell_unit(c, str(n), unit)) for n, rec in records.items()],
+            )
+        return _numbers_whole(t)
     t.add_column(key)
     for c in cols:
         t.add_column(c, justify="right")
     for name, rec in records.items():
-        t.add_row(name, *[fmt(rec.get(c)) for c in cols])
-    return t
+        t.add_row(str(name), *[fmt(rec.get(c), _cell_unit(c, str(name), unit)) for c in cols])
+    return _numbers_whole(t)
 
 
 def list_table(title: str, rows: list[dict[str, Any]]) -> Table:
-    t = Table(title=title, title_justify="left")
+    """One row per item; text columns left, numbers right in their units."""
+    t = _table(title)
     cols = list(rows[0]) if rows else []
     for c in cols:
-        t.add_column(c, justify="right")
+        text = all(isinstance(r.get(c), str) for r in rows)
+        t.add_column(c, justify="left" if text else "right")
     for r in rows:
-        t.add_row(*[fmt(r.get(c)) for c in cols])
-    return t
+        t.add_row(*[fmt(r.get(c), unit_of(c)) for c in cols])
+    return _numbers_whole(t)
 
 
-def _fig() -> tuple[ModuleType, Figure, Axes]:
+def _fig(title: str) -> tuple[ModuleType, Figure, Axes]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=90)
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=80)
+    ax.set_title(title, loc="left", fontsize=11)
+    ax.grid(True, alpha=0.3)
     return plt, fig, ax
 
 
-def _save(plt: ModuleType, fig: Figure, fig_dir: Path, name: str) -> Path:
+def _save(plt: ModuleType, fig: Figure, fig_dir: Path, name: str, title: str, caption: str) -> Path:
+    """Write the PNG with its title and caption in its text chunks (read by `figure_text`)."""
     fig_dir = Path(fig_dir)
     fig_dir.mkdir(parents=True, exist_ok=True)
     path = fig_dir / f"{name}.png"
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, metadata={"Title": title, "Description": caption})
     plt.close(fig)
     return path
 
 
+def figure_text(path: Path) -> tuple[str, str]:
+    """The (title, caption) a figure was saved with."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        text = dict(getattr(img, "text", {}))
+    return text.get("Title", Path(path).stem), text.get("Description", "")
+
+
+def _percent_axis(ax: Axes, axis: str = "y") -> None:
+    from matplotlib.ticker import PercentFormatter
+
+    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(1.0))
+
+
+_CLIP_FROM = 200  # values from which a linear histogram is clipped to its 1st-99th percentile
+
+
 def hist_plot(
-    fig_dir: Path, name: str, series: dict[str, np.ndarray], xlabel: str, *, log: bool
+    fig_dir: Path,
+    name: str,
+    series: dict[str, np.ndarray],
+    xlabel: str,
+    *,
+    log: bool,
+    title: str,
+    caption: str,
+    vline: tuple[float, str] | None = None,
 ) -> Path:
-    plt, fig, ax = _fig()
+    """Histogram(s); log: log-spaced bins on a log axis (non-positive values left out and
+    counted in the caption); else, from 200 values on, the axis is clipped to the 1st-99th
+    percentile and the values outside it are counted in the caption."""
+    plt, fig, ax = _fig(title)
+    notes = []
     for label, values in series.items():
         v = np.asarray(values, dtype=float)
         v = v[np.isfinite(v)]
         if log:
+            dropped = int((v <= 0).sum())
             v = v[v > 0]
+            if dropped:
+                notes.append(f"{dropped:,} {label} values ≤ 0 not shown")
             if v.size:
                 bins = np.logspace(np.log10(v.min()), np.log10(v.max()) + 1e-9, 50)
                 # matplotlib's stub wants a Sequence for `bins`; it takes any array (documented)
                 ax.hist(v, bins=bins, alpha=0.6, label=label)  # type: ignore[arg-type]
             ax.set_xscale("log")
+        elif v.size >= _CLIP_FROM:
+            lo, hi = np.percentile(v, [1, 99])
+            inside = v[(v >= lo) & (v <= hi)]
+            outside = v.size - inside.size
+            if outside:
+                notes.append(
+                    f"{outside:,} outliers outside [{human(lo, 'tokens')}, "
+                    f"{human(hi, 'tokens')}] not shown (max {human(v.max(), 'tokens')}, "
+                    f"min {human(v.min(), 'tokens')})"
+                )
+            ax.hist(inside, bins=50, alpha=0.6, label=label)
         elif v.size:
             ax.hist(v, bins=50, alpha=0.6, label=label)
+    if vline is not None:
+        ax.axvline(vline[0], linestyle="--", color="grey", label=vline[1])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
-    ax.legend()
-    return _save(plt, fig, fig_dir, name)
+    if len(series) > 1 or vline is not None:
+        ax.legend(fontsize=8)
+    full = caption + ("" if not notes else " " + "; ".join(notes) + ".")
+    return _save(plt, fig, fig_dir, name, title, full)
 
 
 def bar_plot(
-    fig_dir: Path, name: str, labels: list[str], series: dict[str, list[float]], ylabel: str
+    fig_dir: Path,
+    name: str,
+    labels: list[str],
+    series: dict[str, list[float]],
+    ylabel: str,
+    *,
+    title: str,
+    caption: str,
+    percent: bool = False,
+    hline: tuple[float, str] | None = None,
+    zoom: bool = False,
 ) -> Path:
-    plt, fig, ax = _fig()
+    """Grouped bars: one group per label, one bar per series; `zoom` starts the y axis just
+    below the smallest bar (said in the caption) so close values stay apart."""
+    plt, fig, ax = _fig(title)
     x = np.arange(len(labels))
     w = 0.8 / max(len(series), 1)
     for i, (label, ys) in enumerate(series.items()):
         ax.bar(x + i * w, ys, w, label=label)
     ax.set_xticks(x + w * (len(series) - 1) / 2, labels)
+    if hline is not None:
+        ax.axhline(hline[0], linestyle="--", color="grey", label=hline[1])
+    if percent:
+        _percent_axis(ax)
+    values = [y for ys in series.values() for y in ys] + ([hline[0]] if hline else [])
+    if zoom and values and min(values) > 0.1:
+        low = max(0.0, min(values) - 0.05 * (max(values) - min(values) + 0.1))
+        ax.set_ylim(low, max(values) + 0.02)
+        caption += f" The y axis starts at {human(low, 'pct') if percent else human(low)}."
     ax.set_ylabel(ylabel)
-    ax.legend()
-    return _save(plt, fig, fig_dir, name)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(plt, fig, fig_dir, name, title, caption)
 
 
 def line_plot(
@@ -156,73 +257,28 @@ def line_plot(
     xlabel: str,
     ylabel: str,
     *,
+    title: str,
+    caption: str,
     hline: float | None = None,
+    seconds_axis: bool = False,
+    percent: bool = False,
 ) -> Path:
-    plt, fig, ax = _fig()
+    """Lines over a log x axis (x ticks as durations with `seconds_axis`)."""
+    plt, fig, ax = _fig(title)
     for label, ys in series.items():
         ax.plot(xs, ys, marker="o", label=label)
     if hline is not None:
         ax.axhline(hline, linestyle="--", color="grey", label="reported hit rate")
     ax.set_xscale("log")
+    if seconds_axis:
+        from matplotlib.ticker import FixedLocator, NullLocator
+
+        ax.xaxis.set_major_locator(FixedLocator(xs))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([duration(x) for x in xs], fontsize=8)
+    if percent:
+        _percent_axis(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend()
-    return _save(plt, fig, fig_dir, name)
-
-
-def scatter_plot(
-    fig_dir: Path,
-    name: str,
-    points: dict[str, tuple[float, float]],
-    xlabel: str,
-    ylabel: str,
-    *,
-    hline: float | None = None,
-) -> Path:
-    plt, fig, ax = _fig()
-    for label, (x, y) in points.items():
-        ax.scatter([x], [y], label=label)
-    if hline is not None:
-        ax.axhline(hline, linestyle="--", color="grey", label="reported hit rate")
-    if points and min(x for x, _ in points.values()) > 0:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize=7)
-    return _save(plt, fig, fig_dir, name)
-
-
-def _table_html(table: Table) -> str:
-    head = "".join(f"<th>{html.escape(str(c.header))}</th>" for c in table.columns)
-    cells = [list(c.cells) for c in table.columns]
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(col[i]))}</td>" for col in cells) + "</tr>"
-        for i in range(table.row_count)
-    )
-    title = html.escape(str(table.title or ""))
-    thead = f"<thead><tr>{head}</tr></thead>" if table.show_header else ""
-    return f"<h3>{title}</h3><table>{thead}<tbody>{body}</tbody></table>"
-
-
-def html_report(title: str, sections: list[tuple[str, list[Any], list[Path]]]) -> str:
-    """One HTML page: per section its tables and its figures inlined as base64 PNG data: URIs."""
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-        "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
-        "collapse;margin-bottom:1em}td,th{border:1px solid #ccc;padding:2px 8px;"
-        "text-align:right}img{max-width:720px;display:block}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-    ]
-    for heading, tables, figures in sections:
-        parts.append(f"<h2>{html.escape(heading)}</h2>")
-        for t in tables:
-            parts.append(
-                _table_html(t) if isinstance(t, Table) else f"<p>{html.escape(str(t))}</p>"
-            )
-        for fig in figures:
-            data = base64.b64encode(Path(fig).read_bytes()).decode()
-            parts.append(
-                f"<img alt='{html.escape(Path(fig).stem)}' src='data:image/png;base64,{data}'>"
-            )
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, fig_dir, name, title, caption)

@@ -100,7 +100,7 @@ class Analysis:
 
     def sections(self, fig_dir: Path | None = None) -> list[Section]:
         """Each analysis's tables (all rows, then each group) and, given `fig_dir`, the PNG
-        figures it writes there."""
+        figures of all rows it writes there."""
         sections: list[Section] = []
         for name, entry in self.results.items():
             mod = ANALYSES[name]
@@ -113,12 +113,37 @@ class Analysis:
             sections.append((entry["title"], tables, figures))
         return sections
 
-    def write_html(self, path: Path, sections: list[Section]) -> None:
-        """Write `sections` as one self-contained HTML report (figures embedded)."""
-        from tracetap.analysis.report import html_report
+    def figures(self, fig_dir: Path) -> dict[str, dict[str, list[Path]]]:
+        """{analysis: {"all" or a group: PNG paths}}: all rows' figures in `fig_dir`, each
+        group's in a folder of its own below it."""
+        out: dict[str, dict[str, list[Path]]] = {}
+        for name, entry in self.results.items():
+            mod = ANALYSES[name]
+            if not hasattr(mod, "plot"):
+                continue
+            out[name] = {"all": mod.plot(entry["all"], fig_dir)}
+            for i, (g, res) in enumerate(entry.get("groups", {}).items()):
+                sub = Path(fig_dir) / f"{self.dataset.group_by}-{i + 1:02d}-{_slug(g)}"
+                out[name][g] = mod.plot(res, sub)
+        return out
 
-        title = f"tracetap analysis of {Path(self.source).name}"
-        path.write_text(html_report(title, sections), encoding="utf-8")
+    def write_html(
+        self,
+        path: Path,
+        figures: dict[str, dict[str, list[Path]]],
+        *,
+        extra_sections: list[tuple[str, str, str]] | None = None,
+    ) -> None:
+        """Write the report (analysis.html.report_html) to `path`, figures embedded."""
+        from tracetap import __version__
+        from tracetap.analysis.html import report_html
+
+        text = report_html(self, figures, version=__version__, extra_sections=extra_sections or ())
+        path.write_text(text, encoding="utf-8")
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text))[:40]
 
 
 def analyze(

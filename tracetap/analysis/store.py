@@ -52,6 +52,11 @@ _ROUND_COLS: list[tuple[str, Any, pa.DataType]] = [
     ("cached_tokens", m.Round.cached_tokens, pa.int64()),
     ("output_tokens", m.Round.output_tokens, pa.int64()),
     ("reasoning_tokens", m.Round.reasoning_tokens, pa.int64()),
+    ("uncached_input_tokens", m.Round.uncached_input_tokens, pa.int64()),
+    ("cache_creation_input_tokens", m.Round.cache_creation_input_tokens, pa.int64()),
+    ("cache_read_input_tokens", m.Round.cache_read_input_tokens, pa.int64()),
+    ("cache_creation_5m_tokens", m.Round.cache_creation_5m_tokens, pa.int64()),
+    ("cache_creation_1h_tokens", m.Round.cache_creation_1h_tokens, pa.int64()),
     ("user_message_count", m.Round.user_message_count, pa.int64()),
     ("tool_result_count", m.Round.tool_result_count, pa.int64()),
     ("user_message_chars", m.Round.user_message_chars, pa.int64()),
@@ -244,9 +249,7 @@ def _side_tables(db: Connection, con: duckdb.DuckDBPyConnection) -> None:
         values = [
             pk,
             *(seg.get(k) for k in _SEGMENTS),
-            json.dumps(ex.get("tt_block_hashes"), separators=(",", ":"))
-            if ex.get("tt_block_hashes") is not None
-            else None,
+            None if chain is None else json.dumps(chain, separators=(",", ":")),
             ex.get("tt_block_size"),
         ]
         for col, v in zip(cols, values):
@@ -335,6 +338,14 @@ def _build(con: duckdb.DuckDBPyConnection) -> None:
             coalesce(CAST(json_extract(c.extra, '$.current_input_chars') AS BIGINT),
                      c.user_message_chars + c.tool_result_chars) AS current_input_chars,
             c.first_input_type AS first_input_event_type,
+            CASE WHEN c.provider = 'claude' THEN c.uncached_input_tokens END
+                AS claude_uncached_input_tokens,
+            CASE WHEN c.provider = 'claude' THEN c.cache_creation_input_tokens END
+                AS claude_cache_creation_input_tokens,
+            CASE WHEN c.provider = 'claude' THEN c.cache_read_input_tokens END
+                AS claude_cache_read_input_tokens,
+            c.cache_creation_5m_tokens AS tt_cache_creation_5m_tokens,
+            c.cache_creation_1h_tokens AS tt_cache_creation_1h_tokens,
             {seg}, x.block_hashes, x.block_size, c.id AS round_pk, c.session_pk,
             c.transport
         FROM c LEFT JOIN s_extras x ON x.round_pk = c.id""")

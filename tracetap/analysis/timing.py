@@ -102,12 +102,25 @@ def plot(result: dict[str, Any], fig_dir: Any) -> list[Any]:
     from tracetap.analysis.report import hist_plot
 
     return [
-        hist_plot(fig_dir, "human_wait", {"human wait": result["_waits"]}, "seconds", log=True),
+        hist_plot(
+            fig_dir,
+            "human_wait",
+            {"human wait": result["_waits"]},
+            "seconds (log scale)",
+            log=True,
+            title="Human input wait",
+            caption="Gap from the previous same-session event to each user message; the "
+            "dashed line marks 5 minutes.",
+            vline=(300.0, "5 min"),
+        ),
         hist_plot(
             fig_dir,
             "decode_speed",
             {"decode speed": result["_speed"]},
-            "output tokens / observable generation second",
+            "output tokens per observable generation second (log scale)",
             log=True,
+            title="Decode speed per round",
+            caption="Output tokens divided by the round's observable generation time "
+            "(latest input event to last output event).",
         ),
     ]

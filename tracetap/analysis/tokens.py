@@ -89,7 +89,7 @@ def render(result: dict[str, Any]) -> list[Any]:
     }
     return [
         kv_table("Tokens", head),
-        records_table("Token distributions", result["distributions"], key="tokens"),
+        records_table("Token distributions", result["distributions"], key="tokens", unit="tokens"),
         records_table("Prefix hit ratio by trigger", result["hit_ratio"], key="trigger"),
         records_table("By provider", result["by_provider"], key="provider"),
     ]
@@ -98,4 +98,15 @@ def render(result: dict[str, Any]) -> list[Any]:
 def plot(result: dict[str, Any], fig_dir: Any) -> list[Any]:
     from tracetap.analysis.report import hist_plot
 
-    return [hist_plot(fig_dir, "tokens", result["_hist"], "tokens per round", log=True)]
+    return [
+        hist_plot(
+            fig_dir,
+            "tokens",
+            result["_hist"],
+            "tokens per round (log scale)",
+            log=True,
+            title="Prefix, append and output tokens per round",
+            caption="Per round: the cached prefix, the appended (uncached) input and the "
+            "output tokens.",
+        )
+    ]

@@ -152,15 +152,28 @@ def plot(result: dict[str, Any], fig_dir: Any) -> list[Any]:
 
     bins = result["latency_bins"]
     return [
-        hist_plot(fig_dir, "tool_latency", {"latency (s)": result["_lat"]}, "seconds", log=True),
+        hist_plot(
+            fig_dir,
+            "tool_latency",
+            {"latency": result["_lat"]},
+            "seconds (log scale)",
+            log=True,
+            title="Tool latency",
+            caption="Effective latency of each tool call (runner-reported when present, else "
+            "result arrival minus call emission).",
+        ),
         bar_plot(
             fig_dir,
             "tool_latency_bins",
             list(bins),
             {
-                "calls": [b["share_of_calls"] or 0 for b in bins.values()],
-                "time": [b["share_of_time"] or 0 for b in bins.values()],
+                "share of calls": [b["share_of_calls"] or 0 for b in bins.values()],
+                "share of tool time": [b["share_of_time"] or 0 for b in bins.values()],
             },
             "share",
+            title="Few slow calls hold the tool time",
+            caption="Per latency bin: its share of tool calls against its share of the total "
+            "tool time.",
+            percent=True,
         ),
     ]

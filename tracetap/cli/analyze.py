@@ -175,9 +175,10 @@ def analyze(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            sections = result.sections(fig_root)
+            sections = result.sections()
+            figures = result.figures(fig_root) if fig_root is not None else {}
             if html_file is not None:
-                result.write_html(html_file, sections)
+                result.write_html(html_file, figures, extra_sections=_cost_section(result))
     except OSError as exc:
         where = exc.filename or html_file or plots
         raise UserError(f"cannot write {where}: {exc.strerror or exc}") from None
@@ -193,10 +194,18 @@ def analyze(
             for t in tables:
                 out.print(t)
     if plots is not None:
-        n = sum(len(figs) for _, _, figs in sections)
+        n = sum(len(paths) for per in figures.values() for paths in per.values())
         err.print(f"wrote {n} figures to {plots}", soft_wrap=True, highlight=False)
     if html_file is not None:
         err.print(f"wrote the report to {html_file}", soft_wrap=True, highlight=False)
+
+
+def _cost_section(result: Any) -> list[tuple[str, str, str]]:
+    """The report's cost section (analysis.cost), when the rows carry usage."""
+    from tracetap.analysis.cost import cost_section
+
+    section = cost_section(result)
+    return [] if section is None else [section]
 
 
 LoadProgress = Callable[[int, int], None]
