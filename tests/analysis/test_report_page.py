@@ -155,9 +155,18 @@ def test_groups_side_by_side_and_long_text_does_not_push_numbers(page, grouped, 
     captions = p.eval_on_selector_all("figcaption b", "bs => bs.map(b => b.innerText)")
     assert any(c.endswith(f"project {LONG_PROJECT}.") for c in captions)
     assert len(captions) == 7 * 3 + 1  # kv_sim (one chart) runs over all rows only
+
+
+def test_grouped_by_provider_headline_and_screenshot(page, tmp_path):  # noqa: F811
+    html = _report(tmp_path, "--group-by", "provider")
+    p = _open(page, html)
+    p.set_viewport_size({"width": 1200, "height": 900})
+    head = p.locator("table.headline thead").inner_text().split("\t")
+    assert [h.strip() for h in head] == ["finding", "this trace", "claude", "codex", "TraceLab"]
+    hit = p.locator("table.headline tbody tr").first.inner_text()
+    assert "92.1 %" in hit and "94.2 %" in hit and "83.0 %" in hit  # all, claude, codex
     p.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert (tmp_path / "report.png").stat().st_size > 10_000
     target = os.environ.get("TRACETAP_REPORT_SCREENSHOT")
-    if target:
-        p.set_viewport_size({"width": 1200, "height": 900})
-        p.screenshot(path=target, clip={"x": 0, "y": 0, "width": 1200, "height": 900})
+    if target:  # the README's picture: the top of the page, 1200 px wide
+        p.screenshot(path=target, clip={"x": 0, "y": 0, "width": 1200, "height": 760})

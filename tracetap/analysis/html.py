@@ -44,7 +44,9 @@ nav.toc,#provenance{background:#f6f8fb;border:1px solid #e3e7ef;border-radius:6p
 table{border-collapse:collapse;margin:8px 0 18px;font-size:14px;max-width:100%}
 .tables{display:flex;flex-wrap:wrap;gap:0 28px;align-items:flex-start}
 .tables>table.metrics,.tables>p{flex-basis:100%}
-table.headline td.metric{width:38%}
+table.headline{width:100%}table.headline td.metric{width:34%;min-width:14em}
+table.headline td.num{white-space:normal}table.headline td.num span{white-space:nowrap}
+.scroll{overflow-x:auto}
 caption{caption-side:top;text-align:left;padding:0 0 4px;color:#39425a}
 caption b{color:#1d2330}caption .def{display:block;font-size:12.5px;color:#5d6880}
 th,td{border-bottom:1px solid #e3e7ef;padding:4px 10px;vertical-align:top}
@@ -318,26 +320,24 @@ def _headline_table(analysis: Analysis) -> str:
         cells = []
         for c in columns:
             v = h.values.get(c)
-            if isinstance(v, tuple):
-                text = " / ".join(human(x, h.unit) for x in v)
-            else:
-                text = human(v, h.unit)
-            cells.append(f"<td class='num'>{_e(text)}</td>")
+            parts = v if isinstance(v, tuple) else (v,)
+            text = " / ".join(f"<span>{_e(human(x, h.unit))}</span>" for x in parts)
+            cells.append(f"<td class='num'>{text}</td>")
         rows.append(
             "<tr class='metric-row'><td class='metric'>"
             f"<span class='name'>{_e(h.title)}</span><div class='def'>{_e(h.definition)}</div>"
-            f"</td>{''.join(cells)}<td class='num pub'>{_e(h.published)}</td></tr>"
+            f"</td>{''.join(cells)}<td class='num pub'><span>{_e(h.published)}</span></td></tr>"
         )
     heads = "".join(f"<th class='num grp' title='{_e(c)}'>{_e(c)}</th>" for c in _shown(columns))
     return (
-        "<table class='headline'>"
+        "<div class='scroll'><table class='headline'>"
         + _caption(
             "Five numbers that matter for serving",
             "This trace's values beside TraceLab's published ones. A dash: that analysis was "
             "not run (--only) or the trace has no such data.",
         )
         + f"<thead><tr><th>finding</th>{heads}<th class='num'>TraceLab</th></tr></thead>"
-        + f"<tbody>{''.join(rows)}</tbody></table>"
+        + f"<tbody>{''.join(rows)}</tbody></table></div>"
         + f"<p class='note'>TraceLab values: {_e(SOURCE)}.</p>"
     )
 

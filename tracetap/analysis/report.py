@@ -26,6 +26,7 @@ __all__ = [
     "bar_plot",
     "line_plot",
     "figure_text",
+    "fit_width",
     "fmt",
 ]
 
@@ -66,6 +67,38 @@ def _numbers_whole(table: Table) -> Table:
     return table
 
 
+def fit_width(table: Table, width: int) -> list[Table]:
+    """`table` as it fits `width` columns: itself, or, when its numbers cannot all fit side by
+    side, several tables that each repeat the first column and carry as many number columns as
+    fit (so a number is never cut)."""
+    first, rest = table.columns[0], table.columns[1:]
+
+    def need(col: Any) -> int:  # its narrowest width and the padding around it
+        return (col.min_width or 1) + 3
+
+    if sum(need(c) for c in table.columns) <= width or not rest:
+        return [table]
+    parts: list[list[Any]] = [[]]
+    used = need(first)
+    for col in rest:
+        if parts[-1] and used + need(col) > width:
+            parts.append([])
+            used = need(first)
+        parts[-1].append(col)
+        used += need(col)
+    out = []
+    for i, cols in enumerate(parts):
+        title = str(table.title or "") + ("" if i == 0 else " (continued)")
+        t = _table(title, show_header=table.show_header)
+        for col in (first, *cols):
+            t.add_column(col.header, justify=col.justify, style=col.style)
+        cells = [list(c.cells) for c in (first, *cols)]
+        for r in range(table.row_count):
+            t.add_row(*[c[r] for c in cells])
+        out.append(_numbers_whole(t))
+    return out
+
+
 def kv_table(title: str, data: dict[str, Any], *, unit: str | None = None) -> Table:
     """Metric / value rows; each value in the unit its key says (or `unit`)."""
     t = _table(title, show_header=False)
@@ -103,7 +136,7 @@ def records_table(
         return _numbers_whole(t)
     t.add_column(key)
     for c in cols:
-        t.add_column(c, justify="right")
+        t.add_column(c.replace("_", " "), justify="right")  # a narrow header wraps at words
     for name, rec in records.items():
         t.add_row(str(name), *[fmt(rec.get(c), _cell_unit(c, str(name), unit)) for c in cols])
     return _numbers_whole(t)
@@ -115,7 +148,7 @@ def list_table(title: str, rows: list[dict[str, Any]]) -> Table:
     cols = list(rows[0]) if rows else []
     for c in cols:
         text = all(isinstance(r.get(c), str) for r in rows)
-        t.add_column(c, justify="left" if text else "right")
+        t.add_column(c.replace("_", " "), justify="left" if text else "right")
     for r in rows:
         t.add_row(*[fmt(r.get(c), unit_of(c)) for c in cols])
     return _numbers_whole(t)

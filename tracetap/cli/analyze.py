@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from tracetap.cli.errors import MISTAKE, NOTHING, UserError
 from tracetap.cli.options import (
@@ -188,11 +189,14 @@ def analyze(
     if as_json:
         typer.echo(json.dumps(result.data(), indent=2, default=str))
     else:
+        from tracetap.analysis.report import fit_width
+
         out = Console()
         for heading, tables, _ in sections:
             out.rule(heading)
             for t in tables:
-                out.print(t)
+                for part in fit_width(t, out.width) if isinstance(t, Table) else [t]:
+                    out.print(part)
     if plots is not None:
         n = sum(len(paths) for per in figures.values() for paths in per.values())
         err.print(f"wrote {n} figures to {plots}", soft_wrap=True, highlight=False)
