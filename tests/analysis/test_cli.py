@@ -91,3 +91,14 @@ def test_progress_callback_counts_every_step():
     )
     # overview: all + 2 providers; kv_sim is not grouped
     assert calls[0] == ("", 4) and len(calls) == 5
+
+
+def test_help_fits_80_columns_and_lists_the_analyses():
+    from tracetap.analysis.registry import ANALYSES
+    from tracetap.cli.analyze import _NAMES
+
+    assert _NAMES.split(", ") == list(ANALYSES)
+    out = runner.invoke(app, ["analyze", "--help"], env={"COLUMNS": "80"})
+    assert out.exit_code == 0
+    assert max(len(line) for line in out.output.splitlines()) <= 80
+    assert "latency_predict" in out.output and "--since" in out.output
