@@ -129,7 +129,11 @@ def assign_identity(rnd: Round) -> None:
         ),
         None,
     )
-    rnd.thread_key = digest(canonical(first)) if first is not None else None
+    agent = _agent_id(rnd)
+    if agent:  # a Claude Code subagent: its lineage is the agent, whatever its first message
+        rnd.thread_key = digest(f"agent:{agent}".encode())
+    else:
+        rnd.thread_key = digest(canonical(first)) if first is not None else None
     cwd = cwd or _messages_cwd(rnd.messages)  # the system prompt's, without its noise lines
     if cwd and not rnd.project:
         rnd.project = PurePath(cwd.replace("\\", "/")).name or cwd
@@ -170,9 +174,16 @@ def _coding_agent(rnd: Round) -> bool:
     return client.startswith(("claude", "codex"))
 
 
+def _agent_id(rnd: Round) -> str | None:
+    """The x-claude-code-agent-id header Claude Code sends on a subagent's requests."""
+    return next(
+        (v for k, v in rnd.request_headers if k.lower() == "x-claude-code-agent-id" and v), None
+    )
+
+
 def _claude_subagent(rnd: Round) -> bool:
     """Claude Code marks subagent requests with an x-claude-code-agent-id header and
     `cc_is_subagent=true` in its billing line."""
-    if any(k.lower() == "x-claude-code-agent-id" for k, _ in rnd.request_headers):
+    if _agent_id(rnd):
         return True
     return "cc_is_subagent=true" in system_text(rnd.system)[:2000]

@@ -38,6 +38,18 @@ __all__ = [
 
 FINAL_TEXT = "All done: both commands ran."
 SUBAGENT_TASK = "SUBAGENT-TASK: write sub.txt with the word sub."
+COMPACT_SUMMARY = "<summary>The user asked for several things; all were answered.</summary>"
+COMPACTION_MARKERS = (
+    "create a detailed summary of the conversation",
+    "your task is to create a detailed summary",
+    "context checkpoint compaction",
+)
+# a long answer (400 words): at the slow pace it streams for about 16 s
+SLOW_TEXT = " ".join(f"word{i:03d}" for i in range(400))
+
+
+def _is_compaction(body: dict[str, Any]) -> bool:
+    return any(m in json.dumps(body.get("messages"))[-20000:].lower() for m in COMPACTION_MARKERS)
 
 
 @dataclass
@@ -386,8 +398,57 @@ class ScriptedUpstream(ThreadedUpstream):
             ], "tool_use"
         return [{"type": "text", "text": FINAL_TEXT}], "end_turn"
 
+    def _interactive_plan(
+        self, body: dict[str, Any], tools: set[str]
+    ) -> tuple[list[dict[str, Any]], str]:
+        """A person's turns in the TUI, chosen by a word of what they typed: `run` one
+        command, `slow` a long answer (streamed slowly, see `slow_turn`), `delegate` to a
+        subagent; a compaction request gets a summary; anything else a short answer."""
+        messages = body.get("messages") or []
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        content = users[-1].get("content") if users else None
+        blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
+        texts = [b.get("text") or "" for b in blocks if isinstance(b, dict)]
+        typed = next((t for t in reversed(texts) if not t.lstrip().startswith("<")), "")
+        if any(m in " ".join(texts).lower() for m in COMPACTION_MARKERS):
+            return [{"type": "text", "text": COMPACT_SUMMARY}], "end_turn"
+        first = json.dumps((messages or [{}])[0].get("content"))
+        if SUBAGENT_TASK in first:
+            return self._subagent_plan(body, tools)
+        if any(isinstance(b, dict) and b.get("type") == "tool_result" for b in blocks):
+            return [{"type": "text", "text": "Done: the command ran."}], "end_turn"
+        if "delegate" in typed.split() and "Agent" in tools:
+            return [
+                {"type": "text", "text": "Delegating."},
+                {
+                    "type": "tool_use",
+                    "id": f"toolu_AGENT{len(messages):04d}",
+                    "name": "Agent",
+                    "input": {
+                        "description": "Write sub.txt",
+                        "prompt": SUBAGENT_TASK,
+                        "subagent_type": "general-purpose",
+                    },
+                },
+            ], "tool_use"
+        if "run" in typed.split():
+            return [
+                {"type": "text", "text": "Running it."},
+                {
+                    "type": "tool_use",
+                    "id": f"toolu_RUN{len(messages):04d}",
+                    "name": "Bash",
+                    "input": {"command": "echo ran | tee ran.txt", "description": "Run"},
+                },
+            ], "tool_use"
+        if "slow" in typed.split():
+            return [{"type": "text", "text": SLOW_TEXT}], "end_turn"
+        return [{"type": "text", "text": f"Noted: {typed.strip()}."}], "end_turn"
+
     def _anthropic_plan(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
         tools = {t.get("name") for t in body.get("tools") or []}
+        if self.scenario == "interactive" and (tools or _is_compaction(body)):
+            return self._interactive_plan(body, tools)
         if not tools or "Bash" not in tools:
             return [{"type": "text", "text": "Short answer."}], "end_turn"
         if self.scenario == "subagent":
@@ -614,6 +675,8 @@ class ScriptedUpstream(ThreadedUpstream):
             )
         )
         events.append(_sse("message_stop", {"type": "message_stop"}))
+        if any(b.get("text") == SLOW_TEXT for b in blocks):
+            fault = fault or "slow"
         return await self._stream(request, rec, events, fault)
 
     # -- OpenAI Responses ---------------------------------------------------------------
