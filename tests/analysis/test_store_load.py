@@ -22,11 +22,9 @@ NAMES = ["overview", "tokens", "growth", "timing", "tools", "kv_timeout", "kv_si
 OPTS = {"capacities": [None, 4096]}
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """Proxy-recorded rounds (two Claude sessions, tokenized) plus the imported fixture."""
-    root = tmp_path_factory.mktemp("store")
-    url = f"sqlite:///{root / 'store.db'}"
+def _fill(url: str, root: Path) -> Path:
+    """Proxy-recorded rounds (two Claude sessions, tokenized) plus the imported fixture in the
+    store at `url`; returns its TraceLab export."""
     engine = make_engine(url)
     ensure_schema(engine)
     rounds = claude_session(6, session="alpha") + claude_session(
@@ -39,7 +37,14 @@ def store(tmp_path_factory):
     exported = root / "export.jsonl"
     with exported.open("w", encoding="utf-8") as out:
         write_rows(iter_rows(url), out)
-    return url, exported
+    return exported
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    url = f"sqlite:///{root / 'store.db'}"
+    return url, _fill(url, root)
 
 
 def _approx(value):
@@ -92,13 +97,18 @@ def test_store_tables_equal_its_export(store):
     ],
     ids=["agent", "session", "model", "since", "until"],
 )
-def test_filters_narrow_store_and_jsonl_alike(store, flt):
+def test_filters_narrow_store_and_jsonl_alike(store, flt, tmp_path):
     url, exported = store
     from_store, from_jsonl = load(url, flt=flt), load(str(exported), flt=flt)
     n = from_store.scalar("SELECT count(*) FROM rounds")
     expected = sum(1 for row in read_rows(exported) if flt.matches_row(row))
     assert 0 < n == expected < 29
-    assert _tables(from_store)["rounds"] == _tables(from_jsonl)["rounds"]
+    # the same rounds as the filtered JSONL; the same tables as `export tracelab` with the
+    # filter (which numbers a session's rounds among the selected ones)
+    key = "SELECT session_id, input_tokens_total, first_event FROM rounds ORDER BY rid"
+    assert from_store.con.execute(key).fetchall() == from_jsonl.con.execute(key).fetchall()
+    narrowed = _export(url, tmp_path, flt)
+    assert _tables(from_store) == _tables(load(str(narrowed)))
     assert from_store.filter == flt
 
 
@@ -108,3 +118,22 @@ def test_progress_counts_rounds(store):
     load(url, progress=lambda done, total: calls.append((done, total)))
     assert calls[0] == (0, 29) and calls[-1] == (29, 29)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_postgres_store_tables_equal_its_export(pg_url, tmp_path):
+    exported = _fill(pg_url, tmp_path)
+    from_store, from_jsonl = load(pg_url), load(str(exported))
+    assert _tables(from_store) == _tables(from_jsonl)
+    assert from_store.has_hashes
+    flt = Filter(agents=("claude",), since=1_780_000_003.0)
+    narrowed = load(pg_url, flt=flt)
+    assert _tables(narrowed) == _tables(load(str(_export(pg_url, tmp_path, flt))))
+    assert narrowed.scalar("SELECT count(*) FROM rounds") == 19  # alpha 5, beta 4, fixture 10
+
+
+def _export(url: str, root: Path, flt: Filter) -> Path:
+    """The store's TraceLab export narrowed by `flt` (the rows `export tracelab` writes)."""
+    path = root / "narrowed.jsonl"
+    with path.open("w", encoding="utf-8") as out:
+        write_rows(iter_rows(url, flt=flt), out)
+    return path

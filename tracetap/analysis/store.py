@@ -24,7 +24,7 @@ from tracetap.storage.filters import Filter
 __all__ = ["load_store", "store_rounds"]
 
 # Sessions are read in chunks of about this many selected rounds (bounded memory, progress).
-_CHUNK_ROUNDS = 20_000
+_CHUNK_ROUNDS = 5_000
 _SEGMENTS = (
     "tools",
     "system",
