@@ -148,3 +148,13 @@ def _filter_dict(args: list[str]) -> dict:
         else:
             out[flag.lstrip("-")] = value + "T00:00:00+00:00"
     return out
+
+
+def test_a_one_round_trace_prints_no_warnings(tmp_path):
+    path = tmp_path / "one.jsonl"
+    path.write_text(FIXTURE.read_text().splitlines()[0] + "\n")
+    html = tmp_path / "one.html"
+    out = runner.invoke(app, ["analyze", str(path), "--group-by", "session", "--html", str(html)])
+    assert out.exit_code == 0, out.output
+    assert "Warning" not in out.output and "warn" not in out.output.lower()
+    assert html.is_file()
