@@ -145,5 +145,8 @@ def test_the_analysis_page_draws_plotly_figures_offline(page: Any, store: str, u
     page.wait_for_selector(".figure .main-svg", timeout=60_000)
     assert page.evaluate("typeof Plotly") == "object"
     assert page.locator(".figure").count() >= 5
-    assert "agent claude" in page.inner_text("#status")
+    assert page.inner_text("#status") == "21 rounds · agent claude"  # 6 + 5 + 10 imported
     assert elsewhere == []  # plotly.js came from this server
+    page.select_option("select[name=agent]", "openai")
+    page.wait_for_selector("#figures:has-text('no rounds match agent openai')")
+    assert page.locator(".figure").count() == 0

@@ -5,8 +5,6 @@ analysis page: built from the same results as the PNG figures, one function per 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -15,8 +13,8 @@ import plotly.graph_objects as go  # type: ignore[import-untyped]
 import plotly.io as pio  # type: ignore[import-untyped]
 from sqlalchemy.engine import Engine
 
+from tracetap.analysis.load import InputError
 from tracetap.analysis.run import analyze
-from tracetap.exporters.tracelab import rows_from_engine
 from tracetap.storage.filters import Filter
 
 __all__ = ["analysis_figures", "figures"]
@@ -158,21 +156,16 @@ def figures(results: dict[str, Any]) -> list[go.Figure]:
 def analysis_figures(engine: Engine, flt: Filter) -> str:
     """The analysis page's data as JSON text: the overview numbers and each figure (plotly's
     JSON), over the rounds of the store `flt` lets through (`{"rounds": 0}` when none do)."""
-    fd, path = tempfile.mkstemp(prefix="tracetap-ui-", suffix=".jsonl")
-    rounds = 0
+    url = engine.url.render_as_string(hide_password=False)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for row in rows_from_engine(engine, since=flt.since, until=flt.until):
-                if flt.matches_row(row):
-                    out.write(json.dumps(row, separators=(",", ":"), default=str) + "\n")
-                    rounds += 1
-        if not rounds:
-            return json.dumps({"rounds": 0, "filter": flt.describe(), "figures": []})
-        result = analyze(path)
-    finally:
-        os.unlink(path)
+        result = analyze(url, flt=flt, engine=engine)
+    except InputError as exc:
+        if not exc.nothing:
+            raise
+        return json.dumps({"rounds": 0, "filter": flt.describe(), "figures": []})
     overview = result.data().get("overview", {}).get("all", {})
     figs = ",".join(pio.to_json(f, validate=False) for f in figures(result.results))
+    rounds = overview.get("llm_rounds_total")
     head = json.dumps(
         {"rounds": rounds, "filter": flt.describe(), "overview": overview}, default=str
     )

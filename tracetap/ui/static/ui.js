@@ -15,7 +15,7 @@ const TT = (() => {
     return Math.floor(s / 3600) + " h " + Math.round((s % 3600) / 60) + " min";
   };
   const usd = (x) => (x === null || x === undefined ? "–" : "$" + x.toFixed(x < 1 ? 4 : 2));
-  const when = (t) => (t ? new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "–");
+  const when = (t) => (t ? new Date(t * 1000).toISOString().replace("T", " ").slice(0, 16) : "–");
 
   async function getJSON(url) {
     const r = await fetch(url, { cache: "no-store" });
@@ -84,7 +84,7 @@ const TT = (() => {
         const span = s.first_at && s.last_at ? s.last_at - s.first_at : null;
         const kinds = Object.entries(s.by_kind).filter(([k]) => k !== "main")
           .map(([k, n]) => `${n} ${k}`).join(", ");
-        return `<tr class="session-row" data-ref="${esc(s.ref)}">
+        return `<tr class="session-row" data-ref="${esc(s.ref)}" data-main="${s.by_kind.main || 0}">
           <td class="l mono"><a href="/session/${encodeURIComponent(s.ref)}">${esc(s.session.slice(0, 18))}</a></td>
           <td class="l">${esc(s.provider)}</td><td class="l">${esc(s.project || "–")}</td>
           <td class="l">${esc(s.models.join(", "))}</td>
