@@ -186,13 +186,17 @@ def _write(
                     new,
                 )
         # render_nulls: a None is sent as NULL rather than left out, so rows whose optional
-        # fields differ still go in one executemany instead of a statement per row.
-        stmt = (
-            sa.insert(m.Round)
-            .returning(m.Round.id, sort_by_parameter_order=True)
-            .execution_options(render_nulls=True)
-        )
-        pks = list(db.scalars(stmt, round_rows))
+        # fields differ still go in one executemany instead of a statement per row. The new
+        # ids are read back by uid (RETURNING in parameter order is a statement per row on
+        # SQLite).
+        db.execute(sa.insert(m.Round).execution_options(render_nulls=True), round_rows)
+        new_uids = [r["uid"] for r in round_rows]
+        ids: dict[str, int] = {}
+        for i in range(0, len(new_uids), 500):
+            part = new_uids[i : i + 500]
+            query = sa.select(m.Round.uid, m.Round.id).where(m.Round.uid.in_(part))
+            ids.update((uid, pk) for uid, pk in db.execute(query))
+        pks = [ids[uid] for uid in new_uids]
         tool_rows: list[dict[str, Any]] = []
         event_rows: list[dict[str, Any]] = []
         for pk, (tools, events) in zip(pks, children):
