@@ -164,6 +164,8 @@ def measure(store: Path, runs: int) -> dict[str, float]:
                 + _median_ms(client, "/api/sessions", runs),
                 "session_page_500_ms": _median_ms(client, f"/session/{ref}", runs)
                 + _median_ms(client, f"/api/session/{ref}", runs),
+                "filtered_agent_ms": _median_ms(client, "/api/sessions?agent=codex", runs),
+                "filtered_prefix_ms": _median_ms(client, "/api/sessions?q=bench-001", runs),
                 "rounds_in_long_session": float(long[0]["rounds"]),
             }
     finally:
@@ -181,6 +183,8 @@ def main() -> None:
     got = measure(args.store, args.runs)
     print(f"store                     {args.store} ({args.rounds:,} rounds)")
     print(f"sessions page             {got['sessions_page_ms']:.0f} ms   (target < 200 ms)")
+    print(f"  filtered by agent       {got['filtered_agent_ms']:.0f} ms   (data only)")
+    print(f"  by session id prefix    {got['filtered_prefix_ms']:.0f} ms   (data only)")
     print(
         f"session page, {got['rounds_in_long_session']:.0f} rounds  "
         f"{got['session_page_500_ms']:.0f} ms   (target < 1000 ms)"

@@ -130,3 +130,22 @@ def test_the_proxy_serves_the_ui_beside_it(tmp_path: Path, mitm_confdir: Path) -
         assert proxy.stop() == 0, proxy.log.read_text()
     with pytest.raises(httpx.TransportError):
         httpx.get(url + "/api/latest", timeout=2)  # it ends with the proxy
+
+
+@pytest.mark.slow
+def test_on_postgresql_it_reads_and_refuses_writes(pg_url: str, tmp_path: Path, ui: Any) -> None:
+    from tests.storage.rounds import claude_session
+    from tests.ui.seed import write
+
+    write(pg_url, claude_session(3, session="pg-1"), tmp_path / "key")
+    engine = read_only(make_engine(pg_url, create=False))
+    with pytest.raises(sa.exc.InternalError, match="read-only transaction"):
+        with engine.begin() as conn:
+            conn.execute(sa.delete(m.Round))
+    engine.dispose()
+    running = ui(pg_url)
+    rows = httpx.get(running.url + "/api/sessions").json()["sessions"]
+    assert [(r["ref"], r["rounds"]) for r in rows] == [("claude:pg-1", 3)]
+    detail = httpx.get(running.url + "/api/session/claude:pg-1").json()
+    content = httpx.get(f"{running.url}/api/round/{detail['rounds'][2]['pk']}").json()
+    assert [e["status"] for e in content["sections"]["messages"]][-2:] == ["new", "new"]
