@@ -23,9 +23,17 @@ def test_json_only_one_analysis():
 
 
 def test_group_by_provider_and_tables():
-    out = runner.invoke(app, ["analyze", FIXTURE, "--group-by", "provider", "--only", "overview"])
+    out = runner.invoke(
+        app,
+        ["analyze", FIXTURE, "--group-by", "provider", "--only", "overview"],
+        env={"COLUMNS": "120"},
+    )
     assert out.exit_code == 0, out.output
-    assert "provider = claude" in out.output and "provider = codex" in out.output
+    # groups side by side: one table, columns = all rows then each provider
+    lines = out.output.splitlines()
+    assert any(line.split() == ["metric", "this", "trace", "claude", "codex"] for line in lines)
+    assert any(line.split() == ["llm_rounds_total", "19", "10", "9"] for line in lines)
+    assert "provider = " not in out.output  # no repeated table per group
 
 
 def test_html_is_self_contained_and_plots_written(tmp_path):

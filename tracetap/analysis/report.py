@@ -27,6 +27,7 @@ __all__ = [
     "line_plot",
     "figure_text",
     "fit_width",
+    "side_by_side",
     "fmt",
 ]
 
@@ -95,6 +96,41 @@ def fit_width(table: Table, width: int) -> list[Table]:
         cells = [list(c.cells) for c in (first, *cols)]
         for r in range(table.row_count):
             t.add_row(*[c[r] for c in cells])
+        out.append(_numbers_whole(t))
+    return out
+
+
+def side_by_side(tables: dict[str, Table]) -> list[Table]:
+    """The same table rendered for several results (all rows, then each group) as comparison
+    tables whose columns are the results: one for a metric/value table, else one per value
+    column (rows: the first column's labels).
+
+    Example: side_by_side({"this trace": t_all, "claude": t_claude, "codex": t_codex})
+    """
+    names = list(tables)
+    first = tables[names[0]]
+    columns = {n: [list(c.cells) for c in t.columns] for n, t in tables.items()}
+    labels: list[str] = []
+    for cols in columns.values():
+        labels += [str(x) for x in cols[0] if str(x) not in labels] if cols else []
+    out = []
+    kv = not first.show_header and len(first.columns) == 2
+    value_columns = (
+        [(1, "")] if kv else [(j, str(c.header)) for j, c in enumerate(first.columns) if j > 0]
+    )
+    for j, header in value_columns:
+        title = str(first.title or "") + (f": {header}" if header else "")
+        t = _table(title)
+        t.add_column(str(first.columns[0].header) if not kv else "metric")
+        for n in names:
+            t.add_column(n, justify="right")
+        for lab in labels:
+            row = [lab]
+            for n in names:
+                cols = columns[n]
+                by = dict(zip((str(x) for x in cols[0]), cols[j])) if len(cols) > j else {}
+                row.append(str(by.get(lab, "–")))
+            t.add_row(*row)
         out.append(_numbers_whole(t))
     return out
 

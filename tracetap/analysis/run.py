@@ -108,8 +108,9 @@ class Analysis:
             if fig_dir is not None and hasattr(mod, "plot"):
                 figures = mod.plot(entry["all"], fig_dir)
             tables = list(mod.render(entry["all"]))
-            for g, res in entry.get("groups", {}).items():
-                tables += [f"{self.dataset.group_by} = {g}", *mod.render(res)]
+            groups = entry.get("groups", {})
+            if groups:
+                tables = _compare(tables, {g: list(mod.render(r)) for g, r in groups.items()})
             sections.append((entry["title"], tables, figures))
         return sections
 
@@ -140,6 +141,27 @@ class Analysis:
 
         text = report_html(self, figures, version=__version__, extra_sections=extra_sections or ())
         path.write_text(text, encoding="utf-8")
+
+
+def _compare(all_rows: list[Any], groups: dict[str, list[Any]]) -> list[Any]:
+    """Each table of all rows beside the same table of every group (report.side_by_side);
+    a table a group does not have is shown for all rows alone."""
+    from rich.table import Table
+
+    from tracetap.analysis.report import side_by_side
+
+    out: list[Any] = []
+    for i, table in enumerate(all_rows):
+        same = {
+            g: ts[i]
+            for g, ts in groups.items()
+            if i < len(ts) and isinstance(ts[i], Table) and ts[i].title == table.title
+        }
+        if isinstance(table, Table) and len(same) == len(groups):
+            out += side_by_side({"this trace": table, **same})
+        else:
+            out.append(table)
+    return out
 
 
 def _slug(text: str) -> str:
