@@ -158,3 +158,15 @@ def test_a_one_round_trace_prints_no_warnings(tmp_path):
     assert out.exit_code == 0, out.output
     assert "Warning" not in out.output and "warn" not in out.output.lower()
     assert html.is_file()
+
+
+def test_filters_on_a_duckdb_file_say_what_to_do(tmp_path):
+    from tests.analysis.test_inputs import _tracelab_duckdb
+
+    db = tmp_path / "trace.duckdb"
+    _tracelab_duckdb(db)
+    _fails(["analyze", str(db), "--agent", "claude"], 2, "filters apply to TraceLab JSONL")
+    out = runner.invoke(app, ["analyze", str(db), "--json", "--only", "overview"])
+    assert (
+        out.exit_code == 0 and json.loads(out.output)["overview"]["all"]["llm_rounds_total"] == 19
+    )
