@@ -45,7 +45,6 @@ __all__ = [
     "Prices",
     "Project",
     "Session",
-    "Provider",
     "Since",
     "Until",
     "db_url",
@@ -82,8 +81,6 @@ Input = Annotated[
     Path | None,
     typer.Option("--input", "-i", help="Read TraceLab JSONL (.gz) rows instead of a database."),
 ]
-# The single-valued provider filter read commands had before the shared Agent filter.
-Provider = Annotated[str | None, typer.Option(help="Only claude, codex or openai.")]
 
 # The shared filters of every read command (storage.filters.Filter); `make_filter` builds one.
 _FILTERS = "Filters"
