@@ -19,9 +19,11 @@ REWRITE_ROUND = 3  # this round re-sends message 2 edited
 REWRITE_INDEX = 2
 
 
-def enrich(rounds: list[Round], key_file: Path) -> tuple[list[Round], list[Any]]:
-    """The rounds through the proxy's steps (tokenizer, then the redacted content level)."""
-    transforms, extensions = build_transforms("redacted", str(key_file), "default")
+def enrich(
+    rounds: list[Round], key_file: Path, content: str = "redacted"
+) -> tuple[list[Round], list[Any]]:
+    """The rounds through the proxy's steps (tokenizer, then the content level)."""
+    transforms, extensions = build_transforms(content, str(key_file), "default")
     out = []
     for rnd in rounds:
         for step in transforms:
@@ -41,12 +43,12 @@ def rewritten_session(session: str = "rewrite-1", t0: float = 1_780_100_000.0) -
     return rounds
 
 
-def write(url: str, rounds: list[Round], key_file: Path) -> None:
-    """Store `rounds` as the proxy would (enriched, then written by the Writer)."""
+def write(url: str, rounds: list[Round], key_file: Path, content: str = "redacted") -> None:
+    """Store `rounds` as the proxy would at that content level (enriched, then written)."""
     engine = make_engine(url)
     try:
         ensure_schema(engine)
-        enriched, extensions = enrich(rounds, key_file)
+        enriched, extensions = enrich(rounds, key_file, content)
         Writer(engine, extensions).write(enriched)
     finally:
         engine.dispose()

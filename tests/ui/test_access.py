@@ -16,7 +16,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from tests.storage.rounds import claude_session
 from tests.support.proxy import free_port, start_proxy
+from tests.ui.seed import write
 from tracetap.storage import models as m
 from tracetap.storage.db import make_engine
 from tracetap.ui.app import read_only
@@ -90,6 +92,24 @@ def test_its_engine_refuses_writes(store: str) -> None:
         with engine.begin() as conn:
             conn.execute(sa.delete(m.Round))
     engine.dispose()
+
+
+def test_rounds_stored_in_full_are_shown_redacted_unless_asked(
+    store: str, ui: Any, tmp_path: Path
+) -> None:
+    secret = "ghp_" + "Ab3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6"
+    rounds = claude_session(2, session="full-1", first_prompt=f"deploy with {secret}")
+    write(store, rounds, tmp_path / "key", content="full")
+    for args, shown in (((), False), (("--content", "full"), True)):
+        running = ui(store, *args)
+        detail = httpx.get(running.url + "/api/session/claude:full-1").json()
+        answer = httpx.get(f"{running.url}/api/round/{detail['rounds'][1]['pk']}").json()
+        first = answer["sections"]["messages"][0]["text"]
+        assert answer["content_policy"] == "full"
+        assert answer["shown_as"] == ("full" if shown else "redacted")
+        assert (secret in first) is shown
+        assert ("<secret:" in first) is not shown
+        running.stop()
 
 
 def test_a_missing_store_and_a_busy_port_are_one_line(tmp_path: Path, store: str) -> None:

@@ -61,9 +61,22 @@ const TT = (() => {
     source.onerror = () => { status.className = "status"; status.textContent = "reconnecting…"; };
   }
 
+  // Runs load() (it returns the newest round id it showed) now, then again whenever the event
+  // stream names a newer round; never two at once, so a burst of rounds costs one reload.
+  function keepFresh(load) {
+    let shown = -1, wanted = -1, busy = false;
+    const run = async () => {
+      busy = true;
+      try { shown = await load(); } finally { busy = false; }
+      if (wanted > shown) run();
+    };
+    run();
+    live((latest) => { wanted = latest; if (!busy && latest !== shown) run(); });
+  }
+
   // ---- sessions page ---------------------------------------------------------------------
   function sessionsPage() {
-    let shown = -1, pending = null;
+    let pending = null, shown = -1;
     const query = bindFilters(() => load());
     async function load() {
       const q = query();
@@ -78,6 +91,7 @@ const TT = (() => {
         $("#error").textContent = err.message;
       }
       $("#nav-analysis").href = "/analysis" + (q ? "?" + q : "");
+      return shown;
     }
     function render(data) {
       const rows = data.sessions.map((s) => {
@@ -102,8 +116,7 @@ const TT = (() => {
       const tr = e.target.closest("tr.session-row");
       if (tr && e.target.tagName !== "A") location.href = "/session/" + encodeURIComponent(tr.dataset.ref);
     });
-    load();
-    live((latest) => { if (latest !== shown) load(); });
+    keepFresh(load);
   }
 
   // ---- session page ----------------------------------------------------------------------
@@ -124,7 +137,7 @@ const TT = (() => {
         $("#error").textContent = "";
       } catch (err) {
         $("#error").textContent = err.message;
-        return;
+        return shown;
       }
       shown = data.latest;
       const priced = data.rounds.filter((r) => r.cost_usd !== null);
@@ -132,6 +145,7 @@ const TT = (() => {
         (priced.length ? ` · ${usd(priced.reduce((a, r) => a + r.cost_usd, 0))}` : "");
       waterfall(data);
       table(data);
+      return shown;
     }
     function waterfall(d) {
       let total = 1;
@@ -160,12 +174,16 @@ const TT = (() => {
     function table(d) {
       const maxPrompt = Math.max(1, ...d.rounds.map((r) => {
         const s = r.segments || {};
-        return (s.system || 0) + (s.tools || 0) + (s.history || 0) + (s.new_input || 0) + (s.output || r.output_tokens || 0);
+        const input = s.system === undefined ? r.input_tokens || 0 :
+          (s.system || 0) + (s.tools || 0) + (s.history || 0) + (s.new_input || 0);
+        return input + (s.output || r.output_tokens || 0);
       }));
       $("#rounds tbody").innerHTML = d.rounds.map((r) => {
         const s = r.segments || {};
-        const segs = bar([["system", s.system], ["tools", s.tools], ["history", s.history],
-          ["new_input", s.new_input], ["output", s.output ?? r.output_tokens]], maxPrompt, "seg-");
+        const known = s.system !== undefined;  // tracetap tokenized it (imported rows: not)
+        const segs = bar(known ? [["system", s.system], ["tools", s.tools], ["history", s.history],
+          ["new_input", s.new_input], ["output", s.output ?? r.output_tokens]] :
+          [["input", r.input_tokens], ["output", r.output_tokens]], maxPrompt, "seg-");
         const prompt = r.prompt_tokens || r.input_tokens || 0;
         const cached = Math.min(r.cached_tokens || 0, prompt);
         const reusable = Math.max(0, Math.min(r.reusable_tokens || 0, prompt) - cached);
@@ -201,6 +219,7 @@ const TT = (() => {
         return;
       }
       const r = data.rounds.find((x) => x.pk === pk) || {};
+      const stored = Object.values(c.sections).some((elems) => elems.length) || c.response !== "null";
       let head = `<h3>round #${esc(r.index)} · ${esc(r.lane)} · content ${esc(c.shown_as)}</h3>`;
       if (c.previous === null) head += `<p class="muted">no previous round to compare with</p>`;
       else if (c.broke_at) {
@@ -208,11 +227,16 @@ const TT = (() => {
           (c.prefix_break ? ` · ${esc(c.prefix_break)}${c.prefix_break_text ? ": " + esc(c.prefix_break_text) : ""}` : "") +
           (c.cause ? ` · miss cause ${esc(c.cause)}: ${esc(c.cause_text || "")}` : "") +
           (c.reusable_tokens !== null && c.reusable_tokens !== undefined ? ` · ${num(c.reusable_tokens)} of ${num(c.prompt_tokens)} tokens reusable` : "") + `</div>`;
-      } else head += `<p class="muted" id="appended">appends to the previous round's measured prompt` +
-        (c.normalized.length ? ` (left out of the measure: ${esc(c.normalized.join(", "))})` : "") +
+      } else if (!stored) {
+        head += `<p class="muted">this round was stored without its content (${esc(c.content_policy)})</p>`;
+      } else head += `<p class="muted" id="appended">` + (c.prefix_break === "append" ?
+        `appends to the previous round's measured prompt` +
+        (c.normalized.length ? ` (left out of the measure: ${esc(c.normalized.join(", "))})` : "") :
+        `repeats the previous round's prompt and appends to it (compared element by element)`) +
         (c.cause ? ` · miss cause ${esc(c.cause)}: ${esc(c.cause_text || "")}` : "") + `</p>`;
       box.innerHTML = head + section("system", c.sections.system) + section("tools", c.sections.tools) +
-        section("messages", c.sections.messages) + `<h4>response</h4><div class="elem new"><pre>${esc(c.response)}</pre></div>`;
+        section("messages", c.sections.messages) +
+        (c.response === "null" ? "" : `<h4>response</h4><div class="elem new"><pre>${esc(c.response)}</pre></div>`);
       box.scrollIntoView({ block: "start" });
     }
     const pick = (e) => {
@@ -220,9 +244,11 @@ const TT = (() => {
       if (el) open(Number(el.dataset.pk));
     };
     $("#waterfall").addEventListener("click", pick);
+    $("#zoom").addEventListener("input", (e) => {  // stretch the time axis; scroll along it
+      $("#waterfall").style.setProperty("--zoom", e.target.value);
+    });
     $("#rounds tbody").addEventListener("click", pick);
-    load();
-    live((latest) => { if (latest !== shown) load(); });
+    keepFresh(load);
   }
 
   // ---- analysis page ---------------------------------------------------------------------
