@@ -150,3 +150,31 @@ def test_the_analysis_page_draws_plotly_figures_offline(page: Any, store: str, u
     page.select_option("select[name=agent]", "openai")
     page.wait_for_selector("#figures:has-text('no rounds match agent openai')")
     assert page.locator(".figure").count() == 0
+
+
+def test_subagents_run_on_a_lane_of_their_own(
+    page: Any, store: str, ui: Any, tmp_path: Path
+) -> None:
+    main = claude_session(3, session="lanes-1", t0=1_792_000_000.0)
+    sub = claude_session(2, session="lanes-1", t0=1_792_000_001.0, first_prompt="read the logs")
+    for rnd in sub:
+        rnd.kind = "subagent"
+    write(store, sorted(main + sub, key=lambda r: r.request_at), tmp_path / "k")
+    running = ui(store)
+    page.goto(running.url + "/session/claude:lanes-1")
+    page.wait_for_selector(".wf-bar")
+    assert page.locator(".wf-row").count() == 5  # a row per round
+    labels = page.locator(".wf-label").all_inner_texts()
+    assert [label.split()[1] for label in labels] == [
+        "main",
+        "subagent",
+        "main",
+        "subagent",
+        "main",
+    ]
+    page.check("#by-lane")
+    page.wait_for_function("document.querySelectorAll('.wf-row').length === 2")
+    lanes = page.locator(".wf-label").all_inner_texts()
+    assert lanes[0] == "main (3)" and lanes[1].startswith("subagent ") and lanes[1].endswith("(2)")
+    assert page.locator(".wf-row >> nth=1").locator(".wf-bar.lane-subagent").count() == 2
+    assert page.locator(".wf-bar").count() == 5  # still one bar per round

@@ -156,7 +156,8 @@ const TT = (() => {
       const x = (v) => (100 * v / total).toFixed(3) + "%";
       const w = (a, b) => (100 * Math.max(0, b - a) / total).toFixed(3) + "%";
       $("#lanes").textContent = "lanes: " + d.lanes.join(", ");
-      $("#waterfall").innerHTML = d.rounds.map((r) => {
+      // one round: its wait before, its bar (to first byte, first token, last token, end), its tools
+      const parts = (r) => {
         const end = r.end_ms ?? r.last_token_ms ?? r.first_token_ms ?? r.start_ms;
         const marks = [r.start_ms, r.first_byte_ms ?? r.start_ms, r.first_token_ms ?? r.first_byte_ms ?? r.start_ms,
           r.last_token_ms ?? end, end];
@@ -166,10 +167,20 @@ const TT = (() => {
         const wait = r.wait ? `<div class="wf-wait ${r.wait.kind}" style="left:${x(r.wait.start_ms)};width:${w(r.wait.start_ms, r.wait.end_ms)}" title="${r.wait.kind} wait ${ms(r.wait.end_ms - r.wait.start_ms)}"></div>` : "";
         const tools = r.tools.filter((t) => t.start_ms !== null).map((t) =>
           `<div class="wf-tool${t.error ? " error" : ""}" style="left:${x(t.start_ms)};width:${w(t.start_ms, t.end_ms ?? t.start_ms)}" title="${esc(t.name)} ${ms(t.latency_ms)}${t.error ? " (error)" : ""}"></div>`).join("");
-        return `<div class="wf-row lane-${esc(r.kind)}" data-pk="${r.pk}"><div class="wf-label kind-${esc(r.kind)}">#${r.index} ${esc(r.lane)}</div>
-          <div class="wf-track">${wait}<div class="wf-bar" data-pk="${r.pk}" style="left:${x(r.start_ms)};width:${w(r.start_ms, end)}" title="${esc(title)}">
-          ${piece("ttfb", marks[0], marks[1])}${piece("prefill", marks[1], marks[2])}${piece("decode", marks[2], marks[3])}${piece("tail", marks[3], marks[4])}</div>${tools}</div></div>`;
-      }).join("");
+        return `${wait}<div class="wf-bar lane-${esc(r.kind)}" data-pk="${r.pk}" style="left:${x(r.start_ms)};width:${w(r.start_ms, end)}" title="${esc(title)}">
+          ${piece("ttfb", marks[0], marks[1])}${piece("prefill", marks[1], marks[2])}${piece("decode", marks[2], marks[3])}${piece("tail", marks[3], marks[4])}</div>${tools}`;
+      };
+      const row = (cls, label, body) => `<div class="wf-row">
+        <div class="wf-label ${cls}">${label}</div><div class="wf-track">${body}</div></div>`;
+      if ($("#by-lane").checked) {  // one row per lane, its rounds side by side
+        $("#waterfall").innerHTML = d.lanes.map((lane) => {
+          const rounds = d.rounds.filter((r) => r.lane === lane);
+          return row(`kind-${esc(rounds[0].kind)}`, `${esc(lane)} (${rounds.length})`, rounds.map(parts).join(""));
+        }).join("");
+      } else {  // one row per round
+        $("#waterfall").innerHTML = d.rounds.map((r) =>
+          row(`kind-${esc(r.kind)}`, `#${r.index} ${esc(r.lane)}`, parts(r))).join("");
+      }
     }
     function table(d) {
       const maxPrompt = Math.max(1, ...d.rounds.map((r) => {
@@ -244,6 +255,7 @@ const TT = (() => {
       if (el) open(Number(el.dataset.pk));
     };
     $("#waterfall").addEventListener("click", pick);
+    $("#by-lane").addEventListener("change", () => { if (data) waterfall(data); });
     $("#zoom").addEventListener("input", (e) => {  // stretch the time axis; scroll along it
       $("#waterfall").style.setProperty("--zoom", e.target.value);
     });
