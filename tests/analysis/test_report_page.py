@@ -123,6 +123,9 @@ def test_charts_have_titles_and_captions(page, plain):  # noqa: F811
 
 def test_numbers_are_in_human_units(page, plain):  # noqa: F811
     p = _open(page, plain)
+    main_right = p.eval_on_selector("main", "m => m.getBoundingClientRect().right")
+    rights = p.eval_on_selector_all("table", "ts => ts.map(t => t.getBoundingClientRect().right)")
+    assert max(rights) <= main_right + 1  # every table fits the page
     text = p.locator("main").inner_text()
     assert not EPOCH.findall(text)
     assert not LONG_DECIMAL.findall(text), LONG_DECIMAL.findall(text)[:5]

@@ -172,6 +172,22 @@ def _records(key: str, results: dict[str, Any], columns: list[str]) -> list[str]
         for rec in r.values():
             if isinstance(rec, dict):
                 fields += [f for f in rec if f not in fields and not isinstance(rec[f], dict)]
+    if len(columns) == 1 and len(fields) > max(len(names), 6):
+        # many fields: one metric row per field (with its definition), a column per record
+        rec = recs[0]
+        body = "".join(
+            "<tr class='metric-row'>"
+            + _metric_cell(f, key)
+            + "".join(_num((rec.get(n) or {}).get(f), _unit(f, n, key)) for n in names)
+            + "</tr>"
+            for f in fields
+        )
+        return [
+            "<table>"
+            + _caption(label(key).capitalize(), define(key))
+            + _head("metric", names)
+            + f"<tbody>{body}</tbody></table>"
+        ]
     if len(columns) == 1:
         rec = recs[0]
         body = "".join(
