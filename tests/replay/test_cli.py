@@ -82,7 +82,7 @@ def test_replay_against_serve_sim_process(tmp_path: Path) -> None:
         proc.wait(timeout=10)
 
 
-def test_replay_without_slos_says_nothing_about_them(tmp_path: Path) -> None:
+def test_replay_without_slos_claims_no_goodput(tmp_path: Path) -> None:
     port = free_port()
     proc = _serve_sim(port, "--block-size", "16")
     try:
@@ -94,7 +94,8 @@ def test_replay_without_slos_says_nothing_about_them(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=10)
     assert plain.exit_code == 0, plain.output
-    assert "3 ok / 3 sent" in plain.output and "SLO" not in plain.output
+    assert "3 ok / 3 sent" in plain.output and "met the SLO" not in plain.output
+    assert "goodput: not measured, no SLO given" in plain.output
     assert with_slo.exit_code == 0 and "3 requests met the SLOs" in with_slo.output
 
 
@@ -112,8 +113,9 @@ def test_replay_reports_a_down_server(tmp_path: Path) -> None:
             str(tmp_path / "out"),
         ],
     )
-    assert result.exit_code == 1
-    assert "cannot reach the server" in result.output
+    assert result.exit_code == 2
+    assert result.output.startswith("error: cannot reach the server")
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def test_bad_inputs_are_parameter_errors(tmp_path: Path) -> None:
@@ -128,7 +130,7 @@ def test_bad_inputs_are_parameter_errors(tmp_path: Path) -> None:
             "m",
         ],
     )
-    assert result.exit_code == 2 and "no such input" in result.output
+    assert result.exit_code == 2 and "no such file" in result.output
     result = CliRunner().invoke(app, ["serve-sim", "--policy", "random"])
     assert result.exit_code == 2
 

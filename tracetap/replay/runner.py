@@ -42,12 +42,14 @@ from tracetap.replay.prompts import (
     request_body,
     words_to_ids,
 )
+from tracetap.replay.watch import Status, Watch
 
 __all__ = [
     "ReplayConfig",
     "ReplayError",
     "RoundResult",
     "preflight",
+    "reachable",
     "replay",
     "run_replay",
     "summarize",
@@ -123,9 +125,12 @@ class _Run:
         tokenizer: Tokenizer | None,
         sink: IO[str] | None,
         on_result: Callable[[RoundResult], None] | None,
+        on_status: Callable[[Status], None] | None = None,
     ) -> None:
         self.plan, self.cfg, self.builder, self.tokenizer = plan, cfg, builder, tokenizer
-        self.sink, self.on_result = sink, on_result
+        self.sink, self.on_result, self.on_status = sink, on_result, on_status
+        waits = [[cfg.wait_after(r) for r in s.rounds] for s in plan.sessions]
+        self.watch = Watch(plan, cfg.speedup, waits, cfg.open_loop)
         self.lines: list[bytes] = []
         self.errors = 0
         self.aborted: str | None = None
@@ -168,6 +173,7 @@ class _Run:
         # do not make collections more frequent or longer (pauses that would delay sends).
         line = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
         self.lines.append(line)
+        self.watch.finished(result.session_id, result.e2e_ms, result.error is not None)
         if result.error is not None:
             self.errors += 1
             if self.errors >= self.cfg.max_errors and self.aborted is None:
@@ -206,6 +212,7 @@ class _Run:
         """Send now (lateness: how long after `deadline`) and read the stream; never raises for
         server trouble."""
         sent = now()
+        self.watch.sent(session_id)
         res = RoundResult(
             session_id,
             rnd.index,
@@ -334,6 +341,7 @@ class _Run:
                 prompt, body = await nxt
                 if self.stop.is_set():
                     return
+                self.watch.scheduled(sid, i, deadline)
                 task = self.send_at(http, sid, rnd, prompt, body, deadline)
                 following = session.rounds[i + 1] if i + 1 < len(session.rounds) else None
                 # Built while this one is in flight unless its prefix reaches into this round's
@@ -358,10 +366,13 @@ class _Run:
             key=lambda x: (x[0], x[3].index),
         )
         tasks: set[asyncio.Future[RoundResult]] = set()
+        position = {s.session_id: 0 for s in self.plan.sessions}
         for at, sid, group, rnd in rounds:
             if self.stop.is_set():
                 break
             deadline = self.t0 + at / self.cfg.speedup
+            self.watch.scheduled(sid, position[sid], deadline)
+            position[sid] += 1
             await self.sleep_until(deadline - _LEAD)
             prompt, body = await self.build(sid, rnd, group)
             task = self.send_at(http, sid, rnd, prompt, body, deadline)
@@ -413,6 +424,10 @@ class _Run:
             if self.cfg.warm_shared:
                 await self.warmup(http)
             self.t0 = now() + self.cfg.start_delay
+            self.watch.start(
+                self.t0, {s.session_id: s.start / self.cfg.speedup for s in self.plan.sessions}
+            )
+            ticker = asyncio.ensure_future(self.tick()) if self.on_status else None
             work: asyncio.Future[None] | asyncio.Future[list[None]]
             if self.cfg.open_loop:
                 work = asyncio.ensure_future(self.open_loop(http))
@@ -432,9 +447,20 @@ class _Run:
                 await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stopper.cancel()
+                if ticker is not None:
+                    ticker.cancel()
                 if not work.done():
                     work.cancel()
                 await asyncio.gather(work, stopper, return_exceptions=True)
+                if ticker is not None:
+                    await asyncio.gather(ticker, return_exceptions=True)
+
+    async def tick(self) -> None:
+        """Tell `on_status` where the replay stands, twice a second."""
+        assert self.on_status is not None
+        while True:
+            self.on_status(self.watch.status(now()))
+            await asyncio.sleep(0.5)
 
 
 async def run_replay(
@@ -445,13 +471,15 @@ async def run_replay(
     tokenizer: Tokenizer | None = None,
     sink: IO[str] | None = None,
     on_result: Callable[[RoundResult], None] | None = None,
+    on_status: Callable[[Status], None] | None = None,
 ) -> tuple[list[RoundResult], dict[str, Any]]:
     """Replay `plan`; returns every round's result and the summary. Results already gathered
-    are kept when the run is interrupted or stopped by errors (the summary says why)."""
+    are kept when the run is interrupted or stopped by errors (the summary says why).
+    `on_status` is told twice a second where the run stands (watch.Status)."""
     if cfg.speedup <= 0:
         raise ReplayError("speedup must be positive")
     builder = builder or PromptBuilder(vocab_size=tokenizer.vocab_size if tokenizer else 32000)
-    run = _Run(plan, cfg, builder, tokenizer, sink, on_result)
+    run = _Run(plan, cfg, builder, tokenizer, sink, on_result, on_status)
     started = time.time()
     try:
         await run.run()
@@ -474,10 +502,11 @@ def replay(
     builder: PromptBuilder | None = None,
     tokenizer: Tokenizer | None = None,
     on_result: Callable[[RoundResult], None] | None = None,
+    on_status: Callable[[Status], None] | None = None,
 ) -> dict[str, Any]:
     """Replay `plan` on uvloop where installed, writing each round to out_dir/rounds.jsonl and
     the summary to out_dir/summary.json; returns the summary. Ctrl-C or SIGTERM stops it; what
-    was measured so far is kept and summarized.
+    was measured so far is kept and summarized. `on_status`: as `run_replay`'s.
 
     Example: replay(load_plan("trace.jsonl"), ReplayConfig(base_url=url, model="m"), Path("out"))
     """
@@ -491,7 +520,13 @@ def replay(
                 loop.add_signal_handler(signal.SIGTERM, task.cancel)
             try:
                 _, summary = await run_replay(
-                    plan, cfg, builder=builder, tokenizer=tokenizer, sink=sink, on_result=on_result
+                    plan,
+                    cfg,
+                    builder=builder,
+                    tokenizer=tokenizer,
+                    sink=sink,
+                    on_result=on_result,
+                    on_status=on_status,
                 )
                 return summary
             finally:
@@ -516,11 +551,39 @@ def _pct(values: list[float]) -> dict[str, float] | None:
     }
 
 
+def _misses_ttft(r: RoundResult, cfg: ReplayConfig) -> bool:
+    """TTFT over --slo-ttft (a missing TTFT misses it)."""
+    return cfg.slo_ttft is not None and (r.ttft_ms is None or r.ttft_ms > cfg.slo_ttft * 1000)
+
+
+def _misses_tpot(r: RoundResult, cfg: ReplayConfig) -> bool:
+    """Mean TPOT over --slo-tpot (a round of one token has no TPOT: it cannot miss)."""
+    return cfg.slo_tpot is not None and r.tpot_ms is not None and r.tpot_ms > cfg.slo_tpot * 1000
+
+
 def _meets_slo(r: RoundResult, cfg: ReplayConfig) -> bool:
     """TTFT within --slo-ttft (a missing TTFT fails) and mean TPOT within --slo-tpot."""
-    if cfg.slo_ttft is not None and (r.ttft_ms is None or r.ttft_ms > cfg.slo_ttft * 1000):
-        return False
-    return cfg.slo_tpot is None or r.tpot_ms is None or r.tpot_ms <= cfg.slo_tpot * 1000
+    return not _misses_ttft(r, cfg) and not _misses_tpot(r, cfg)
+
+
+def _goodput(
+    results: list[RoundResult], ok: list[RoundResult], cfg: ReplayConfig, wall: float | None
+) -> dict[str, Any]:
+    """Requests that met every SLO given, missed one (by which), or failed; every count is
+    None when no SLO was given (there is nothing to meet)."""
+    given = cfg.slo_ttft is not None or cfg.slo_tpot is not None
+    good = [r for r in ok if _meets_slo(r, cfg)] if given else []
+    return {
+        "slo_ttft_ms": cfg.slo_ttft * 1000 if cfg.slo_ttft is not None else None,
+        "slo_tpot_ms": cfg.slo_tpot * 1000 if cfg.slo_tpot is not None else None,
+        "requests_meeting_slo": len(good) if given else None,
+        "requests_missing_slo": len(ok) - len(good) if given else None,
+        "requests_missing_ttft": sum(_misses_ttft(r, cfg) for r in ok) if given else None,
+        "requests_missing_tpot": sum(_misses_tpot(r, cfg) for r in ok) if given else None,
+        "requests_failed": len(results) - len(ok),
+        "fraction": _ratio(len(good), len(results)) if given else None,
+        "per_s": _ratio(len(good), wall) if given and wall else None,
+    }
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -535,7 +598,8 @@ def summarize(
     aborted: str | None = None,
     wall: float | None = None,
 ) -> dict[str, Any]:
-    """Percentiles, token-weighted planned vs server hit rates, goodput under the SLOs."""
+    """Percentiles, token-weighted planned vs server hit rates, goodput under the SLOs (when
+    any is given)."""
     ok = [r for r in results if r.error is None]
     errors: dict[str, int] = {}
     for r in results:
@@ -547,7 +611,6 @@ def summarize(
     scheduled = sorted(r.scheduled for r in results)
     span = (sends[-1] - sends[0]) if len(sends) > 1 else 0.0
     sched_span = (scheduled[-1] - scheduled[0]) if len(scheduled) > 1 else 0.0
-    good = [r for r in ok if _meets_slo(r, cfg)]
     reported = [r for r in ok if r.server_cached_tokens is not None]
     return {
         "rounds_planned": planned,
@@ -578,14 +641,24 @@ def summarize(
         "scheduled_rate_per_s": (
             _ratio(len(scheduled) - 1, sched_span) if len(scheduled) > 1 else None
         ),
-        "goodput": {
-            "slo_ttft_ms": cfg.slo_ttft * 1000 if cfg.slo_ttft is not None else None,
-            "slo_tpot_ms": cfg.slo_tpot * 1000 if cfg.slo_tpot is not None else None,
-            "requests_meeting_slo": len(good),
-            "fraction": _ratio(len(good), len(results)),
-            "per_s": _ratio(len(good), wall) if wall else None,
-        },
+        "goodput": _goodput(results, ok, cfg, wall),
     }
+
+
+async def reachable(cfg: ReplayConfig, timeout: float = 10.0) -> None:
+    """Raise ReplayError unless a TCP connection to the server of `cfg.base_url` opens."""
+    url = URL(cfg.base_url)
+    if url.host is None or url.scheme not in ("http", "https"):
+        raise ReplayError(f"{cfg.base_url}: not an http(s) URL — e.g. http://127.0.0.1:8000/v1")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(url.host, port)
+    except (OSError, TimeoutError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or "timed out"
+        raise ReplayError(f"cannot reach the server at {cfg.base_url}: {reason}") from None
+    writer.close()
+    await writer.wait_closed()
 
 
 async def preflight(

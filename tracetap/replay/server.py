@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -288,11 +289,28 @@ def make_app(server: SimServer) -> web.Application:
     return app
 
 
-def serve_sim(config: SimConfig, *, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve_sim(
+    config: SimConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
     """Serve the simulated OpenAI-compatible API until interrupted; OSError if it cannot listen.
+    `on_ready` is called once it listens.
 
     Example: serve_sim(SimConfig(capacity_blocks=100_000), port=8000)
     """
+
+    def ready(*_: object) -> None:  # aiohttp's startup message, once the site listens
+        if on_ready is not None:
+            on_ready()
+
     web.run_app(
-        make_app(SimServer(config)), host=host, port=port, access_log=None, print=None, backlog=4096
+        make_app(SimServer(config)),
+        host=host,
+        port=port,
+        access_log=None,
+        print=ready,
+        backlog=4096,
     )
