@@ -46,3 +46,16 @@ def test_no_cost_section_when_no_model_has_a_price(tmp_path):
     with path.open("w") as out:
         out.writelines(json.dumps(r) + "\n" for r in rows)
     assert cost_section(analyze(str(path), only=["overview"])) is None
+
+
+def test_a_long_cost_table_keeps_the_top_and_sums_the_rest(tmp_path):
+    rows = list(read_rows(FIXTURE))
+    for i, row in enumerate(rows):
+        row["project"] = f"project-{i:02d}"
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    section = cost_section(analyze(str(path), only=["overview"]))
+    assert section is not None
+    body = section[2]
+    assert "4 others" in body  # 19 projects: the 15 costliest, then the rest in one row
+    assert body.count("<td class='text' title='project-") == 15

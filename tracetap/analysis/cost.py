@@ -33,6 +33,9 @@ _COLUMNS = (
 )
 
 
+_TOP = 15  # rows of a cost table; the rest are summed in one "others" row
+
+
 def _usd(v: float | None) -> str:
     if v is None:
         return "–"
@@ -81,6 +84,13 @@ def _table(title: str, definition: str, key: str, rows: dict[str, CostTotal]) ->
     e = html.escape
     grand = sum(c.usd for c in rows.values()) or None
     ordered = sorted(rows.items(), key=lambda kv: -kv[1].usd)
+    if len(ordered) > _TOP:
+        rest = CostTotal()
+        for _, c in ordered[_TOP:]:
+            rest.usd += c.usd
+            rest.rounds += c.rounds
+            rest.unpriced += c.unpriced
+        ordered = [*ordered[:_TOP], (f"{len(ordered) - _TOP:,} others", rest)]
     body = "".join(
         f"<tr><td class='text' title='{e(name)}'>{e(name)}</td>"
         f"<td class='num'>{e(_usd(c.usd) if c.priced else '–')}</td>"
