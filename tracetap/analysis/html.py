@@ -143,6 +143,8 @@ def _flat_dict(key: str, results: dict[str, Any], columns: list[str]) -> str:
     inner: list[str] = []
     for c in columns:
         inner += [k for k in (results[c].get(key) or {}) if k not in inner]
+    if unit_of(key) == "tok_s":  # a sum of per-round speeds means nothing
+        inner = [k for k in inner if k != "total"]
     rows = "".join(
         (
             "<tr class='metric-row'>" + _metric_cell(k, key)
