@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session as OrmSession
 
 from tracetap.pricing import load_table, usage_of
-from tracetap.privacy.keys import default_key_file
+from tracetap.privacy.keys import default_key_file, load_key
 from tracetap.privacy.scrub import Scrubber
 from tracetap.storage import models as m
 from tracetap.storage import views
@@ -123,7 +123,7 @@ def session_detail(db: OrmSession, ref: str) -> dict[str, Any]:
                 "status": r.status,
                 "error": r.error_type,
                 "content_policy": r.content_policy,
-                "start_ms": 0.0 if i == 0 and t0 == r.request_at else _ms(r.request_at, t0),
+                "start_ms": _ms(r.request_at, t0),
                 "first_byte_ms": _ms(r.upstream_first_byte_at, t0),
                 "first_token_ms": _ms(r.first_token_at, t0),
                 "last_token_ms": _ms(r.last_token_at, t0),
@@ -164,13 +164,8 @@ class ContentView:
     def scrubber(self) -> Scrubber | None:
         if self.level != "redacted":
             return None
-        path = default_key_file()
-        key = path.read_bytes().strip() if path.is_file() else os.urandom(32)
-        try:
-            key = bytes.fromhex(key.decode())
-        except ValueError:
-            pass
-        return Scrubber(key)
+        existing = os.environ.get("TRACETAP_KEY") or default_key_file().is_file()
+        return Scrubber(load_key() if existing else os.urandom(32))
 
 
 def _text(value: Any) -> str:
