@@ -159,3 +159,22 @@ def test_help_fits_80_columns() -> None:
     assert max(len(x) for x in lines) <= 80 and "…" not in res.stdout
     for option in ("--since", "--until", "--agent", "--model", "--project", "--session"):
         assert option in res.stdout
+
+
+def test_a_store_with_both_sources_names_each(tmp_path: Path) -> None:
+    rs = _session(2)
+    rs[0].usage = _anthropic(read=0, uncached=10, write=9990)
+    rs[0].annotations["tokens"] = _tokens(10_000, 0, gap=None)
+    rs[1].usage = _anthropic(read=10_000, uncached=10, write=990)
+    rs[1].annotations["tokens"] = _tokens(11_000, 10_000, parent=rs[0].uid)
+    url = _store(tmp_path, rs)
+    assert run("import", "tracelab", str(FIXTURE), db=url).returncode == 0
+    res = run("cache", "--all", db=url)
+    assert res.returncode == 0, res.stderr
+    words = " ".join(res.stdout.split())
+    assert "from imported TraceLab prefix_tokens and tracetap's tokenizer" in words
+    recorded = next(x for x in res.stdout.splitlines() if x.startswith("│ claude:sess-1 "))
+    assert "2/2" in recorded and recorded.rstrip(" │").endswith("tokenizer")
+    imported = [x for x in res.stdout.splitlines() if x.rstrip(" │").endswith("imported")]
+    assert len(imported) == 2 and all(" - " in x for x in imported)  # nothing measured
+    assert max(len(x) for x in res.stdout.splitlines()) <= 80

@@ -86,13 +86,13 @@ def test_with_slos_met_and_missed_are_counted(tmp_path: Path, url: str) -> None:
     easy = run("replay", trace, "--url", url, "--model", "m", "--slo-ttft", "5000")
     assert easy.returncode == 0, easy.stderr
     assert (
-        "goodput: 3 requests met the SLOs (TTFT <= 5000 ms) (100.0% of 3 sent); "
-        "0 missed, 0 failed" in easy.stdout
+        "goodput: 3 requests met the SLOs (100.0% of 3 sent; TTFT <= 5000 ms)\n"
+        "  0 missed, 0 failed\n" in easy.stdout
     )
     # No response arrives within a microsecond: every round misses the TTFT SLO.
     hard = run("replay", trace, "--url", url, "--model", "m", "--slo-ttft", "0.001")
     assert hard.returncode == 0, hard.stderr
-    assert "goodput: 0 requests met the SLOs (TTFT <= 0.001 ms)" in hard.stdout
+    assert "goodput: 0 requests met the SLOs (0.0% of 3 sent; TTFT <= 0.001 ms)" in hard.stdout
     assert "3 missed (3 over TTFT), 0 failed" in hard.stdout
 
 

@@ -54,12 +54,13 @@ class _Col:
     name: str
     number: bool = True
     drop: int = 0
+    fold: bool = False  # long ids: folded across lines rather than kept whole
 
 
 def _min_width(cols: Sequence[_Col], rows: Sequence[Sequence[str]]) -> int:
     """The narrowest the table can be with every number whole: a number column is as wide as
-    its widest cell or its header (neither wraps), a text column as its longest word; each
-    column adds its padding and a border."""
+    its widest cell or its header (neither wraps), a text column as its longest word (a folded
+    one at most 14); each column adds its padding and a border."""
 
     def word(text: str) -> int:
         return max((cell_len(w) for w in text.split()), default=0)
@@ -68,6 +69,8 @@ def _min_width(cols: Sequence[_Col], rows: Sequence[Sequence[str]]) -> int:
     for i, c in enumerate(cols):
         cells = [row[i] for row in rows]
         body = max((cell_len(x) if c.number else word(x) for x in cells), default=0)
+        if c.fold:
+            body = min(body, 14)
         width += max(body, cell_len(c.name) if c.number else word(c.name)) + 3
     return width
 
@@ -97,6 +100,10 @@ def _fit(cols: Sequence[_Col], rows: Sequence[Sequence[str]]) -> tuple[Table, li
         keep.remove(max(droppable, key=lambda i: cols[i].drop))
 
 
+# A session's sources in a word each, for the `source` column (the title names them in full).
+_SHORT = {"round_tokens": "tokenizer", "export": "export", "prefix_tokens": "imported"}
+
+
 def _session_lines(report: list[dict[str, Any]]) -> tuple[str, list[_Col], list[list[str]]]:
     from tracetap.tokens.report import cache_totals, fidelity_summary
 
@@ -109,18 +116,18 @@ def _session_lines(report: list[dict[str, Any]]) -> tuple[str, list[_Col], list[
         "the input total, cache reads and writes included"
     )
     if compared:
-        title += "; measured: reuse in tracetap's own tokens of the prompt"
+        title += "; reuse: the measured reusable prefix in tracetap's own tokens"
     title += ")"
     cols = [
-        _Col("session", number=False),
+        _Col("session", number=False, fold=True),
         _Col("rounds"),
-        _Col("input tok"),
+        _Col("input"),
         _Col("cache read"),
     ]
     if compared:
-        cols += [_Col("measured"), _Col("agree"), _Col("reasons", number=False, drop=1)]
+        cols += [_Col("reuse"), _Col("agree"), _Col("reasons", number=False, drop=2)]
     if len(sources) > 1:
-        cols.append(_Col("source", number=False, drop=2))
+        cols.append(_Col("source", number=False, drop=1))
     rows = []
     for rep, part in zip(report, parts):
         row = [
@@ -134,11 +141,14 @@ def _session_lines(report: list[dict[str, Any]]) -> tuple[str, list[_Col], list[
             measured = totals["measured_prefix_tokens"] if part["compared_rounds"] else None
             row += [
                 _pct(measured, totals["prompt_tokens"]),
-                f"{part['agree_within_tolerance']}/{part['compared_rounds']}",
+                f"{part['agree_within_tolerance']}/{part['compared_rounds']}"
+                if part["compared_rounds"]
+                else "-",
                 ", ".join(f"{k} {v}" for k, v in part["reasons"].items()),
             ]
         if len(sources) > 1:
-            row.append(", ".join(part["sources"]))
+            kinds = {r["measured_source"] for r in rep["rounds"]}
+            row.append(", ".join(sorted(_SHORT.get(k, k) for k in kinds)))
         rows.append(row)
     return title, cols, rows
 

@@ -320,10 +320,10 @@ def _goodput_line(g: dict[str, Any], sent: int) -> str:
         for name, key in (("TTFT", "requests_missing_ttft"), ("TPOT", "requests_missing_tpot"))
         if g[key]
     ]
-    share = "" if g["fraction"] is None else f" ({g['fraction']:.1%} of {sent} sent)"
+    share = "" if g["fraction"] is None else f"{g['fraction']:.1%} of {sent} sent; "
     return (
-        f"goodput: {g['requests_meeting_slo']} requests met the SLOs ({', '.join(slos)}){share}; "
-        f"{g['requests_missing_slo']} missed"
+        f"goodput: {g['requests_meeting_slo']} requests met the SLOs ({share}{', '.join(slos)})\n"
+        f"  {g['requests_missing_slo']} missed"
         + (f" ({', '.join(missed)})" if missed else "")
         + f", {g['requests_failed']} failed"
     )
