@@ -67,6 +67,17 @@ def test_with_a_token_every_request_needs_it(store: str, ui: Any, page: Any) -> 
     page.wait_for_selector(".wf-bar")
 
 
+def test_unknown_sessions_and_rounds_are_404s_with_the_reason(store: str, ui: Any) -> None:
+    running = ui(store)
+    missing = httpx.get(running.url + "/api/session/claude:nope")
+    assert missing.status_code == 404 and "no session matches" in missing.json()["error"]
+    several = httpx.get(running.url + "/api/session/claude:")  # every claude session
+    assert several.status_code == 404 and "several sessions" in several.json()["error"]
+    assert httpx.get(running.url + "/api/round/999999").status_code == 404
+    bad = httpx.get(running.url + "/api/sessions", params={"agent": "gemini"})
+    assert bad.status_code == 400 and "unknown agent 'gemini'" in bad.json()["error"]
+
+
 def test_the_ui_does_not_write_to_the_store(store: str, ui: Any, page: Any) -> None:
     path = Path(make_engine(store, create=False).url.database or "")
     before = (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
@@ -125,6 +136,10 @@ def test_a_missing_store_and_a_busy_port_are_one_line(tmp_path: Path, store: str
     assert missing.returncode == 2
     assert "no such SQLite store" in _one_line(missing)
     assert not (tmp_path / "none.db").exists()
+    (tmp_path / "empty.db").touch()  # a SQLite file without tracetap's schema
+    empty = _tracetap("ui", "--db", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert empty.returncode == 1
+    assert "no recordings yet" in _one_line(empty)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
