@@ -160,6 +160,10 @@ def classify(rnd: Round, main_system_key: str | None) -> tuple[str, str | None]:
         return SIDE, main_system_key
     if _claude_subagent(rnd):  # Claude Code says so itself (2.1.x)
         return SUBAGENT, main_system_key
+    if rnd.provider == "codex":  # says so with a header; its prompt changes after /compact
+        if any(k.lower() == "x-openai-subagent" for k, _ in rnd.request_headers):
+            return SUBAGENT, main_system_key
+        return MAIN, rnd.system_key
     if main_system_key is None or main_system_key == rnd.system_key:
         return MAIN, rnd.system_key
     return SUBAGENT, main_system_key

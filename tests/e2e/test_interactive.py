@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session as OrmSession
 
-from tests.support.agents_cli import CLAUDE_API_KEY, AgentCLIs, claude_env
+from tests.support.agents_cli import CLAUDE_API_KEY, AgentCLIs, claude_env, codex_config, codex_env
 from tests.support.proxy import RunningProxy
 from tests.support.scripted import SLOW_TEXT, Recorded, ScriptedUpstream
 from tests.support.tmux import Tmux
@@ -185,3 +185,99 @@ def test_claude_code_tui_session_is_recorded_as_it_happened(
         recorded = parse_ts(typed["timestamp"]) - parse_ts(prev["timestamp"])
         assert recorded >= PAUSE and abs(recorded - truth) < 0.25, (text, recorded, truth)
         assert abs(parse_ts(typed["timestamp"]) - pressed[text]) < 1.0
+
+
+def test_codex_tui_session_is_recorded_as_it_happened(
+    tmp_path: Path,
+    agent_clis: AgentCLIs,
+    scripted_upstream: ScriptedUpstream,
+    tracetap_proxy: Callable[..., RunningProxy],
+) -> None:
+    """Codex's TUI: a tool loop, an Esc mid-stream, a plain turn, `/compact`, a turn after it;
+    beside each turn Codex asks for a thread title (a request without tools: `side`)."""
+    scripted_upstream.scenario = "interactive"
+    proxy = tracetap_proxy(openai_upstream=scripted_upstream.url)
+    work = tmp_path / "work"
+    work.mkdir()
+    trusted = f'\n[projects."{work}"]\ntrust_level = "trusted"\n'  # no trust prompt
+    env = codex_env(
+        proxy.openai_url,
+        tmp_path / "home",
+        config=codex_config(proxy.openai_url) + trusted,
+        extra={"TERM": "xterm-256color"},
+    )
+    # --no-daemon: the TUI's app server runs inside this process, not as a daemon left behind
+    tui = Tmux(tmp_path / "tmux.sock", [str(agent_clis.codex), "--no-daemon"], cwd=work, env=env)
+    pressed: dict[str, float] = {}
+
+    def turn(text: str, shows: str, timeout: float = 30) -> None:
+        time.sleep(PAUSE)
+        tui.type(text)
+        time.sleep(1.0)  # Codex takes keys typed in a burst for a paste: Enter comes apart
+        pressed[text] = time.time()
+        tui.key("Enter")
+        tui.wait_for(shows, timeout)
+
+    try:
+        tui.wait_for("Ask Codex to do anything", 30)
+        turn("hello there", "All done: both commands ran.")
+        turn("go slow", "word010")
+        tui.key("Escape")
+        interrupted_at = time.time()
+        tui.wait_for("interrupted", 10)
+        turn("thanks", "Noted: thanks.")
+        turn("/compact", "Context compacted")
+        turn("after compact", "Noted: after compact.")
+        tui.key("C-c")
+        time.sleep(0.5)
+        tui.key("C-c")
+    finally:
+        tui.close()
+    assert proxy.stop() == 0
+
+    calls = [r for r in scripted_upstream.requests if r.path.startswith("/v1/responses")]
+    rows = _export(proxy.db_url, tmp_path / "session.jsonl")
+    assert len(rows) == len(calls)  # every request the TUI sent
+    rows.sort(key=lambda r: parse_ts(r["tt_request_at"]))
+    [compact] = [c for c in calls if "CONTEXT CHECKPOINT COMPACTION" in json.dumps(c.body)]
+    titles = [c for c in calls if not c.body.get("tools") and c is not compact]
+    assert titles  # Codex names the thread beside the first turns
+    # the TUI's turns and its compaction share one session; each title request is a thread
+    # of its own (its own session-id), kept apart as `side`
+    thread = {c.headers["session-id"] for c in calls if c not in titles}
+    assert len(thread) == 1
+    session = f"codex:{thread.pop()}"
+    kinds = [r["tt_kind"] for r in rows if r["session_id"] == session]
+    assert kinds.count("compaction") == 1 and kinds[-2] == "compaction"
+    assert kinds.count("main") == len(calls) - len(titles) - 1 == len(kinds) - 1
+    assert sorted(r["session_id"] for r in rows if r["session_id"] != session) == sorted(
+        f"codex:{c.headers['session-id']}" for c in titles
+    )
+    assert {r["tt_kind"] for r in rows if r["session_id"] != session} == {"side"}
+
+    engine = make_engine(proxy.db_url)
+    with OrmSession(engine) as db:
+        [rnd] = db.scalars(
+            sa.select(m.Round).where(m.Round.complete.is_(False), m.Round.kind == "main")
+        ).all()
+        seen = "".join(
+            c.get("text", "")
+            for item in response(db, rnd)["output"]
+            for c in item.get("content") or []
+        )
+    engine.dispose()
+    assert rnd.error_type == "client_disconnected"
+    assert SLOW_TEXT.startswith(seen.strip()) and "word010" in seen and len(seen) < len(SLOW_TEXT)
+    assert rnd.end_at is not None and abs(rnd.end_at - interrupted_at) < 1.0
+    # the typed turns start when Enter was pressed, after the pause
+    starts = {_typed_codex(c): c.at for c in calls if c.body.get("tools")}
+    for text in ("go slow", "thanks", "after compact"):
+        assert abs(starts[text] - pressed[text]) < 1.0
+
+
+def _typed_codex(rec: Recorded) -> str:
+    items = [i for i in rec.body.get("input") or [] if isinstance(i, dict)]
+    last = items[-1] if items else {}
+    if last.get("type") != "message":
+        return ""
+    return "".join(c.get("text", "") for c in last.get("content") or [])

@@ -170,6 +170,29 @@ def self_signed(directory: Path, hosts: list[str]) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+def _interactive_responses_text(body: dict[str, Any]) -> str | None:
+    """A Codex TUI turn's answer (None: the scripted tool loop goes on): the summary for a
+    compaction, SLOW_TEXT for a turn that says `slow`, else `Noted: <typed>.` for every
+    turn after the first (the first runs the tool loop)."""
+    items = [i for i in body.get("input") or [] if isinstance(i, dict)]
+    if any(m in json.dumps(items[-1:]).lower() for m in COMPACTION_MARKERS):
+        return COMPACT_SUMMARY
+    if not body.get("tools"):  # a title or other request beside the turn
+        return "Short answer."
+    typed = [
+        c.get("text", "")
+        for i in items
+        if i.get("type") == "message" and i.get("role") == "user"
+        for c in i.get("content") or []
+        if isinstance(c, dict) and not c.get("text", "").lstrip().startswith("<")
+    ]
+    if not items or items[-1].get("type") != "message" or len(typed) < 2:
+        return None
+    if "slow" in typed[-1].split():
+        return SLOW_TEXT
+    return f"Noted: {typed[-1].strip()}."
+
+
 class ThreadedUpstream:
     """An aiohttp server on 127.0.0.1 in a background thread with its own event loop; every
     request goes to `_handle`, its body kept as sent (compressed ones too: tests compare raw
@@ -685,6 +708,18 @@ class ScriptedUpstream(ThreadedUpstream):
         shell = next((n for n in ("exec_command", "shell", "local_shell") if n in tools), None)
         if body.get("generate") is False:  # Codex's cache prewarm: no output at all
             return []
+        if self.scenario == "interactive":
+            said = _interactive_responses_text(body)
+            if said is not None:
+                return [
+                    {
+                        "type": "message",
+                        "id": f"msg_said{next(self._ids)}",
+                        "role": "assistant",
+                        "status": "completed",
+                        "content": [{"type": "output_text", "text": said, "annotations": []}],
+                    }
+                ]
 
         def call(call_id: str, cmd: str) -> dict[str, Any]:
             args = {"cmd": cmd} if shell == "exec_command" else {"command": ["bash", "-lc", cmd]}
@@ -847,6 +882,8 @@ class ScriptedUpstream(ThreadedUpstream):
         if not body.get("stream"):
             return web.json_response(final)
         chunks = [_sse(e["type"], e) for e in events]
+        if SLOW_TEXT in json.dumps(final.get("output")):
+            fault = fault or "slow"
         return await self._stream(
             request, rec, chunks, None if fault == "error_midstream" else fault
         )

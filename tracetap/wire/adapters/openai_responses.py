@@ -179,6 +179,33 @@ def _is_error_output(output: object) -> bool:
     return False
 
 
+# Deltas whose text makes up an output item, kept for an item the stream never finished.
+_PARTIAL_DELTAS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_text.delta",
+        "response.function_call_arguments.delta",
+        "response.custom_tool_call_input.delta",
+    }
+)
+
+
+def _partial_item(item: dict[str, Any], text: str) -> dict[str, Any]:
+    """An output item as far as it streamed: its text (or arguments) so far, `incomplete`."""
+    item = dict(item, status="incomplete")
+    kind = item.get("type")
+    if kind == "message":
+        item["content"] = [{"type": "output_text", "text": text, "annotations": []}]
+    elif kind == "reasoning":
+        item["summary"] = [{"type": "summary_text", "text": text}] if text else []
+    elif kind == "function_call":
+        item["arguments"] = text
+    elif kind == "custom_tool_call":
+        item["input"] = text
+    return item
+
+
 def _apply_usage(usage: Usage, data: dict[str, Any]) -> None:
     if not isinstance(data, dict):
         return
@@ -246,6 +273,8 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
     done_items: list[dict[str, Any]] = []
     final: dict[str, Any] | None = None
     failed = False  # an error event: no later event makes the round complete
+    open_items: dict[int, dict[str, Any]] = {}  # output_index -> item not done yet
+    deltas: dict[int, list[str]] = {}  # output_index -> its text or arguments so far
     datas = event_data(exchange.events)
     for ev, data in zip(exchange.events, datas):
         if not isinstance(data, dict):
@@ -255,12 +284,20 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
             if rnd.first_token_at is None:
                 rnd.first_token_at = ev.at
             rnd.last_token_at = ev.at
-        if kind in ("response.created", "response.in_progress"):
+            delta = data.get("delta")
+            if isinstance(delta, str) and kind in _PARTIAL_DELTAS:
+                deltas.setdefault(data.get("output_index", -1), []).append(delta)
+        if kind == "response.output_item.added":
+            item = data.get("item")
+            if isinstance(item, dict):
+                open_items[data.get("output_index", len(open_items))] = item
+        elif kind in ("response.created", "response.in_progress"):
             resp = data.get("response") or {}
             rnd.response_id = resp.get("id") or rnd.response_id
             rnd.model = resp.get("model") or rnd.model
         elif kind == "response.output_item.done":
             item = data.get("item") or {}
+            open_items.pop(data.get("output_index", -1), None)
             done_items.append(item)
             _emit_item(rnd, item, ev.at)
         elif kind in _TERMINAL:
@@ -285,10 +322,23 @@ def _apply_stream(rnd: Round, exchange: Exchange) -> None:
         if not final.get("output"):
             final["output"] = done_items
     else:
+        partial = [
+            _partial_item(open_items[i], "".join(deltas.get(i, []))) for i in sorted(open_items)
+        ]
+        for item in partial:  # output the model produced before the stream broke off
+            if item.get("type") in ("message", "reasoning") and rnd.last_token_at is not None:
+                rnd.outputs.append(
+                    OutputEvent(
+                        "text" if item["type"] == "message" else "reasoning",
+                        rnd.last_token_at,
+                        _item_chars(item),
+                        f"response.output.{item['type']}.partial",
+                    )
+                )
         rnd.response = {
             "id": rnd.response_id,
             "model": rnd.model,
-            "output": done_items,
+            "output": done_items + partial,
             "status": "incomplete",
         }
     if rnd.response is not None:
