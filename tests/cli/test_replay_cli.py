@@ -175,6 +175,13 @@ def test_input_errors_are_one_line(tmp_path: Path, url: str) -> None:
     assert not (tmp_path / "replay-out").exists()  # nothing written for a mistake
 
 
+def test_an_out_that_cannot_be_a_directory_is_one_line(tmp_path: Path, url: str) -> None:
+    taken = tmp_path / "file"
+    taken.write_text("x")
+    res = run("replay", str(FIXTURE), "--url", url, "--model", "m", "--out", str(taken / "o"))
+    _one_error_line(res, f"--out {taken / 'o'}")
+
+
 @pytest.mark.parametrize("preflight", ["--preflight", "--no-preflight"])
 def test_an_unreachable_server_is_one_line(tmp_path: Path, preflight: str) -> None:
     dead = f"http://127.0.0.1:{free_port()}/v1"

@@ -141,6 +141,12 @@ def replay(
         raise UserError(f"{exc} — start the server or check --url") from None
     if check and check["warning"]:
         err.print(f"warning: {check['warning']}", highlight=False)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"--out {out}: {exc.strerror or exc} — choose a writable directory"
+        ) from None
     _warn_long_waits(plan, cfg, max_idle)
     builder = PromptBuilder(seed=seed, vocab_size=tok.vocab_size if tok else 32000)
     summary = _replay_with_progress(plan, cfg, builder, tok, out)
