@@ -111,6 +111,8 @@ const TT = (() => {
       $("#sessions tbody").innerHTML = rows.join("") ||
         `<tr><td class="l muted" colspan="13">no session matches ${esc(data.filter)}</td></tr>`;
       document.title = `tracetap · ${data.sessions.length} sessions`;
+      $("#more").textContent = data.sessions.length >= data.limit ?
+        `showing the ${data.limit} sessions with the newest rounds: the filters narrow them` : "";
     }
     $("#sessions tbody").addEventListener("click", (e) => {
       const tr = e.target.closest("tr.session-row");
