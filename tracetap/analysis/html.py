@@ -13,18 +13,25 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from tracetap.analysis.glossary import DEFINITIONS, define, label
 from tracetap.analysis.headline import SOURCE, headline
+from tracetap.analysis.load import Dataset
 from tracetap.analysis.registry import ANALYSES
 from tracetap.analysis.report import figure_text
 from tracetap.analysis.units import human, unit_of
 
-if TYPE_CHECKING:
-    from tracetap.analysis.run import Analysis
-
 __all__ = ["report_html"]
+
+
+class Analysis(Protocol):
+    """What the report reads of an analysis.run.Analysis (run imports this module)."""
+
+    source: str
+    dataset: Dataset
+    results: dict[str, Any]
+
 
 # column name -> [figure paths]; "all" first, then the groups
 Figures = dict[str, dict[str, list[Path]]]
