@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.support.browser import browser, page  # noqa: F401 (pytest fixtures)
 from tracetap import __version__
 from tracetap.cli import app
 from tracetap.tracelab import read_rows
@@ -39,7 +38,7 @@ def _report(tmp_path: Path, *args: str, source: Path = FIXTURE) -> Path:
     return html
 
 
-def _open(page, html: Path):  # noqa: F811 (the fixture)
+def _open(page, html: Path):
     page.goto(html.as_uri())
     page.wait_for_load_state("load")
     return page
@@ -63,7 +62,7 @@ def grouped(tmp_path_factory):
     return _report(root, "--group-by", "project", source=source)
 
 
-def test_headline_comes_first_with_tracelab_values(page, plain):  # noqa: F811
+def test_headline_comes_first_with_tracelab_values(page, plain):
     p = _open(page, plain)
     first_h2 = p.locator("h2").first.inner_text()
     assert first_h2 == "Headline findings"
@@ -78,7 +77,7 @@ def test_headline_comes_first_with_tracelab_values(page, plain):  # noqa: F811
         assert rows.nth(i).locator(".def").inner_text().strip()
 
 
-def test_contents_links_resolve_and_provenance_is_complete(page, plain):  # noqa: F811
+def test_contents_links_resolve_and_provenance_is_complete(page, plain):
     p = _open(page, plain)
     hrefs = p.eval_on_selector_all("nav.toc a", "as => as.map(a => a.getAttribute('href'))")
     assert len(hrefs) >= 12 and "#headline" in hrefs and "#provenance" in hrefs
@@ -90,7 +89,7 @@ def test_contents_links_resolve_and_provenance_is_complete(page, plain):  # noqa
     assert "2026-06-01 05:43 UTC" in p.locator("header").inner_text()  # the date range
 
 
-def test_every_metric_and_table_is_defined(page, plain):  # noqa: F811
+def test_every_metric_and_table_is_defined(page, plain):
     p = _open(page, plain)
     defs = p.eval_on_selector_all(
         "tr.metric-row", "rs => rs.map(r => (r.querySelector('.def') || {}).innerText || '')"
@@ -104,7 +103,7 @@ def test_every_metric_and_table_is_defined(page, plain):  # noqa: F811
     assert captions and all(title.strip() and d.strip() for title, d in captions), captions
 
 
-def test_charts_have_titles_and_captions(page, plain):  # noqa: F811
+def test_charts_have_titles_and_captions(page, plain):
     p = _open(page, plain)
     figures = p.eval_on_selector_all(
         "figure",
@@ -121,7 +120,7 @@ def test_charts_have_titles_and_captions(page, plain):  # noqa: F811
     assert "Context growth between rounds." in titles
 
 
-def test_numbers_are_in_human_units(page, plain):  # noqa: F811
+def test_numbers_are_in_human_units(page, plain):
     p = _open(page, plain)
     main_right = p.eval_on_selector("main", "m => m.getBoundingClientRect().right")
     rights = p.eval_on_selector_all("table", "ts => ts.map(t => t.getBoundingClientRect().right)")
@@ -137,7 +136,7 @@ def test_numbers_are_in_human_units(page, plain):  # noqa: F811
     assert style == ["right", "tabular-nums"]
 
 
-def test_groups_side_by_side_and_long_text_does_not_push_numbers(page, grouped, tmp_path):  # noqa: F811
+def test_groups_side_by_side_and_long_text_does_not_push_numbers(page, grouped, tmp_path):
     p = _open(page, grouped)
     heads = p.eval_on_selector_all(
         "table.compare thead", "hs => hs.map(h => h.innerText.split('\\t').map(s => s.trim()))"
@@ -160,7 +159,7 @@ def test_groups_side_by_side_and_long_text_does_not_push_numbers(page, grouped, 
     assert len(captions) == 7 * 3 + 1  # kv_sim (one chart) runs over all rows only
 
 
-def test_grouped_by_provider_headline_and_screenshot(page, tmp_path):  # noqa: F811
+def test_grouped_by_provider_headline_and_screenshot(page, tmp_path):
     html = _report(tmp_path, "--group-by", "provider")
     p = _open(page, html)
     p.set_viewport_size({"width": 1200, "height": 900})
