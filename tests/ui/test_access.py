@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -93,6 +94,17 @@ def test_the_ui_does_not_write_to_the_store(store: str, ui: Any, page: Any) -> N
     assert running.stop() in (0, -15)
     after = (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
     assert after == before
+
+
+def test_ctrl_c_stops_it_at_once_with_a_live_page_open(store: str, ui: Any, page: Any) -> None:
+    running = ui(store)
+    page.goto(running.url + "/")
+    page.wait_for_selector("#status.live")  # the event stream is open
+    started = time.monotonic()
+    running.proc.send_signal(signal.SIGINT)
+    assert running.proc.wait(10) == 0
+    assert time.monotonic() - started < 5
+    assert "Traceback" not in running.log.read_text()
 
 
 def test_its_engine_refuses_writes(store: str) -> None:

@@ -67,7 +67,10 @@ def ui(
         highlight=False,
         markup=False,
     )
-    serve(engine, sock, token=token, content=content)
+    try:
+        serve(engine, sock, token=token, content=content)
+    except KeyboardInterrupt:  # Ctrl-C: the server has stopped
+        pass
 
 
 def register(app: typer.Typer) -> None:

@@ -145,8 +145,10 @@ def create_app(
     *,
     token: str | None = None,
     content: str = "redacted",
+    stopping: Callable[[], bool] = lambda: False,
 ) -> ASGIApp:
-    """The UI on `engine` (opened read-only here). With `token`, every request needs it.
+    """The UI on `engine` (opened read-only here). With `token`, every request needs it; event
+    streams end once `stopping()` is true (the server is shutting down).
 
     Example: uvicorn.run(create_app(make_engine(url, create=False)), port=8090)
     """
@@ -218,7 +220,7 @@ def create_app(
             last = -1
             quiet = 0.0
             yield "retry: 1000\n\n"
-            while not await request.is_disconnected():
+            while not stopping() and not await request.is_disconnected():
                 now = await db_call(views.latest_round)
                 if now != last:
                     last, quiet = now, 0.0
@@ -275,16 +277,20 @@ def serve(
     token: str | None = None,
     content: str = "redacted",
 ) -> None:
-    """Serve the UI on the bound `sock` until SIGINT/SIGTERM."""
+    """Serve the UI on the bound `sock` until SIGINT/SIGTERM (uvicorn then raises the signal
+    again once it has stopped: KeyboardInterrupt for SIGINT)."""
     import uvicorn
 
-    config = uvicorn.Config(
-        create_app(engine, token=token, content=content),
-        lifespan="off",
-        log_level="warning",
-        timeout_graceful_shutdown=1,
+    server: uvicorn.Server | None = None
+    app = create_app(
+        engine,
+        token=token,
+        content=content,
+        stopping=lambda: server is not None and server.should_exit,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
 
 
 def serve_url(url: str, sock: socket.socket) -> None:
@@ -292,4 +298,7 @@ def serve_url(url: str, sock: socket.socket) -> None:
     runs in a process of its own, so the proxy's event loop never waits on a page)."""
     from tracetap.storage.db import make_engine
 
-    serve(make_engine(url, create=False), sock)
+    try:
+        serve(make_engine(url, create=False), sock)
+    except KeyboardInterrupt:  # Ctrl-C reaches the proxy's whole process group
+        pass
