@@ -23,11 +23,13 @@ from tracetap.storage.db import make_engine
 
 
 @pytest.fixture
-def proxy_and_upstream(tmp_path: Path) -> Iterator[tuple[RunningProxy, ScriptedUpstream]]:
+def proxy_and_upstream(
+    tmp_path: Path, mitm_confdir: Path
+) -> Iterator[tuple[RunningProxy, ScriptedUpstream]]:
     up = ScriptedUpstream().start()
     p = start_proxy(
         tmp_path / "proxy",
-        confdir=tmp_path / "mitm",
+        confdir=mitm_confdir,
         anthropic_upstream=up.url,
         openai_upstream=up.url,
     )
