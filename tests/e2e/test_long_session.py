@@ -1,8 +1,8 @@
-"""A long session through `tracetap proxy`: 150 rounds whose context grows to the window and is
+"""Long sessions through `tracetap proxy`: 150 rounds whose context grows to the window and is
 compacted by the client. Storage grows by each round's new content, not by its context.
 
-Driven by the Anthropic SDK as an agent would (the real CLIs cannot be made to run 150 rounds
-and reach their window quickly offline; WIRE_NOTES.md).
+Once driven by the Anthropic SDK (the store's size measured as the session goes), once by the
+real Claude Code in `-p`, which compacts by itself when the reported usage reaches its window.
 """
 
 from __future__ import annotations
@@ -209,3 +209,78 @@ def test_long_session_storage_and_reuse_across_compaction(tmp_path: Path) -> Non
         else:
             assert cur["prefix_break"] == "append", (k, cur)
             assert cur["measured_prefix_tokens"] >= 0.97 * prev["prompt_tokens"], (k, cur)
+
+
+def test_claude_code_long_session_auto_compacts_and_is_recorded(
+    tmp_path: Path, agent_clis: Any, tracetap_proxy: Any
+) -> None:
+    """The real Claude Code runs 150 tool steps in `-p`; the usage the upstream reports makes
+    it reach its window and compact by itself (twice). Each round stores its new messages
+    only, and measured reuse is the previous prompt except right after each compaction."""
+    from tests.support.agents_cli import run_claude
+
+    upstream = ScriptedUpstream(gap=0)
+    upstream.scenario, upstream.long_steps, upstream.usage_scale = "long", ROUNDS, 20
+    upstream.start()
+    try:
+        proxy = tracetap_proxy(anthropic_upstream=upstream.url)
+        (tmp_path / "work").mkdir()
+        proc = run_claude(
+            agent_clis,
+            proxy.anthropic_url,
+            tmp_path / "work",
+            "Build it step by step.",
+            home=tmp_path / "home",
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proxy.stop() == 0
+    finally:
+        upstream.stop()
+    compactions = [
+        i
+        for i, r in enumerate(upstream.requests)
+        if "detailed summary" in json.dumps(r.body["messages"][-1:])
+    ]
+    assert len(compactions) >= 1 and len(upstream.requests) > ROUNDS
+
+    engine = make_engine(proxy.db_url)
+    with OrmSession(engine) as db:
+        [rep] = report.cache(db)
+        stored = db.scalars(sa.select(m.Round).order_by(m.Round.request_at)).all()
+        sizes = dict(db.execute(sa.select(m.Blob.hash, m.Blob.size)).all())
+    engine.dispose()
+    rounds = rep["rounds"]
+    assert len(rounds) == len(upstream.requests)
+    assert [i for i, r in enumerate(rounds) if r["kind"] == "compaction"] == compactions
+    restarts = {i + 1 for i in compactions}
+    for k, (prev, cur) in enumerate(zip(rounds, rounds[1:]), start=1):
+        if k in restarts:  # a new history from the summary: only system and tools reused
+            assert cur["prefix_break"] != "append", (k, cur)
+            assert cur["measured_prefix_tokens"] < prev["prompt_tokens"] / 2, (k, cur)
+        elif k not in compactions:
+            assert cur["prefix_break"] == "append", (k, cur)
+            assert cur["measured_prefix_tokens"] >= 0.97 * prev["prompt_tokens"], (k, cur)
+
+    # storage: the message blobs each round adds are its new messages, a few KB, however
+    # long the context it re-sends (up to ~200 KB here)
+    seen: set[str] = set()
+    added: list[int] = []
+    for rnd in stored:
+        new = [h for h in rnd.msg_new if h not in seen]
+        seen.update(new)
+        added.append(sum(sizes.get(h, 0) for h in new))
+    # the first two rounds, and each compaction with the two rounds after it, carry the long
+    # messages of a history's start (instructions, the summary) in their two spellings
+    edges = {0, 1} | set(compactions) | restarts | {k + 1 for k in restarts}
+    steady = [b for k, b in enumerate(added) if k not in edges]
+    sent = [len(r.raw) for r in upstream.requests]
+    print(
+        f"\nClaude Code: {len(added)} requests, {len(compactions)} compactions; new message "
+        f"bytes per round median {sorted(steady)[len(steady) // 2]}, max {max(steady)}; "
+        f"request bytes up to {max(sent)}; store {_db_bytes(proxy.db_url) / 1e6:.2f} MB"
+    )
+    # (a step adds ~2.2 KB; Claude Code re-sends the previous tool result without its moving
+    # cache_control marker, a second spelling stored once more)
+    assert max(steady) < 8_000 and max(sent) > 150_000
+    assert max(added[k] for k in edges) < 20_000

@@ -265,6 +265,9 @@ class ScriptedUpstream(ThreadedUpstream):
         # events of types no API documents (a newer API version), sent right after the
         # first event of every stream: {"type": ..., ...} objects
         self.inject: list[dict[str, Any]] = []
+        self.long_steps = 150  # scenario "long": tool calls before the answer
+        self.long_done = 0
+        self.usage_scale = 1  # reported input tokens = this × the request's bytes / 4
         super().__init__()
 
     def reset(self) -> None:
@@ -468,10 +471,32 @@ class ScriptedUpstream(ThreadedUpstream):
             return [{"type": "text", "text": SLOW_TEXT}], "end_turn"
         return [{"type": "text", "text": f"Noted: {typed.strip()}."}], "end_turn"
 
+    def _long_plan(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        """`long_steps` Bash calls one after the other (each prints ~2 KB of new text), then an
+        answer; a compaction request gets a summary."""
+        if _is_compaction(body):
+            return [{"type": "text", "text": COMPACT_SUMMARY}], "end_turn"
+        self.long_done += 1
+        if self.long_done > self.long_steps:
+            return [{"type": "text", "text": FINAL_TEXT}], "end_turn"
+        n = self.long_done
+        command = f"seq -f 'step {n:03d}: build line %g finished' 1 60"
+        return [
+            {"type": "text", "text": f"Step {n}."},
+            {
+                "type": "tool_use",
+                "id": f"toolu_LONG{n:04d}",
+                "name": "Bash",
+                "input": {"command": command, "description": f"Step {n}"},
+            },
+        ], "tool_use"
+
     def _anthropic_plan(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
         tools = {t.get("name") for t in body.get("tools") or []}
         if self.scenario == "interactive" and (tools or _is_compaction(body)):
             return self._interactive_plan(body, tools)
+        if self.scenario == "long" and (tools or _is_compaction(body)):
+            return self._long_plan(body)
         if not tools or "Bash" not in tools:
             return [{"type": "text", "text": "Short answer."}], "end_turn"
         if self.scenario == "subagent":
@@ -525,7 +550,7 @@ class ScriptedUpstream(ThreadedUpstream):
         return [{"type": "text", "text": FINAL_TEXT}], "end_turn"
 
     def _anthropic_usage(self, body: dict[str, Any], output: int) -> dict[str, Any]:
-        total = max(10, len(json.dumps(body)) // 4)
+        total = max(10, len(json.dumps(body)) // 4 * self.usage_scale)
         step = anthropic_step(body)
         read = 0 if step == 0 else total * 8 // 10
         create = total - read - 3
