@@ -67,6 +67,7 @@ def test_a_store_without_schema_has_no_recordings_yet(tmp_path: Path, command: l
     line = _one_line(_tracetap(*command, "--db", url), 1)
     assert line == "error: " + NO_RECORDINGS.format(url=url)
     assert _files(tmp_path) == before  # no -wal, -shm or schema written either
+    assert (tmp_path / "empty.db").read_bytes() == b""  # not even a journal mode
     _debug_shows_traceback(*command, "--db", url)
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session as OrmSession
 
 from tracetap.content import load_json
-from tracetap.exporters.tracelab import _selected
+from tracetap.exporters.tracelab import selected_conditions
 from tracetap.storage import models as m
 from tracetap.storage.filters import Filter
 
@@ -275,7 +275,7 @@ def load_store(
 
     Example: load_store(duckdb.connect(), open_store("sqlite:///traces.db"), Filter())
     """
-    where = _selected(flt, "agent")
+    where = selected_conditions(flt, "agent")
     for table in _COLS:
         _create(
             con,

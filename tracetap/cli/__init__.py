@@ -6,6 +6,8 @@ Each command module holds one area's commands and `register(app)`; options.py th
 from __future__ import annotations
 
 import importlib
+import inspect
+import re
 from typing import Annotated
 
 import typer
@@ -72,6 +74,35 @@ _COMMAND_MODULES: tuple[str, ...] = (
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(_name).register(app)
+
+
+def _summary(text: str | None) -> str | None:
+    """A command's one-line summary for its group's list: the help's first sentence, up to a
+    colon. Click would otherwise cut the first paragraph to the terminal with "..."."""
+    if not text:
+        return None
+    first = inspect.cleandoc(text).split("\n\n")[0].replace("\n", " ")
+    head = re.split(r"(?<=[.:])\s", first + " ", maxsplit=1)[0].rstrip()
+    return head[:-1] + "." if head.endswith(":") else head
+
+
+def _give_summaries(group: typer.Typer) -> None:
+    for command in group.registered_commands:
+        if command.short_help is None:
+            command.short_help = _summary(command.help or inspect.getdoc(command.callback))
+    for sub in group.registered_groups:
+        instance = sub.typer_instance
+        if instance is None:
+            continue
+        if not isinstance(sub.short_help, str):  # unset: None or typer's default marker
+            callback = instance.registered_callback
+            doc = inspect.getdoc(callback.callback) if callback and callback.callback else None
+            helps = (sub.help, instance.info.help, doc)
+            sub.short_help = _summary(next((h for h in helps if isinstance(h, str)), None))
+        _give_summaries(instance)
+
+
+_give_summaries(app)
 
 
 def main() -> None:

@@ -209,11 +209,14 @@ def open_store(url: str, *, option: str = "--db") -> Engine:
     try:
         state = check_schema(engine)
     except SchemaError as exc:
+        engine.dispose()
         raise UserError(hide_passwords(str(exc), url)) from None
     except Exception as exc:  # cannot connect
+        engine.dispose()
         reason = hide_passwords(str(exc).splitlines()[0], url)
         raise UserError(f"cannot open {shown}: {reason}") from exc  # --debug shows the cause
     if state == "empty":
+        engine.dispose()
         raise no_recordings(url)
     return engine
 

@@ -30,6 +30,7 @@ __all__ = [
     "filter_rows",
     "iter_rows",
     "rows_from_engine",
+    "selected_conditions",
     "source_rows",
 ]
 
@@ -56,7 +57,7 @@ def iter_rows(
         engine.dispose()
 
 
-def _selected(flt: Filter | None, kind: str) -> list[ColumnElement[bool]]:
+def selected_conditions(flt: Filter | None, kind: str) -> list[ColumnElement[bool]]:
     """SQL conditions on m.Round joined to m.Session for the rounds an export writes: the
     filter's, the kind's, and only rounds the model answered (fully or until the client went
     away); imported rounds always count."""
@@ -83,7 +84,7 @@ def count_rows(engine: Engine, *, flt: Filter | None = None, kind: str = "agent"
     q = (
         sa.select(sa.func.count(m.Round.id))
         .join(m.Session, m.Round.session_pk == m.Session.id)
-        .where(*_selected(flt, kind))
+        .where(*selected_conditions(flt, kind))
     )
     with engine.connect() as con:
         return int(con.execute(q).scalar_one())
@@ -106,7 +107,7 @@ def rows_from_engine(
         lo = [t for t in (since, flt.since) if t is not None]
         hi = [t for t in (until, flt.until) if t is not None]
         flt = replace(flt, since=max(lo) if lo else None, until=min(hi) if hi else None)
-    where = _selected(flt, kind)
+    where = selected_conditions(flt, kind)
     with OrmSession(engine) as db:
         q = (
             sa.select(m.Session.id)

@@ -127,10 +127,11 @@ def _create_private(path: Path) -> None:
         pass
 
 
-def _sqlite_pragmas(busy_ms: int):  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(busy_ms: int, wal: bool):  # type: ignore[no-untyped-def]
     def on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        if wal:  # persistent in the file: a writer sets it, a reader leaves the file alone
+            cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
@@ -157,8 +158,8 @@ def make_engine(  # type: ignore[no-untyped-def]
 ) -> Engine:
     """An engine for `url`; SQLite gets WAL mode, a busy timeout, its parent directory (0700)
     and, when it does not exist yet, its file (0600). JSON columns are written as compact JSON
-    by orjson. With create=False (a reader) nothing is created: a missing SQLite file raises
-    FileNotFoundError naming it."""
+    by orjson. With create=False (a reader) nothing is created and the journal mode is left as
+    the file has it: a missing SQLite file raises FileNotFoundError naming it."""
     u = sa.engine.make_url(url)
     kwargs.setdefault("json_serializer", json_text)
     if u.get_backend_name() == "sqlite":
@@ -169,7 +170,7 @@ def make_engine(  # type: ignore[no-untyped-def]
             _private_parent(path)
             _create_private(path)
         engine = sa.create_engine(u, **kwargs)
-        sa.event.listen(engine, "connect", _sqlite_pragmas(sqlite_busy_ms))
+        sa.event.listen(engine, "connect", _sqlite_pragmas(sqlite_busy_ms, wal=create))
         return engine
     if u.get_backend_name() == "postgresql" and u.get_driver_name() in ("", "psycopg2"):
         u = u.set(drivername="postgresql+psycopg")
