@@ -176,3 +176,39 @@ def test_push_to_a_postgresql_port_where_nothing_listens_is_one_line(tmp_path: P
     line = _one_line(_tracetap("push", "--from", source, "--to", target), 2)
     assert line.startswith("error: push failed: ") and "s3cret" not in line
     assert "OperationalError" in _debug_shows_traceback("push", "--from", source, "--to", target)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["sessions", "--limit", "many"], "Invalid value for '--limit'"),
+        (["replay"], "Missing argument 'INPUT'"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+        (["--bogus"], "No such option: --bogus"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_a_usage_mistake_is_one_line_pointing_at_help(args: list[str], says: str) -> None:
+    line = _one_line(_tracetap(*args), 2)
+    assert says in line and line.endswith("--help`")
+
+
+def test_a_reader_that_stops_early_is_no_error(tmp_path: Path) -> None:
+    # `tracetap sessions --json | head -1` on a store with many sessions: no "Broken pipe"
+    from tests.storage.rounds import claude_session
+    from tracetap.storage.db import ensure_schema, make_engine
+    from tracetap.storage.writer import Writer
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = make_engine(url)
+    ensure_schema(engine)
+    for i in range(400):
+        Writer(engine).write(claude_session(1, session=f"s{i:04d}", t0=1_780_000_000.0 + i))
+    engine.dispose()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACETAP_")}
+    shell = f"{sys.executable} -m tracetap sessions --limit 0 --json --db {url} | head -1"
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True, env=env
+    )
+    assert done.stdout.count("\n") == 1 and done.stderr == "", done.stderr
+    assert done.returncode == 0

@@ -16,12 +16,18 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import sys
 import zlib
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer._click.exceptions import (
+    NoArgsIsHelpError,
+    UsageError,
+)  # typer's own click: it has no public name
 from typer.core import TyperGroup
 
 __all__ = [
@@ -112,14 +118,36 @@ def remember_url(url: str) -> None:
     _urls.append(url)
 
 
+def _usage_line(exc: UsageError) -> NoReturn:
+    """Click's usage error (an unknown command, a missing argument, a value of the wrong type)
+    as one line that says where the command's help is, instead of click's usage block."""
+    if isinstance(exc, NoArgsIsHelpError):  # a group given no command: its help, as click does
+        exc.show()
+        raise typer.Exit(exc.exit_code)
+    where = f" — see `{exc.ctx.command_path} --help`" if exc.ctx is not None else ""
+    err.print(f"[red]error:[/red] {escape(exc.format_message())}{where}")
+    raise typer.Exit(exc.exit_code)
+
+
 class TracetapGroup(TyperGroup):
     """The root command: turns UserError, and the library errors `user_error` knows, into one
     red line and its exit code, unless --debug asked for the traceback."""
+
+    def make_context(self, info_name: Any, args: Any, parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except UsageError as exc:  # a bad root option
+            _usage_line(exc)
 
     def invoke(self, ctx: Any) -> Any:  # click.Context (typer ships its own click)
         _urls.clear()
         try:
             return super().invoke(ctx)
+        except UsageError as exc:  # an unknown command, a missing argument, a bad value
+            _usage_line(exc)
+        except BrokenPipeError:  # the reader stopped early (`| head`): nothing to report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except Exception as exc:  # typer's Exit and click's own errors are no UserError: re-raised
             error = user_error(exc, *_urls)
             if error is None or ctx.meta.get(DEBUG_KEY):
