@@ -5,6 +5,7 @@ A thin wrapper over tracetap.ui.app: checks the store and the address, binds, se
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -38,6 +39,15 @@ def ui(
             help="Round text shown: redacted (rounds stored in full are scrubbed) or full."
         ),
     ] = "redacted",
+    dataset: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--dataset",
+            metavar="DIR",
+            help="A folder made by `tracetap contribute` to show with its privacy review "
+            "(repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Serve a local web UI on the store: sessions (live), waterfalls, diffs, analysis.
 
@@ -53,6 +63,14 @@ def ui(
             f"--host {host} is reachable from other machines: give --token SECRET "
             "(every request must then carry it) or use 127.0.0.1"
         )
+    from tracetap.ui.datasets import check_dataset
+
+    datasets = list(dataset or [])
+    for folder in datasets:
+        try:
+            check_dataset(folder)
+        except ValueError as exc:
+            raise UserError(f"--dataset {exc}") from None
     url = db_url(db)
     engine = open_store(url)
     try:
@@ -68,7 +86,7 @@ def ui(
         markup=False,
     )
     try:
-        serve(engine, sock, token=token, content=content)
+        serve(engine, sock, token=token, content=content, datasets=datasets)
     except KeyboardInterrupt:  # Ctrl-C: the server has stopped
         pass
 

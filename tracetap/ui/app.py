@@ -9,7 +9,7 @@ import hmac
 import importlib.util
 import ipaddress
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
+    HTMLResponse,
     JSONResponse,
     PlainTextResponse,
     Response,
@@ -145,10 +146,12 @@ def create_app(
     *,
     token: str | None = None,
     content: str = "redacted",
+    datasets: Sequence[Path] = (),
     stopping: Callable[[], bool] = lambda: False,
 ) -> ASGIApp:
     """The UI on `engine` (opened read-only here). With `token`, every request needs it; event
-    streams end once `stopping()` is true (the server is shutting down).
+    streams end once `stopping()` is true (the server is shutting down). `datasets` (folders
+    made by `tracetap contribute`) add a Datasets page showing each one's privacy review.
 
     Example: uvicorn.run(create_app(make_engine(url, create=False)), port=8090)
     """
@@ -164,7 +167,13 @@ def create_app(
 
     def page(name: str) -> Callable[[Request], Awaitable[Response]]:
         async def serve_page(request: Request) -> Response:
-            return FileResponse(STATIC / name, headers={"Cache-Control": "no-store"})
+            headers = {"Cache-Control": "no-store"}
+            if not datasets or name == "datasets.html":  # that one carries its own link
+                return FileResponse(STATIC / name, headers=headers)
+            html = (STATIC / name).read_text(encoding="utf-8")
+            nav = ">Analysis</a>"  # the header's last link
+            html = html.replace(nav, nav + '<a id="nav-datasets" href="/datasets">Datasets</a>', 1)
+            return HTMLResponse(html, headers=headers)
 
         return serve_page
 
@@ -235,6 +244,17 @@ def create_app(
             stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
         )
 
+    async def api_datasets(request: Request) -> Response:
+        from tracetap.ui.datasets import dataset_summary
+
+        def summaries() -> list[dict[str, Any]]:
+            return [dataset_summary(folder) for folder in datasets]
+
+        try:
+            return JSONResponse(await run_in_threadpool(summaries))
+        except (OSError, ValueError) as exc:  # a folder changed since the UI started
+            return JSONResponse({"error": str(exc)}, status_code=500)
+
     async def no_icon(request: Request) -> Response:
         return Response(status_code=204)
 
@@ -251,6 +271,11 @@ def create_app(
         Route("/api/analysis", api_analysis),
         Route("/api/events", events),
     ]
+    if datasets:
+        routes += [
+            Route("/datasets", page("datasets.html")),
+            Route("/api/datasets", api_datasets),
+        ]
     app: ASGIApp = Starlette(routes=routes)
     return _TokenGate(app, token) if token else app
 
@@ -276,6 +301,7 @@ def serve(
     *,
     token: str | None = None,
     content: str = "redacted",
+    datasets: Sequence[Path] = (),
 ) -> None:
     """Serve the UI on the bound `sock` until SIGINT/SIGTERM (uvicorn then raises the signal
     again once it has stopped: KeyboardInterrupt for SIGINT)."""
@@ -286,6 +312,7 @@ def serve(
         engine,
         token=token,
         content=content,
+        datasets=datasets,
         stopping=lambda: server is not None and server.should_exit,
     )
     config = uvicorn.Config(app, lifespan="off", log_level="warning", timeout_graceful_shutdown=5)

@@ -298,5 +298,27 @@ const TT = (() => {
     run(query());
   }
 
-  return { sessionsPage, sessionPage, analysisPage };
+  // ---- datasets page: folders made by `tracetap contribute` and their privacy reviews ------
+  async function datasetsPage() {
+    let data;
+    try {
+      data = await getJSON("/api/datasets");
+    } catch (err) {
+      $("#error").textContent = err.message;
+      $("#status").textContent = "";
+      return;
+    }
+    $("#status").textContent = `${data.length} dataset(s)`;
+    $("#datasets tbody").innerHTML = data.map((d, i) => `<tr class="dataset-row">
+      <td class="l"><a href="#review-${i}">${esc(d.name)}</a></td><td class="l">${esc(d.created)}</td>
+      <td class="l">${esc(d.kind)}</td><td class="l">${esc(d.content_level)}</td>
+      <td>${num(d.rows.rounds)}</td><td>${num(d.rows.tool_calls)}</td><td>${num(d.rows.timing_events)}</td>
+      <td>${num(d.rows.sessions)}</td><td>${num(d.rows.projects)}</td>
+      <td class="${d.residual_hits ? "error" : ""}">${num(d.residual_hits)}</td></tr>`).join("");
+    // review_html is rendered by the server with raw HTML escaped
+    $("#reviews").innerHTML = data.map((d, i) => `<section class="review" id="review-${i}">
+      <h2 class="mono">${esc(d.name)}</h2>${d.review_html}</section>`).join("");
+  }
+
+  return { sessionsPage, sessionPage, analysisPage, datasetsPage };
 })();
