@@ -24,9 +24,10 @@ def chromium_path() -> str:
     pytest.fail("no chromium on PATH: install Debian's `chromium` package (.ci/run does)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the whole run (pages are cheap; the browser is not)."""
+    """One headless Chromium per test module. Playwright's sync API keeps its event loop running
+    on the main thread while open, so a longer-lived one would break later tests' asyncio.run."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
