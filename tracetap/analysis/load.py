@@ -35,16 +35,6 @@ _TOOL_T = (
     'result_at VARCHAR, "input" VARCHAR, input_chars BIGINT, result_chars BIGINT, '
     "tool_wall_latency_ms BIGINT, tool_internal_latency_ms BIGINT, is_error BOOLEAN)[]"
 )
-_SEGMENTS = (
-    "tools",
-    "system",
-    "history",
-    "new_input",
-    "output",
-    "output_text",
-    "output_reasoning",
-    "output_tool_args",
-)
 _SCALARS = {
     "provider": "VARCHAR",
     "project": "VARCHAR",
@@ -205,8 +195,10 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, path: str) -> None:
         f"{_quote(path)}, format='newline_delimited', columns={spec}, "
         "maximum_object_size=33554432)"
     )
+    from tracetap.analysis.store import SEGMENTS
+
     seg = ", ".join(
-        f"CAST(json_extract(tt_segments, '$.{k}') AS BIGINT) AS seg_{k}" for k in _SEGMENTS
+        f"CAST(json_extract(tt_segments, '$.{k}') AS BIGINT) AS seg_{k}" for k in SEGMENTS
     )
     con.execute(
         f"CREATE TABLE rounds_base AS SELECT rid, {', '.join([*_SCALARS, *_EXTRAS])}, {seg}, "
@@ -243,7 +235,9 @@ def _load_duckdb(con: duckdb.DuckDBPyConnection, path: str) -> None:
         raise InputError(
             f"{path}: not a TraceLab DuckDB file (missing {', '.join(sorted(missing))})"
         )
-    seg = ", ".join(f"NULL::BIGINT AS seg_{k}" for k in _SEGMENTS)
+    from tracetap.analysis.store import SEGMENTS
+
+    seg = ", ".join(f"NULL::BIGINT AS seg_{k}" for k in SEGMENTS)
     columns = {
         r[0]
         for r in con.execute(

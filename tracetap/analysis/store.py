@@ -21,11 +21,12 @@ from tracetap.exporters.tracelab import selected_conditions
 from tracetap.storage import models as m
 from tracetap.storage.filters import Filter
 
-__all__ = ["load_store", "store_rounds"]
+__all__ = ["SEGMENTS", "load_store", "store_rounds"]
 
 # Sessions are read in chunks of about this many selected rounds (bounded memory, progress).
 _CHUNK_ROUNDS = 5_000
-_SEGMENTS = (
+# The prompt and output segments of tt_segments, each a seg_<name> column of the rounds table.
+SEGMENTS = (
     "tools",
     "system",
     "history",
@@ -241,20 +242,20 @@ def _side_tables(db: Connection, con: duckdb.DuckDBPyConnection) -> None:
     if tokenized:
         with OrmSession(bind=db) as orm:
             extras = rows_extras(orm, tokenized)
-    names = ["round_pk", *(f"seg_{k}" for k in _SEGMENTS), "block_hashes", "block_size"]
+    names = ["round_pk", *(f"seg_{k}" for k in SEGMENTS), "block_hashes", "block_size"]
     cols: list[list[Any]] = [[] for _ in names]
     for pk, ex in extras.items():
         seg = ex.get("tt_segments") or {}
         chain = ex.get("tt_block_hashes")
         values = [
             pk,
-            *(seg.get(k) for k in _SEGMENTS),
+            *(seg.get(k) for k in SEGMENTS),
             None if chain is None else json.dumps(chain, separators=(",", ":")),
             ex.get("tt_block_size"),
         ]
         for col, v in zip(cols, values):
             col.append(v)
-    types = [pa.int64(), *(pa.int64() for _ in _SEGMENTS), pa.string(), pa.int64()]
+    types = [pa.int64(), *(pa.int64() for _ in SEGMENTS), pa.string(), pa.int64()]
     con.register(
         "_extras",
         pa.Table.from_arrays([pa.array(c, t) for c, t in zip(cols, types)], names=names),
@@ -308,7 +309,7 @@ def _ms(expr: str) -> str:
 
 
 def _build(con: duckdb.DuckDBPyConnection) -> None:
-    seg = ", ".join(f"x.seg_{k}" for k in _SEGMENTS)
+    seg = ", ".join(f"x.seg_{k}" for k in SEGMENTS)
     con.execute(f"""
         CREATE TABLE rounds_base AS
         WITH c AS (

@@ -57,6 +57,7 @@ _PACKAGE = "Package"
 Output = Annotated[
     Path | None, typer.Option("-o", "--output", help="Dataset folder to create (new or empty).")
 ]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the review only; write nothing.")]
 Yes = Annotated[
     bool,
     typer.Option("--yes", help="Write even when the second scan finds residual hits."),
@@ -244,9 +245,7 @@ def contribute(
         ),
     ] = None,
     yes: Yes = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the review only; write nothing.")
-    ] = False,
+    dry_run: DryRun = False,
     push: Push = None,
     private: Private = False,
     title: Title = "Coding agent traces (tracetap)",
@@ -322,9 +321,7 @@ def merge(
     output: Output = None,
     k: K = 5,
     yes: Yes = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the review only; write nothing.")
-    ] = False,
+    dry_run: DryRun = False,
     push: Push = None,
     private: Private = False,
     title: Title = "Coding agent traces (tracetap)",
