@@ -4,12 +4,11 @@ in a working directory holding a .tracetapignore."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import pytest
 
-from tests.data.corpus import Item, corpus
+from tests.data.corpus import corpus, corpus_specs
 from tests.privacy.sessions import session_exchanges
 from tracetap.ingest.pipeline import Pipeline
 from tracetap.ingest.steps import build_transforms
@@ -20,25 +19,6 @@ T0 = 1_780_000_000.0
 PLANTED_PROJECT = "acme-payments-ledger"
 PLANTED_TOOL = f"mcp__{PLANTED_PROJECT}__deploy"
 IGNORED_PROJECT = "private-notes"
-
-
-def corpus_specs(items: list[Item], per_round: int = 12) -> list[dict]:
-    """The corpus spread over rounds, each item where its `where` says (as tests/privacy)."""
-    specs: list[dict] = []
-    for start in range(0, len(items), per_round):
-        chunk = items[start : start + per_round]
-        spec: dict = {}
-        for field in ("prompt", "tool_output", "tool_input", "system"):
-            texts = [it.text for it in chunk if it.where == field]
-            if texts:
-                spec[field] = "\n".join(texts) if field != "tool_input" else "; ".join(texts)
-        spec["headers"] = [
-            ("x-codex-turn-metadata", json.dumps({"note": it.text}))
-            for it in chunk
-            if it.where == "header"
-        ]
-        specs.append(spec)
-    return specs
 
 
 def _renamed_tool(exchanges: list[Exchange], name: str) -> list[Exchange]:

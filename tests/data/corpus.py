@@ -13,7 +13,7 @@ import string
 from dataclasses import dataclass
 from urllib.parse import quote
 
-__all__ = ["Item", "corpus"]
+__all__ = ["Item", "corpus", "corpus_specs"]
 
 ALNUM = string.ascii_letters + string.digits
 UPPER_DIGITS = string.ascii_uppercase + string.digits
@@ -214,3 +214,23 @@ def corpus(seed: int = 20261125) -> list[Item]:
             text = f"...{text};echo done"
         items.append(Item(label, value, text, where, forms))
     return items
+
+
+def corpus_specs(items: list[Item], per_round: int = 12) -> list[dict]:
+    """The corpus spread over rounds of a scripted session (tests.support.scripted's specs):
+    each item in the part of the exchange its `where` names."""
+    specs: list[dict] = []
+    for start in range(0, len(items), per_round):
+        chunk = items[start : start + per_round]
+        spec: dict = {}
+        for field in ("prompt", "tool_output", "tool_input", "system"):
+            texts = [it.text for it in chunk if it.where == field]
+            if texts:
+                spec[field] = "\n".join(texts) if field != "tool_input" else "; ".join(texts)
+        spec["headers"] = [
+            ("x-codex-turn-metadata", json.dumps({"note": it.text}))
+            for it in chunk
+            if it.where == "header"
+        ]
+        specs.append(spec)
+    return specs

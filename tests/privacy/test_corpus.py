@@ -7,30 +7,12 @@ import logging
 
 import pytest
 
-from tests.data.corpus import Item, corpus
+from tests.data.corpus import corpus, corpus_specs
 from tests.privacy.sessions import session_exchanges, stored_texts
 from tracetap.exporters.tracelab import rows_from_engine
 from tracetap.ingest.pipeline import Pipeline
 from tracetap.ingest.steps import build_transforms
 from tracetap.storage.db import ensure_schema, make_engine
-
-
-def _specs(items: list[Item], per_round: int = 12) -> list[dict]:
-    specs: list[dict] = []
-    for start in range(0, len(items), per_round):
-        chunk = items[start : start + per_round]
-        spec: dict = {"headers": []}
-        for field in ("prompt", "tool_output", "tool_input", "system"):
-            texts = [it.text for it in chunk if it.where == field]
-            if texts:
-                spec[field] = "\n".join(texts) if field != "tool_input" else "; ".join(texts)
-        spec["headers"] = [
-            ("x-codex-turn-metadata", json.dumps({"note": it.text}))
-            for it in chunk
-            if it.where == "header"
-        ]
-        specs.append(spec)
-    return specs
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +36,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict:
             engine, tmp / "journal", transforms=transforms, extensions=extensions, linger=0.01
         )
         p.start()
-        for ex in session_exchanges(_specs(items)):
+        for ex in session_exchanges(corpus_specs(items)):
             p.submit(ex)
         p.stop()
     finally:
@@ -74,7 +56,7 @@ def test_corpus_has_200_values_in_every_context() -> None:
 
 
 def test_no_secret_or_pii_reaches_disk(recorded: dict) -> None:
-    assert recorded["stats"].rounds_recorded == len(_specs(recorded["items"]))
+    assert recorded["stats"].rounds_recorded == len(corpus_specs(recorded["items"]))
     disk: bytes = recorded["disk"]
     leaked = [
         (it.label, it.where, v)
@@ -103,6 +85,6 @@ def test_store_keeps_typed_placeholders(recorded: dict) -> None:
 
 def test_export_rows_carry_placeholders_not_values(recorded: dict) -> None:
     rows = [json.loads(line) for line in recorded["export"].splitlines()]
-    assert len(rows) == len(_specs(recorded["items"]))
+    assert len(rows) == len(corpus_specs(recorded["items"]))
     inputs = json.dumps([t.get("input") for r in rows for t in r.get("tools") or []])
     assert "<secret:" in inputs

@@ -16,9 +16,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from tests.data.corpus import corpus
+from tests.data.corpus import corpus, corpus_specs
 from tests.privacy.sessions import session_exchanges, stored_texts
-from tests.privacy.test_corpus import _specs
 from tracetap.model import Exchange
 from tracetap.privacy.keys import load_key
 from tracetap.storage import models as m
@@ -37,7 +36,7 @@ def test_corpus_through_the_real_proxy(tmp_path: Path, tracetap_proxy, scripted_
         extra_args=["--content", "redacted", "--key-file", str(key_file)],
     )
     items = corpus()
-    exchanges = session_exchanges(_specs(items), session="proxy-corpus")
+    exchanges = session_exchanges(corpus_specs(items), session="proxy-corpus")
     with httpx.Client(timeout=60) as client:
         for ex in exchanges:
             headers = [(k, v) for k, v in ex.request_headers if k != "content-length"]
